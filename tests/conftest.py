@@ -1,0 +1,43 @@
+"""Shared fixtures: an offline Ultralytics, tiny generated datasets, and one tiny trained model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports Ultralytics: no network probes, no pip installs, and settings in a
+# throw-away folder rather than the user's home.
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "false"
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolossl-tests-ultralytics-"))
+
+import pytest
+
+from yolossl.demo import DemoSpec, write_demo_dataset
+
+TINY = DemoSpec(n_labeled=8, n_unlabeled=12, n_val=6, size=64, seed=1)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A fresh tiny demo dataset (8 labeled, 12 unlabeled, 6 val images of 64 px); returns its folder."""
+    root = tmp_path / "tiny"
+    write_demo_dataset(root, TINY)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A yolo11n trained for one epoch on a tiny dataset: real weights that load and predict."""
+    from yolossl.data import load_data_yaml
+    from yolossl.merge import build_round_dataset, mirror_split
+    from yolossl.train import TrainSettings, train_detector
+
+    base = tmp_path_factory.mktemp("weights")
+    write_demo_dataset(base / "data", TINY)
+    spec = load_data_yaml(base / "data" / "data.yaml")
+    val_images = mirror_split(spec.val_items(), base / "run" / "val")
+    data_yaml = build_round_dataset(base / "run" / "round_0", spec.train_items(), [], val_images, spec.names)
+    settings = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu", workers=0)
+    return train_detector("yolo11n.yaml", data_yaml, base / "run" / "round_0" / "train", settings).weights

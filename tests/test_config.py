@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolossl.config import CycleConfig, load_config_file, parse_train_args, resolve_config, save_config
+from yolossl.errors import YolosslError
+
+
+def test_command_line_beats_file_beats_demo_beats_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "cycle.yaml"
+    cfg.write_text(yaml.safe_dump({"rounds": 5, "conf": 0.6, "unlabeled": "cams/a", "train_args": {"mosaic": 0.5}}))
+    demo = {"imgsz": 128, "rounds": 1, "train_args": {"nbs": 16}}
+    config = resolve_config({"conf": 0.7, "epochs": None, "train_args": {"lr0": 0.001}}, cfg, demo)
+    assert config.conf == 0.7  # command line
+    assert config.rounds == 5  # file over demo
+    assert config.imgsz == 128  # demo over default
+    assert config.epochs == CycleConfig().epochs  # None means "not given"
+    assert config.unlabeled == ["cams/a"]  # a single folder becomes a list
+    assert config.train_args == {"mosaic": 0.5, "lr0": 0.001}  # file's extra arguments kept, CLI's added
+
+
+def test_demo_settings_only_apply_to_the_demo(tmp_path: Path) -> None:
+    config = resolve_config({"data": "mine.yaml"}, None, {"imgsz": 128})
+    assert config.imgsz == CycleConfig().imgsz
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("rounds: three\n", "'rounds' must be an integer"),
+        ("conf: high\n", "'conf' must be a number"),
+        ("from_scratch: 1\n", "must be true or false"),
+        ("epoch: 3\n", r"unknown option\(s\) \['epoch'\]"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("rounds: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "cycle.yaml"
+    path.write_text(content)
+    with pytest.raises(YolosslError, match=message) as info:
+        load_config_file(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"conf": 1.5}, "conf must be between 0 and 1"),
+        ({"rounds": -1}, "rounds must be >= 0"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"train_args": {"imgsz": 320}}, r"train_args cannot set \['imgsz'\]"),
+    ],
+)
+def test_invalid_values_are_rejected(values: dict, message: str) -> None:
+    with pytest.raises(YolosslError, match=message):
+        CycleConfig(**values)
+
+
+def test_parse_train_args_reads_values_as_yaml() -> None:
+    assert parse_train_args(["mosaic=0.5", "optimizer=SGD", "cos_lr=true", "freeze=[0, 1]"]) == {
+        "mosaic": 0.5,
+        "optimizer": "SGD",
+        "cos_lr": True,
+        "freeze": [0, 1],
+    }
+    with pytest.raises(YolosslError, match="key=value"):
+        parse_train_args(["mosaic"])
+
+
+def test_saved_config_round_trips(tmp_path: Path) -> None:
+    config = CycleConfig(data="d.yaml", unlabeled=["a", "b"], rounds=2, device="0,1", train_args={"nbs": 16})
+    save_config(config, tmp_path / "config.yaml")
+    assert resolve_config({}, tmp_path / "config.yaml") == config

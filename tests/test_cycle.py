@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolossl import CycleConfig, Metrics, YolosslError, resume_cycle, run_cycle
+
+
+def _tiny_config(tiny_dataset: Path, tmp_path: Path, **overrides) -> CycleConfig:
+    values = dict(
+        data=str(tiny_dataset / "data.yaml"),
+        unlabeled=[str(tiny_dataset / "unlabeled")],
+        rounds=2,
+        epochs=1,
+        round_epochs=1,
+        imgsz=64,
+        batch=8,
+        conf=0.001,  # a one-epoch model is never confident: keep its boxes so that rounds have pseudo-labels
+        device="cpu",
+        workers=0,
+        project=str(tmp_path / "runs"),
+        name="e2e",
+    )
+    return CycleConfig(**{**values, **overrides})
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+def _summary(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "summary.csv").open()))
+
+
+def test_two_round_cycle_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
+    before = _checksums(tiny_dataset)
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path))
+    run = tmp_path / "runs" / "e2e"
+    assert result.run_dir == run
+    assert [r.index for r in result.rounds] == [0, 1, 2]
+    assert isinstance(result.rounds[-1].metrics, Metrics)
+
+    # the run folder has what the README promises
+    for name in ("config.yaml", "state.json", "summary.csv", "val/images", "val/labels"):
+        assert (run / name).exists(), name
+    for index in (0, 1, 2):
+        round_dir = run / f"round_{index}"
+        assert (round_dir / "train" / "weights" / "best.pt").is_file()
+        meta = yaml.safe_load((round_dir / "data.yaml").read_text())
+        assert Path(meta["val"]) == (run / "val" / "images").resolve()  # always the human-labeled val split
+        assert Path(meta["train"]) == (round_dir / "dataset" / "images").resolve()
+        assert json.loads((round_dir / "metrics.json").read_text())["index"] == index
+    assert not (run / "round_0" / "pseudo").exists()
+
+    # pseudo-labels: one file per pool image, a record row per box, and the dataset trains on the non-empty ones
+    for index in (1, 2):
+        pseudo = run / f"round_{index}" / "pseudo"
+        labels = sorted(pseudo.glob("labels/*.txt"))
+        assert len(labels) == 12
+        rows = list(csv.DictReader((pseudo / "record.csv").open()))
+        assert len(rows) == result.rounds[index].pseudo_boxes > 0
+        non_empty = {p.stem for p in labels if p.read_text()}
+        in_dataset = {p.stem for p in (run / f"round_{index}" / "dataset" / "labels" / "pseudo").glob("*.txt")}
+        assert in_dataset == non_empty and len(in_dataset) == result.rounds[index].pseudo_images
+        for line in labels[0].read_text().splitlines():
+            cls, *xywh = line.split()
+            assert 0 <= int(cls) < 5 and all(0.0 <= float(v) <= 1.0 for v in xywh)
+
+    # later rounds fine-tune the previous round's weights
+    args = yaml.safe_load((run / "round_2" / "train" / "args.yaml").read_text())
+    assert Path(args["model"]) == run.resolve() / "round_1" / "train" / "weights" / "best.pt"
+
+    rows = _summary(run)
+    assert [int(r["round"]) for r in rows] == [0, 1, 2]
+    assert {
+        "images_used",
+        "pseudo_boxes",
+        "boxes_circle",
+        "boxes_ring",
+        "map50",
+        "map50_95",
+        "precision",
+        "recall",
+        "wall_time_s",
+    } <= set(rows[0])
+    assert int(rows[0]["pseudo_boxes"]) == 0 and int(rows[1]["images_used"]) == 8 + result.rounds[1].pseudo_images
+    assert float(rows[2]["map50_95"]) == pytest.approx(result.rounds[2].metrics.map50_95, abs=1e-4)
+
+    # the user's dataset is untouched: no label cache, no new file, no changed byte
+    assert _checksums(tiny_dataset) == before
+
+
+def test_from_scratch_restarts_each_round_from_the_model(tiny_dataset: Path, tmp_path: Path) -> None:
+    run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=1, from_scratch=True))
+    args = yaml.safe_load((tmp_path / "runs" / "e2e" / "round_1" / "train" / "args.yaml").read_text())
+    assert args["model"] == "yolo11n.yaml"
+
+
+def test_resume_extends_a_finished_run_without_redoing_rounds(tiny_dataset: Path, tmp_path: Path) -> None:
+    first = run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=1))
+    stamps = {r.index: r.weights.stat().st_mtime_ns for r in first.rounds}
+    resumed = resume_cycle(first.run_dir, rounds=2)
+    assert [r.index for r in resumed.rounds] == [0, 1, 2]
+    assert {r.index: r.weights.stat().st_mtime_ns for r in resumed.rounds[:2]} == stamps
+    assert yaml.safe_load((first.run_dir / "config.yaml").read_text())["rounds"] == 2
+
+
+def test_existing_run_name_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "runs" / "e2e").mkdir(parents=True)
+    with pytest.raises(YolosslError, match="already exists"):
+        run_cycle(_tiny_config(tiny_dataset, tmp_path))
+
+
+def test_runs_get_fresh_folders(tiny_dataset: Path, tmp_path: Path) -> None:
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, name=None)
+    assert run_cycle(config).run_dir.name == "exp"
+    assert run_cycle(config).run_dir.name == "exp2"
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(YolosslError, match="not a yolossl run folder"):
+        resume_cycle(tmp_path)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "yolossl", "cycle", *args]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the run ended before the point where it was to be killed"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_dataset: Path, tmp_path: Path) -> None:
+    """SIGKILL in the middle of round 1's training; --resume must finish with the uninterrupted outputs."""
+    options = [
+        "--data",
+        str(tiny_dataset / "data.yaml"),
+        "-u",
+        str(tiny_dataset / "unlabeled"),
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--round-epochs",
+        "2",
+        "--imgsz",
+        "64",
+        "--batch",
+        "8",
+        "--conf",
+        "0.001",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--project",
+        str(tmp_path / "runs"),
+        "-q",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(_cli(*options, "--name", "whole"), check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen(
+        _cli(*options, "--name", "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed = tmp_path / "runs" / "killed"
+    _wait_for(killed / "round_1" / "train" / "weights" / "last.pt", proc)  # epoch 1 of 2 saved
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "round_1" / "metrics.json").exists()
+
+    subprocess.run(_cli("--resume", str(killed), "-q"), check=True, env=env, capture_output=True)
+    whole = tmp_path / "runs" / "whole"
+    drop = {"wall_time_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in _summary(killed)] == [
+        {k: v for k, v in r.items() if k not in drop} for r in _summary(whole)
+    ]
+    for label in (whole / "round_1" / "pseudo" / "labels").glob("*.txt"):
+        assert label.read_bytes() == (killed / "round_1" / "pseudo" / "labels" / label.name).read_bytes()

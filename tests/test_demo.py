@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import TINY
+from yolossl.demo import CLASS_NAMES, DemoSpec, _draw_shape, draw_scene, ensure_demo_dataset, write_demo_dataset
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_demo_has_the_promised_splits(tiny_dataset: Path) -> None:
+    meta = yaml.safe_load((tiny_dataset / "data.yaml").read_text())
+    assert meta["train"] == "labeled/images" and meta["val"] == "val/images"
+    assert list(meta["names"].values()) == list(CLASS_NAMES)
+    assert len(list((tiny_dataset / "labeled/images").glob("*.jpg"))) == TINY.n_labeled
+    assert len(list((tiny_dataset / "labeled/labels").glob("*.txt"))) == TINY.n_labeled
+    assert len(list((tiny_dataset / "val/images").glob("*.jpg"))) == TINY.n_val
+    assert len(list((tiny_dataset / "unlabeled").glob("*.jpg"))) == TINY.n_unlabeled
+
+
+def test_unlabeled_truth_is_out_of_the_tools_sight(tiny_dataset: Path) -> None:
+    """Ultralytics finds labels by swapping /images/ for /labels/: the pool must have neither."""
+    assert not list((tiny_dataset / "unlabeled").rglob("*.txt"))
+    assert "images" not in (tiny_dataset / "unlabeled").parts
+    truth = sorted(p.stem for p in (tiny_dataset / "unlabeled_truth").glob("*.txt"))
+    assert truth == sorted(p.stem for p in (tiny_dataset / "unlabeled").glob("*.jpg"))
+
+
+def test_labels_are_valid_yolo_boxes(tiny_dataset: Path) -> None:
+    rows = np.concatenate([np.loadtxt(p, ndmin=2) for p in (tiny_dataset / "labeled/labels").glob("*.txt")])
+    assert rows.shape[1] == 5
+    assert set(rows[:, 0].astype(int)) <= set(range(len(CLASS_NAMES)))
+    assert (rows[:, 1:] > 0).all() and (rows[:, 1:] <= 1).all()
+    # boxes stay inside the image
+    assert (rows[:, 1] - rows[:, 3] / 2 >= -1e-6).all() and (rows[:, 1] + rows[:, 3] / 2 <= 1 + 1e-6).all()
+
+
+def test_same_seed_same_dataset(tmp_path: Path) -> None:
+    spec = DemoSpec(n_labeled=3, n_unlabeled=3, n_val=2, size=64, seed=5)
+    write_demo_dataset(tmp_path / "a", spec)
+    write_demo_dataset(tmp_path / "b", spec)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+@pytest.mark.parametrize("cls", range(len(CLASS_NAMES)))
+def test_label_box_is_the_drawn_shape(cls: int) -> None:
+    """The label must be the tight extent of the pixels the shape painted (±1 px of anti-aliasing)."""
+    rng = np.random.default_rng(cls)
+    for _ in range(10):
+        canvas = np.zeros((96, 96, 3), np.float64)
+        x0, y0, x1, y1 = _draw_shape(rng, canvas, cls, (30, 30, 60, 60))
+        ys, xs = np.nonzero(canvas.max(axis=2) > 1)
+        assert abs(xs.min() - x0) <= 1 and abs(ys.min() - y0) <= 1
+        assert abs(xs.max() + 1 - x1) <= 1 and abs(ys.max() + 1 - y1) <= 1
+
+
+def test_scene_is_an_image_with_a_few_objects() -> None:
+    image, labels = draw_scene(np.random.default_rng(3), 128)
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+    assert 1 <= len(labels) <= 6
+
+
+def test_ensure_builds_once_and_rebuilds_when_stale(tmp_path: Path) -> None:
+    spec = DemoSpec(n_labeled=2, n_unlabeled=2, n_val=2, size=64)
+    data_yaml = ensure_demo_dataset(tmp_path / "demo", spec)
+    stamp = (tmp_path / "demo" / ".demo_version").stat().st_mtime_ns
+    assert ensure_demo_dataset(tmp_path / "demo", spec) == data_yaml
+    assert (tmp_path / "demo" / ".demo_version").stat().st_mtime_ns == stamp
+    bigger = DemoSpec(n_labeled=3, n_unlabeled=2, n_val=2, size=64)
+    ensure_demo_dataset(tmp_path / "demo", bigger)
+    assert len(list((tmp_path / "demo/labeled/images").glob("*.jpg"))) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".demo-")]  # no temp folders left
+
+
+def test_images_decode(tiny_dataset: Path) -> None:
+    image = cv2.imread(str(next((tiny_dataset / "unlabeled").glob("*.jpg"))))
+    assert image is not None and image.shape == (64, 64, 3)

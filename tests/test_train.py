@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolossl.errors import YolosslError
+from yolossl.train import TrainSettings, describe_device, load_model, resolve_device, validate_detector
+
+
+def test_device_is_cuda_when_present_else_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == "cpu"
+    assert describe_device("cpu") == "CPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == "0"
+    assert resolve_device("") == "0"
+
+
+def test_device_passes_through_as_given() -> None:
+    assert resolve_device("0,1") == "0,1"  # Ultralytics launches multi-GPU training from this
+    assert resolve_device("cpu") == "cpu"
+
+
+def test_asking_for_cuda_without_it_is_said(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "CUDA is not available" in describe_device("0")
+
+
+def test_yaml_model_builds_offline() -> None:
+    model = load_model("yolo11n.yaml")
+    assert model.task == "detect"
+
+
+def test_unavailable_named_weights_give_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(YolosslError) as info:
+        load_model("yolo11n.pt")  # not on disk, and no network here
+    message = str(info.value)
+    assert message.startswith("yolo11n.pt: ")
+    assert "yolo11n.yaml" in message and "local .pt" in message
+    assert "\n" not in message
+    assert time.perf_counter() - start < 120
+
+
+def test_model_must_be_pt_or_yaml() -> None:
+    with pytest.raises(YolosslError, match=r"must be a \.pt weights file or a \.yaml"):
+        load_model("model.onnx")
+
+
+def test_trained_weights_validate(tiny_weights: Path) -> None:
+    data_yaml = tiny_weights.parents[2] / "data.yaml"
+    metrics = validate_detector(tiny_weights, data_yaml, TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu"))
+    assert 0.0 <= metrics.map50_95 <= metrics.map50 <= 1.0
+    assert (tiny_weights.parents[1] / "results.csv").is_file()

@@ -1,0 +1,3 @@
+from yolossl.cli import app
+
+app()

@@ -1,0 +1,168 @@
+"""The options of a cycle: defaults, a YAML file, the command line, and checks with helpful errors.
+
+Precedence, lowest first: the defaults below, the demo's settings (only when no `data` is given),
+the `--config` YAML file, the command line. The effective config is saved in the run folder and
+is what `--resume` reads back.
+
+    >>> config = resolve_config({"rounds": 2}, config_file="cycle.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolossl.errors import YolosslError
+
+
+@dataclass
+class CycleConfig:
+    """Everything a cycle needs; training options keep Ultralytics' names and meanings."""
+
+    data: str | None = None
+    """Labeled data YAML (Ultralytics format). None: the bundled demo dataset."""
+    unlabeled: list[str] = field(default_factory=list)
+    """Folders of unlabeled images, searched recursively."""
+    rounds: int = 3
+    """Pseudo-label rounds after the supervised round 0."""
+    model: str = "yolo11n.yaml"
+    """Start model: a .yaml builds from scratch (offline); a .pt is pretrained or a previous run."""
+    conf: float = 0.25
+    """Keep predicted boxes scoring at least this. Chosen by measurement on the demo (README,
+    'Choosing --conf'): 0.25 ended 3 rounds at 0.360 mAP50-95, 0.5 at 0.296."""
+    epochs: int = 100
+    """Round 0 (labeled only) training epochs."""
+    round_epochs: int = 10
+    """Training epochs of each pseudo-label round."""
+    imgsz: int = 640
+    batch: int = 16
+    device: str | None = None
+    """'cpu', '0', '0,1' (multi-GPU) ...; None picks CUDA when available."""
+    workers: int = 8
+    project: str = "runs/cycle"
+    name: str | None = None
+    """Run folder name under `project`; None picks exp, exp2, ..."""
+    seed: int = 0
+    from_scratch: bool = False
+    """Retrain each round from `model` instead of fine-tuning the previous round's weights."""
+    train_args: dict[str, Any] = field(default_factory=dict)
+    """Any other Ultralytics training argument, passed through (e.g. {'mosaic': 0.5})."""
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
+        _check(0.0 < self.conf < 1.0, f"conf must be between 0 and 1, got {self.conf}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")
+        _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")
+        _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
+        _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Ultralytics arguments that the cycle itself decides for each round.
+_OWNED_TRAIN_ARGS = frozenset({"data", "model", "project", "name", "exist_ok", "resume", "epochs", "imgsz", "batch"})
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise YolosslError(message)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a cycle YAML into a dict of known options (unknown keys are an error naming the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise YolosslError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise YolosslError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(values, dict):
+        raise YolosslError(f"{path}: expected a mapping of option: value")
+    unknown = sorted(set(values) - _FIELD_NAMES)
+    if unknown:
+        raise YolosslError(f"{path}: unknown option(s) {unknown}; known: {sorted(_FIELD_NAMES)}")
+    return {key: _coerce(key, value, path) for key, value in values.items()}
+
+
+def resolve_config(
+    cli_values: dict[str, Any],
+    config_file: str | Path | None = None,
+    demo_defaults: dict[str, Any] | None = None,
+) -> CycleConfig:
+    """Merge defaults, demo settings, a config file and command-line values (None = not given)."""
+    file_values = load_config_file(config_file) if config_file else {}
+    given = {key: value for key, value in cli_values.items() if value is not None}
+    merged: dict[str, Any] = {}
+    if demo_defaults and not (given.get("data") or file_values.get("data")):
+        merged.update(demo_defaults)
+    merged.update(file_values)
+    for key, value in given.items():
+        if key == "train_args":
+            merged["train_args"] = {**merged.get("train_args", {}), **value}
+        else:
+            merged[key] = value
+    return CycleConfig(**merged)
+
+
+def save_config(config: CycleConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def parse_train_args(pairs: list[str]) -> dict[str, Any]:
+    """`['mosaic=0.5', 'optimizer=SGD']` -> `{'mosaic': 0.5, 'optimizer': 'SGD'}` (values read as YAML)."""
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise YolosslError(f"--train-arg expects key=value, got {pair!r}")
+        parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return parsed
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(CycleConfig)}
+_FIELD_NAMES = frozenset(_FIELDS)
+_TYPE_HINTS = typing.get_type_hints(CycleConfig)
+
+
+def _coerce(key: str, value: Any, path: Path) -> Any:
+    """Check a config-file value against the field's type, converting only where lossless."""
+    hint = _TYPE_HINTS[key]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise YolosslError(f"{path}: '{key}' needs a value")
+    base = typing.get_origin(allowed[0]) or allowed[0]
+    if base is list:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise YolosslError(f"{path}: '{key}' must be a list, got {value!r}")
+        return [str(v) for v in value]
+    if base is dict:
+        if not isinstance(value, dict):
+            raise YolosslError(f"{path}: '{key}' must be a mapping, got {value!r}")
+        return value
+    if base is bool:
+        if not isinstance(value, bool):
+            raise YolosslError(f"{path}: '{key}' must be true or false, got {value!r}")
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise YolosslError(f"{path}: '{key}' must be an integer, got {value!r}")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise YolosslError(f"{path}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    return str(value)

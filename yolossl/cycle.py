@@ -1,0 +1,376 @@
+"""The self-training loop: round 0 on the labels, then N rounds of pseudo-label → merge → retrain.
+
+Each round's steps write their outputs under a temporary name and then record themselves in the
+run's `state.json`; `resume_cycle` skips every step recorded there, so an interrupted run
+continues where it stopped and a finished round is never redone.
+
+    >>> result = run_cycle(CycleConfig(data="data.yaml", unlabeled=["imgs/"], rounds=3))
+    >>> result.rounds[-1].metrics.map50_95
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolossl._fs import write_text_atomic
+from yolossl.config import CycleConfig, save_config
+from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
+from yolossl.errors import YolosslError
+from yolossl.label import LabelStats, PredictSettings, pseudo_label
+from yolossl.merge import build_round_dataset, mirror_split
+from yolossl.train import Metrics, TrainSettings, describe_device, resolve_device, train_detector
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.csv"
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One round's outcome: what it trained on and how well the result does on val."""
+
+    index: int
+    labeled_images: int
+    pseudo_images: int
+    pseudo_boxes: int
+    pseudo_boxes_per_class: dict[str, int]
+    metrics: Metrics
+    weights: Path
+    data_yaml: Path
+    wall_time_s: float
+
+    @property
+    def images_used(self) -> int:
+        return self.labeled_images + self.pseudo_images
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values.update(weights=str(self.weights), data_yaml=str(self.data_yaml))
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RoundResult:
+        return cls(
+            **{
+                **values,
+                "metrics": Metrics(**values["metrics"]),
+                "weights": Path(values["weights"]),
+                "data_yaml": Path(values["data_yaml"]),
+            }
+        )
+
+
+@dataclass
+class CycleResult:
+    """A finished (or resumed and finished) cycle."""
+
+    run_dir: Path
+    config: CycleConfig
+    class_names: list[str]
+    rounds: list[RoundResult] = field(default_factory=list)
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.run_dir / SUMMARY_FILE
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to `on_progress`: a step starting (`done == 0`) or advancing, of `total` units."""
+
+    round: int
+    step: str  # "label", "merge", "train"
+    done: int
+    total: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def run_cycle(config: CycleConfig, on_progress: ProgressCallback | None = None) -> CycleResult:
+    """Start a new run under `config.project` and carry it through all rounds."""
+    config = _with_demo_data(config)
+    run_dir = _new_run_dir(Path(config.project), config.name)
+    cycle = _Cycle(config, run_dir, on_progress)  # reads and checks the inputs before any folder is made
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    logger.info("Run folder: %s", run_dir)
+    return cycle.run()
+
+
+def resume_cycle(
+    run_dir: str | Path, rounds: int | None = None, on_progress: ProgressCallback | None = None
+) -> CycleResult:
+    """Continue an interrupted run from its last completed step; `rounds` may extend a finished run."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
+    config = CycleConfig(**yaml.safe_load(config_path.read_text(encoding="utf-8")))
+    if rounds is not None and rounds != config.rounds:
+        config = CycleConfig(**{**config.to_dict(), "rounds": rounds})
+        save_config(config, config_path)
+    logger.info("Resuming %s", run_dir)
+    return _Cycle(config, run_dir, on_progress).run()
+
+
+def _with_demo_data(config: CycleConfig) -> CycleConfig:
+    """No `data` given: build (once) and use the bundled demo dataset and its unlabeled pool."""
+    if config.data:
+        return config
+    from yolossl.demo import DEMO_DIR, ensure_demo_dataset
+
+    data_yaml = ensure_demo_dataset(DEMO_DIR)
+    unlabeled = config.unlabeled or [str((DEMO_DIR / "unlabeled").resolve())]
+    return CycleConfig(**{**config.to_dict(), "data": str(data_yaml.resolve()), "unlabeled": unlabeled})
+
+
+def _new_run_dir(project: Path, name: str | None) -> Path:
+    """`project/name`, or the first free `project/exp`, `exp2`, ... Never an existing folder."""
+    if name:
+        run_dir = project / name
+        if run_dir.exists():
+            raise YolosslError(
+                f"{run_dir}: already exists; pick another --name, or continue it with --resume {run_dir}"
+            )
+        return run_dir
+    index = 1
+    while (project / f"exp{'' if index == 1 else index}").exists():
+        index += 1
+    return project / f"exp{'' if index == 1 else index}"
+
+
+class _Cycle:
+    """The state of one run while it executes; `run()` does the rounds that are not done yet."""
+
+    def __init__(self, config: CycleConfig, run_dir: Path, on_progress: ProgressCallback | None) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.on_progress = on_progress or (lambda event: None)
+        self.state = _load_state(run_dir)
+        if not config.data:
+            raise YolosslError(f"{run_dir / CONFIG_FILE}: 'data' is not set")
+        self.spec: DatasetSpec = load_data_yaml(config.data)
+        self.labeled: list[ImageItem] = self.spec.train_items()
+        self.pool: ImagePool = scan_image_folders(config.unlabeled) if config.rounds else ImagePool(folders=())
+        self.device = resolve_device(config.device)
+        self.settings = TrainSettings(
+            epochs=config.epochs,
+            imgsz=config.imgsz,
+            batch=config.batch,
+            device=self.device,
+            workers=config.workers,
+            seed=config.seed,
+            extra=config.train_args,
+        )
+
+    def run(self) -> CycleResult:
+        logger.info("Device: %s", describe_device(self.device))
+        logger.info(
+            "Data: %d labeled images, %d unlabeled images, %d classes",
+            len(self.labeled),
+            len(self.pool),
+            len(self.spec.names),
+        )
+        val_images = self._mirror_val()
+        result = CycleResult(self.run_dir, self.config, list(self.spec.names.values()))
+        for index in range(self.config.rounds + 1):
+            done = self.state["rounds"].get(str(index), {}).get("result")
+            if done:
+                result.rounds.append(RoundResult.from_dict(done))
+                continue
+            previous = result.rounds[-1] if result.rounds else None
+            result.rounds.append(self._run_round(index, previous, val_images))
+            self._write_summary(result.rounds)
+        self._write_summary(result.rounds)
+        return result
+
+    def _mirror_val(self) -> Path:
+        """The val split, mirrored once per run so that Ultralytics' cache never lands in the user's folder."""
+        val_dir = self.run_dir / "val"
+        if not self.state.get("val_mirrored"):
+            mirror_split(self.spec.val_items(), val_dir)
+            self.state["val_mirrored"] = True
+            self._save_state()
+        return val_dir / "images"
+
+    def _run_round(self, index: int, previous: RoundResult | None, val_images: Path) -> RoundResult:
+        start = time.perf_counter()
+        round_dir = self.run_dir / f"round_{index}"
+        round_dir.mkdir(exist_ok=True)
+        steps = self.state["rounds"].setdefault(str(index), {"steps": {}})["steps"]
+
+        pseudo: list[ImageItem] = []
+        stats = LabelStats()
+        if previous is not None:
+            stats = self._label(index, previous.weights, round_dir, steps)
+            pseudo = self._pseudo_items(round_dir, stats)
+
+        if not steps.get("merge"):
+            self.on_progress(ProgressEvent(index, "merge", 0, 1))
+            build_round_dataset(round_dir, self.labeled, pseudo, val_images, self.spec.names)
+            self._mark(steps, "merge", True)
+        data_yaml = round_dir / "data.yaml"
+
+        start_model = self.config.model if previous is None or self.config.from_scratch else str(previous.weights)
+        settings = self.settings
+        if index > 0:
+            settings = TrainSettings(**{**asdict(settings), "epochs": self.config.round_epochs})
+        self.on_progress(ProgressEvent(index, "train", 0, settings.epochs))
+        logger.info(
+            "Round %d: training from %s for %d epochs on %d images",
+            index,
+            start_model,
+            settings.epochs,
+            len(self.labeled) + len(pseudo),
+        )
+        trained = train_detector(start_model, data_yaml, round_dir / "train", settings, self._epoch_reporter(index))
+        names = self.spec.names
+        round_result = RoundResult(
+            index=index,
+            labeled_images=len(self.labeled),
+            pseudo_images=len(pseudo),
+            pseudo_boxes=stats.boxes,
+            pseudo_boxes_per_class={names[c]: n for c, n in stats.boxes_per_class.items()},
+            metrics=trained.metrics,
+            weights=trained.weights,
+            data_yaml=data_yaml,
+            wall_time_s=round(time.perf_counter() - start + steps.get("label_time_s", 0.0), 2),
+        )
+        write_text_atomic(round_dir / "metrics.json", json.dumps(round_result.to_dict(), indent=2))
+        self.state["rounds"][str(index)]["result"] = round_result.to_dict()
+        self._save_state()
+        m = trained.metrics
+        logger.info(
+            "Round %d: mAP50 %.3f, mAP50-95 %.3f (P %.3f, R %.3f)", index, m.map50, m.map50_95, m.precision, m.recall
+        )
+        return round_result
+
+    def _epoch_reporter(self, index: int) -> Callable[[int, int, dict[str, float]], None]:
+        def report(epoch: int, epochs: int, values: dict[str, float]) -> None:
+            self.on_progress(ProgressEvent(index, "train", epoch, epochs))
+            shown = " ".join(f"{k} {v:.3f}" for k, v in values.items())
+            logger.info("Round %d epoch %d/%d: %s", index, epoch, epochs, shown)
+
+        return report
+
+    def _label(self, index: int, weights: Path, round_dir: Path, steps: dict[str, Any]) -> LabelStats:
+        """Pseudo-label the pool with the previous round's weights, unless this round already did."""
+        if steps.get("label"):
+            saved = steps["label"]
+            return LabelStats(**{**saved, "boxes_per_class": {int(k): v for k, v in saved["boxes_per_class"].items()}})
+        total = len(self.pool.images)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            self.on_progress(ProgressEvent(index, "label", done, total))
+
+        self.on_progress(ProgressEvent(index, "label", 0, total))
+        start = time.perf_counter()
+        settings = PredictSettings(
+            conf=self.config.conf, imgsz=self.config.imgsz, batch=self.config.batch, device=self.device.split(",")[0]
+        )
+        stats = pseudo_label(weights, self.pool.images, round_dir / "pseudo", settings, self.spec.names, advance)
+        logger.info(
+            "Round %d: %d pseudo boxes on %d of %d images (conf >= %.2f)",
+            index,
+            stats.boxes,
+            stats.images_with_boxes,
+            stats.images,
+            self.config.conf,
+        )
+        steps["label_time_s"] = round(time.perf_counter() - start, 2)
+        self._mark(steps, "label", asdict(stats))
+        return stats
+
+    def _pseudo_items(self, round_dir: Path, stats: LabelStats) -> list[ImageItem]:
+        """Pool images with at least one kept box, each paired with its pseudo-label file.
+
+        Images where nothing scored above `conf` are left out rather than trained as background:
+        they are where the model is unsure, not where it knows there is nothing.
+        """
+        label_dir = round_dir / "pseudo" / "labels"
+        items = []
+        for item in self.pool.images:
+            label = label_dir / f"{item.id}.txt"
+            if label.is_file() and label.stat().st_size > 0:
+                items.append(ImageItem(item.id, item.path, label))
+        return items
+
+    def _mark(self, steps: dict[str, Any], step: str, value: Any) -> None:
+        steps[step] = value
+        self._save_state()
+
+    def _save_state(self) -> None:
+        write_text_atomic(self.run_dir / STATE_FILE, json.dumps(self.state, indent=2))
+
+    def _write_summary(self, rounds: list[RoundResult]) -> None:
+        write_text_atomic(self.run_dir / SUMMARY_FILE, summary_csv(rounds, list(self.spec.names.values())))
+
+
+def _load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return {"version": 1, "rounds": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise YolosslError(f"{path}: state file is corrupt ({e.msg}); start a new run") from e
+
+
+SUMMARY_COLUMNS = (
+    "round",
+    "images_used",
+    "labeled_images",
+    "pseudo_images",
+    "pseudo_boxes",
+    "map50",
+    "map50_95",
+    "precision",
+    "recall",
+    "wall_time_s",
+)
+
+
+def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict[str, Any]]:
+    """One row per round: the columns of summary.csv and of the printed table."""
+    rows = []
+    for r in rounds:
+        row: dict[str, Any] = {
+            "round": r.index,
+            "images_used": r.images_used,
+            "labeled_images": r.labeled_images,
+            "pseudo_images": r.pseudo_images,
+            "pseudo_boxes": r.pseudo_boxes,
+            **{f"boxes_{name}": r.pseudo_boxes_per_class.get(name, 0) for name in class_names},
+            "map50": round(r.metrics.map50, 4),
+            "map50_95": round(r.metrics.map50_95, 4),
+            "precision": round(r.metrics.precision, 4),
+            "recall": round(r.metrics.recall, 4),
+            "wall_time_s": r.wall_time_s,
+        }
+        rows.append(row)
+    return rows
+
+
+def summary_csv(rounds: list[RoundResult], class_names: list[str]) -> str:
+    columns = list(SUMMARY_COLUMNS[:5]) + [f"boxes_{n}" for n in class_names] + list(SUMMARY_COLUMNS[5:])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(summary_rows(rounds, class_names))
+    return buffer.getvalue()

@@ -1,0 +1,236 @@
+"""The bundled demo dataset: procedural shapes, made on the spot, no download.
+
+Five shape classes in random colours on cluttered, textured backgrounds. Colour says nothing
+about the class, and unlabeled distractor strokes look like parts of shapes, so a nano model
+trained from scratch on the 100 labeled images learns the task only partly: there is room for
+the unlabeled pool to help. Everything is drawn from one seed, so the dataset is the same on
+every machine.
+
+    >>> data_yaml = ensure_demo_dataset("datasets/demo")
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAMES = ("circle", "square", "triangle", "cross", "ring")
+DEMO_DIR = Path("datasets/demo")
+_VERSION = 2  # bump when the drawing changes, so stale copies are rebuilt
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Sizes of the demo splits; the defaults are the bundled demo."""
+
+    n_labeled: int = 100
+    n_unlabeled: int = 1000
+    n_val: int = 200
+    size: int = 128
+    seed: int = 0
+
+
+def ensure_demo_dataset(root: str | Path = DEMO_DIR, spec: DemoSpec = DemoSpec()) -> Path:
+    """Return `root/data.yaml`, building the dataset first if it is missing or stale.
+
+    The folder is built in a temporary sibling and renamed into place, so an interrupted build
+    never leaves a half-written dataset behind.
+    """
+    root = Path(root)
+    data_yaml = root / "data.yaml"
+    if _is_current(root, spec):
+        return data_yaml
+    if root.exists():
+        logger.info("Rebuilding the demo dataset in %s (made by another version)", root)
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        write_demo_dataset(tmp, spec)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return data_yaml
+
+
+def write_demo_dataset(root: Path, spec: DemoSpec = DemoSpec()) -> None:
+    """Draw every split into `root` and write its data YAML.
+
+    The unlabeled pool is a flat folder of images; its true labels go to `unlabeled_truth/`,
+    a folder no data YAML points at, so benchmarks can score pseudo-labels without the tool
+    ever seeing them.
+    """
+    rng = np.random.default_rng(spec.seed)
+    splits = {
+        "labeled": (spec.n_labeled, root / "labeled/images", root / "labeled/labels"),
+        "val": (spec.n_val, root / "val/images", root / "val/labels"),
+        "unlabeled": (spec.n_unlabeled, root / "unlabeled", root / "unlabeled_truth"),
+    }
+    for split, (count, image_dir, label_dir) in splits.items():
+        image_dir.mkdir(parents=True, exist_ok=True)
+        label_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image, labels = draw_scene(rng, spec.size)
+            stem = f"{split}_{i:05d}"
+            cv2.imwrite(str(image_dir / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            (label_dir / f"{stem}.txt").write_text(
+                "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
+            )
+    meta = {
+        "train": "labeled/images",
+        "val": "val/images",
+        "names": dict(enumerate(CLASS_NAMES)),
+    }
+    (root / "data.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    (root / ".demo_version").write_text(f"{_VERSION} {spec}\n")
+
+
+def _is_current(root: Path, spec: DemoSpec) -> bool:
+    stamp = root / ".demo_version"
+    return stamp.is_file() and stamp.read_text().strip() == f"{_VERSION} {spec}"
+
+
+def draw_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
+    """Draw one image and return it with its YOLO labels (class, xc, yc, w, h normalised)."""
+    image = _background(rng, size)
+    _draw_distractors(rng, image)
+    placed: list[tuple[int, int, int, int]] = []
+    labels = []
+    for _ in range(int(rng.integers(2, 7))):
+        cls = int(rng.integers(len(CLASS_NAMES)))
+        box = _place(rng, size, placed)
+        if box is None:
+            continue
+        placed.append(box)
+        x0, y0, x1, y1 = _draw_shape(rng, image, cls, box)
+        labels.append((cls, (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size))
+    image = cv2.GaussianBlur(image, (3, 3), float(rng.uniform(0.1, 0.9)))
+    noise = rng.normal(0, rng.uniform(3, 10), image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), labels
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Low-frequency coloured texture: smooth noise on a random gradient."""
+    coarse = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
+    texture = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    base = rng.uniform(40, 200, 3)
+    image = 0.55 * base + 0.45 * texture
+    return np.clip(image, 0, 255)
+
+
+def _draw_distractors(rng: np.random.Generator, image: np.ndarray) -> None:
+    """Unlabeled strokes and arcs: parts of shapes, so edges alone do not mean an object."""
+    size = image.shape[0]
+    for _ in range(int(rng.integers(2, 7))):
+        color = _colour(rng)
+        if rng.random() < 0.5:
+            p0 = tuple(int(v) for v in rng.integers(0, size, 2))
+            p1 = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.line(image, p0, p1, color, int(rng.integers(1, 3)), cv2.LINE_AA)
+        else:
+            center = tuple(int(v) for v in rng.integers(0, size, 2))
+            radius = int(rng.integers(5, 16))
+            start = float(rng.uniform(0, 360))
+            cv2.ellipse(image, center, (radius, radius), 0, start, start + rng.uniform(60, 150), color, 2, cv2.LINE_AA)
+
+
+def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
+    return tuple(float(v) for v in rng.uniform(0, 255, 3))
+
+
+def _place(
+    rng: np.random.Generator, size: int, placed: list[tuple[int, int, int, int]]
+) -> tuple[int, int, int, int] | None:
+    """A square box of 12–34 px that overlaps no placed box by more than a sliver."""
+    for _ in range(20):
+        side = int(rng.integers(12, 35))
+        x0, y0 = (int(v) for v in rng.integers(0, size - side, 2))
+        box = (x0, y0, x0 + side, y0 + side)
+        if all(_iou(box, other) < 0.1 for other in placed):
+            return box
+    return None
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def _draw_shape(
+    rng: np.random.Generator, image: np.ndarray, cls: int, box: tuple[int, int, int, int]
+) -> tuple[float, float, float, float]:
+    """Draw class `cls` inside `box`, rotated at random; return the drawn shape's tight extent."""
+    x0, y0, x1, y1 = box
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+    color = _colour(rng)
+    name = CLASS_NAMES[cls]
+    if name == "circle":
+        cv2.circle(image, (round(cx), round(cy)), round(r), color, -1, cv2.LINE_AA)
+        return float(x0), float(y0), float(x1), float(y1)
+    if name == "ring":
+        thickness = max(2, round(r * 0.35))
+        cv2.circle(image, (round(cx), round(cy)), round(r - thickness / 2), color, thickness, cv2.LINE_AA)
+        return float(x0), float(y0), float(x1), float(y1)
+    polygon = np.round(_polygon(name, cx, cy, r, rng.uniform(0, 2 * math.pi)))
+    cv2.fillPoly(image, [polygon.astype(np.int32)], color, cv2.LINE_AA)
+    (px0, py0), (px1, py1) = polygon.min(0), polygon.max(0) + 1
+    return float(px0), float(py0), float(px1), float(py1)
+
+
+def _polygon(name: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
+    """Vertices of a rotated shape, scaled so that its extent fills the box of half-side r."""
+    if name == "square":
+        unit = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], float)
+    elif name == "triangle":
+        unit = np.array([(math.cos(a), math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)])
+    else:  # cross: a plus sign of arm width 0.5
+        w = 0.3
+        unit = np.array(
+            [
+                (-w, -1),
+                (w, -1),
+                (w, -w),
+                (1, -w),
+                (1, w),
+                (w, w),
+                (w, 1),
+                (-w, 1),
+                (-w, w),
+                (-1, w),
+                (-1, -w),
+                (-w, -w),
+            ],
+            float,
+        )
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    points = unit @ rot.T
+    points -= (points.max(0) + points.min(0)) / 2
+    points *= r / np.abs(points).max()
+    return points + np.array([cx, cy])
+
+
+# Cycle settings for the demo: small images and a round 0 long enough for a nano model to learn
+# the shapes from scratch on a CPU, within the README's promise of a few minutes on two cores.
+# `nbs` = batch: with 100 labeled images, Ultralytics' default nbs=64 leaves ~2 optimizer steps per epoch.
+DEMO_CYCLE_DEFAULTS = {
+    "imgsz": 128,
+    "epochs": 60,
+    "round_epochs": 3,
+    "batch": 16,
+    "train_args": {"nbs": 16},
+}

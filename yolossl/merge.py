@@ -1,0 +1,67 @@
+"""A round's dataset: linked images, copied labels, and a data YAML with absolute paths.
+
+Ultralytics writes its label cache next to the first label folder it reads, so training straight
+on the user's dataset would write into it, and rounds sharing a label folder would share a stale
+cache. Every round therefore trains on a folder of its own inside the run: images are symlinked
+(never copied), labels are copied (they are small), and the human-labeled val split is mirrored
+once per run.
+
+    >>> data_yaml = build_round_dataset(Path("run/round_1"), labeled, pseudo, Path("run/val"), names)
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from yolossl._fs import fresh_partial_dir, link_file, replace_dir, write_text_atomic
+from yolossl.data import ImageItem
+
+
+def mirror_split(items: Sequence[ImageItem], dest: Path) -> Path:
+    """Build `dest/images` (links) and `dest/labels` (copies) atomically; return `dest/images`."""
+    partial = fresh_partial_dir(dest)
+    _fill_split(items, partial / "images", partial / "labels")
+    replace_dir(partial, dest)
+    return dest / "images"
+
+
+def build_round_dataset(
+    round_dir: Path,
+    labeled: Sequence[ImageItem],
+    pseudo: Sequence[ImageItem],
+    val_images: Path,
+    names: dict[int, str],
+) -> Path:
+    """Write `round_dir/dataset/` (labeled + pseudo-labeled) and `round_dir/data.yaml`; return the YAML.
+
+    `pseudo` items carry the label file written by the labeling step. A leftover dataset of an
+    interrupted attempt, label cache included, is replaced whole.
+    """
+    dataset = round_dir / "dataset"
+    partial = fresh_partial_dir(dataset)
+    _fill_split(labeled, partial / "images" / "labeled", partial / "labels" / "labeled")
+    if pseudo:
+        _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo")
+    replace_dir(partial, dataset)
+    data_yaml = round_dir / "data.yaml"
+    meta = {
+        "path": str(dataset.resolve()),
+        "train": str((dataset / "images").resolve()),
+        "val": str(val_images.resolve()),
+        "names": dict(names),
+    }
+    write_text_atomic(data_yaml, yaml.safe_dump(meta, sort_keys=False))
+    return data_yaml
+
+
+def _fill_split(items: Sequence[ImageItem], image_dir: Path, label_dir: Path) -> None:
+    image_dir.mkdir(parents=True, exist_ok=True)
+    label_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        link_file(item.path, image_dir / f"{item.id}{item.path.suffix}")
+        if item.label is not None:
+            shutil.copyfile(item.label, label_dir / f"{item.id}.txt")
