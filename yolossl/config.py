@@ -20,6 +20,9 @@ import yaml
 
 from yolossl.errors import YolosslError
 
+UNCERTAIN_MODES = ("mask", "drop-image", "keep")
+BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+
 
 @dataclass
 class CycleConfig:
@@ -36,6 +39,17 @@ class CycleConfig:
     conf: float = 0.25
     """Keep predicted boxes scoring at least this. Chosen by measurement on the demo (README,
     'Choosing --conf'): 0.25 ended 3 rounds at 0.360 mAP50-95, 0.5 at 0.296."""
+    target_precision: float | None = None
+    """Instead of one `conf`, pick each class's threshold as the lowest reaching this precision on val."""
+    uncertain: str = "mask"
+    """Boxes between `uncertain_low` and the kept threshold: mask (grey them out in the round's copy
+    of the image), drop-image (leave such images out), or keep (treat them as background)."""
+    uncertain_low: float | None = None
+    """Floor of the uncertain band (boxes below it are dropped). None: 0.1, or `conf` if lower."""
+    tta: bool = False
+    """Pseudo-label with test-time augmentation (flip + smaller scale, fused by WBF)."""
+    backend: str = "torch"
+    """Inference runtime for pseudo-labeling: torch, onnxruntime, openvino or tensorrt."""
     epochs: int = 100
     """Round 0 (labeled only) training epochs."""
     round_epochs: int = 10
@@ -57,6 +71,16 @@ class CycleConfig:
     def __post_init__(self) -> None:
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
         _check(0.0 < self.conf < 1.0, f"conf must be between 0 and 1, got {self.conf}")
+        _check(
+            self.uncertain_low is None or 0.0 < self.uncertain_low <= self.conf,
+            f"uncertain_low must be in (0, conf={self.conf}], got {self.uncertain_low}",
+        )
+        _check(
+            self.target_precision is None or 0.0 < self.target_precision <= 1.0,
+            f"target_precision must be in (0, 1], got {self.target_precision}",
+        )
+        _check(self.uncertain in UNCERTAIN_MODES, f"uncertain must be one of {UNCERTAIN_MODES}, got {self.uncertain!r}")
+        _check(self.backend in BACKEND_NAMES, f"backend must be one of {BACKEND_NAMES}, got {self.backend!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")
         _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")

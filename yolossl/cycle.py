@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from yolossl._fs import write_text_atomic
 from yolossl.config import CycleConfig, save_config
 from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
 from yolossl.errors import YolosslError
-from yolossl.label import LabelStats, PredictSettings, pseudo_label
+from yolossl.label import LabelSettings, LabelStats, choose_thresholds, make_detector, pseudo_label, training_items
 from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.train import Metrics, TrainSettings, describe_device, resolve_device, train_detector
 
@@ -46,6 +46,8 @@ class RoundResult:
     pseudo_images: int
     pseudo_boxes: int
     pseudo_boxes_per_class: dict[str, int]
+    uncertain_boxes: int
+    masked_images: int
     metrics: Metrics
     weights: Path
     data_yaml: Path
@@ -212,42 +214,38 @@ class _Cycle:
         round_dir.mkdir(exist_ok=True)
         steps = self.state["rounds"].setdefault(str(index), {"steps": {}})["steps"]
 
-        pseudo: list[ImageItem] = []
         stats = LabelStats()
         if previous is not None:
             stats = self._label(index, previous.weights, round_dir, steps)
-            pseudo = self._pseudo_items(round_dir, stats)
 
         if not steps.get("merge"):
             self.on_progress(ProgressEvent(index, "merge", 0, 1))
-            build_round_dataset(round_dir, self.labeled, pseudo, val_images, self.spec.names)
-            self._mark(steps, "merge", True)
-        data_yaml = round_dir / "data.yaml"
+            pseudo = training_items(round_dir / "pseudo") if previous is not None else []
+            built = build_round_dataset(round_dir, self.labeled, pseudo, val_images, self.spec.names)
+            self._mark(steps, "merge", {"labeled_images": built.labeled_images, "pseudo_images": built.pseudo_images})
+        merged = steps["merge"]
 
         start_model = self.config.model if previous is None or self.config.from_scratch else str(previous.weights)
-        settings = self.settings
-        if index > 0:
-            settings = TrainSettings(**{**asdict(settings), "epochs": self.config.round_epochs})
-        self.on_progress(ProgressEvent(index, "train", 0, settings.epochs))
-        logger.info(
-            "Round %d: training from %s for %d epochs on %d images",
-            index,
-            start_model,
-            settings.epochs,
-            len(self.labeled) + len(pseudo),
-        )
+        epochs = self.config.epochs if previous is None else self.config.round_epochs
+        images = merged["labeled_images"] + merged["pseudo_images"]
+        self.on_progress(ProgressEvent(index, "train", 0, epochs))
+        logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
+        data_yaml = round_dir / "data.yaml"
+        settings = replace(self.settings, epochs=epochs)
         trained = train_detector(start_model, data_yaml, round_dir / "train", settings, self._epoch_reporter(index))
         names = self.spec.names
         round_result = RoundResult(
             index=index,
-            labeled_images=len(self.labeled),
-            pseudo_images=len(pseudo),
-            pseudo_boxes=stats.boxes,
-            pseudo_boxes_per_class={names[c]: n for c, n in stats.boxes_per_class.items()},
+            labeled_images=merged["labeled_images"],
+            pseudo_images=merged["pseudo_images"],
+            pseudo_boxes=stats.kept,
+            pseudo_boxes_per_class={names[c]: n for c, n in stats.kept_per_class.items()},
+            uncertain_boxes=stats.uncertain,
+            masked_images=stats.masked_images,
             metrics=trained.metrics,
             weights=trained.weights,
             data_yaml=data_yaml,
-            wall_time_s=round(time.perf_counter() - start + steps.get("label_time_s", 0.0), 2),
+            wall_time_s=round(time.perf_counter() - start + stats.wall_time_s, 2),
         )
         write_text_atomic(round_dir / "metrics.json", json.dumps(round_result.to_dict(), indent=2))
         self.state["rounds"][str(index)]["result"] = round_result.to_dict()
@@ -267,10 +265,12 @@ class _Cycle:
         return report
 
     def _label(self, index: int, weights: Path, round_dir: Path, steps: dict[str, Any]) -> LabelStats:
-        """Pseudo-label the pool with the previous round's weights, unless this round already did."""
+        """Pseudo-label the pool with the previous round's weights, unless this round already did.
+
+        The stats keep the time spent labeling, so a resumed round still reports its whole cost.
+        """
         if steps.get("label"):
-            saved = steps["label"]
-            return LabelStats(**{**saved, "boxes_per_class": {int(k): v for k, v in saved["boxes_per_class"].items()}})
+            return LabelStats.from_dict(steps["label"])
         total = len(self.pool.images)
         done = 0
 
@@ -279,37 +279,45 @@ class _Cycle:
             done += n
             self.on_progress(ProgressEvent(index, "label", done, total))
 
+        settings = self._label_settings()
+        detector = make_detector([weights], settings, export_dir=round_dir / "export")
+        thresholds = choose_thresholds(detector, self.spec.val_items(), settings, len(self.spec.names))
+        if thresholds.unreachable:
+            missing = ", ".join(self.spec.names[i] for i in thresholds.unreachable)
+            logger.warning("Round %d: no pseudo-labels for %s (%s is out of reach)", index, missing, thresholds.rule)
         self.on_progress(ProgressEvent(index, "label", 0, total))
-        start = time.perf_counter()
-        settings = PredictSettings(
-            conf=self.config.conf, imgsz=self.config.imgsz, batch=self.config.batch, device=self.device.split(",")[0]
+        stats = pseudo_label(
+            detector, self.pool.images, round_dir / "pseudo", settings, thresholds, self.spec.names, advance
         )
-        stats = pseudo_label(weights, self.pool.images, round_dir / "pseudo", settings, self.spec.names, advance)
         logger.info(
-            "Round %d: %d pseudo boxes on %d of %d images (conf >= %.2f)",
+            "Round %d: labeled %d images in %.1f s (%.0f img/s): %d boxes kept on %d images, %d uncertain "
+            "(%d images masked), %d dropped",
             index,
-            stats.boxes,
-            stats.images_with_boxes,
             stats.images,
-            self.config.conf,
+            stats.wall_time_s,
+            stats.images_per_s,
+            stats.kept,
+            stats.images_with_boxes,
+            stats.uncertain,
+            stats.masked_images,
+            stats.dropped,
         )
-        steps["label_time_s"] = round(time.perf_counter() - start, 2)
-        self._mark(steps, "label", asdict(stats))
+        self._mark(steps, "label", stats.to_dict())
         return stats
 
-    def _pseudo_items(self, round_dir: Path, stats: LabelStats) -> list[ImageItem]:
-        """Pool images with at least one kept box, each paired with its pseudo-label file.
-
-        Images where nothing scored above `conf` are left out rather than trained as background:
-        they are where the model is unsure, not where it knows there is nothing.
-        """
-        label_dir = round_dir / "pseudo" / "labels"
-        items = []
-        for item in self.pool.images:
-            label = label_dir / f"{item.id}.txt"
-            if label.is_file() and label.stat().st_size > 0:
-                items.append(ImageItem(item.id, item.path, label))
-        return items
+    def _label_settings(self) -> LabelSettings:
+        c = self.config
+        return LabelSettings(
+            conf=c.conf,
+            target_precision=c.target_precision,
+            uncertain=c.uncertain,
+            uncertain_low=c.uncertain_low,
+            imgsz=c.imgsz,
+            batch=c.batch,
+            device=self.device.split(",")[0],
+            backend=c.backend,
+            tta=c.tta,
+        )
 
     def _mark(self, steps: dict[str, Any], step: str, value: Any) -> None:
         steps[step] = value
@@ -332,45 +340,32 @@ def _load_state(run_dir: Path) -> dict[str, Any]:
         raise YolosslError(f"{path}: state file is corrupt ({e.msg}); start a new run") from e
 
 
-SUMMARY_COLUMNS = (
-    "round",
-    "images_used",
-    "labeled_images",
-    "pseudo_images",
-    "pseudo_boxes",
-    "map50",
-    "map50_95",
-    "precision",
-    "recall",
-    "wall_time_s",
-)
-
-
 def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict[str, Any]]:
     """One row per round: the columns of summary.csv and of the printed table."""
-    rows = []
-    for r in rounds:
-        row: dict[str, Any] = {
+    return [
+        {
             "round": r.index,
             "images_used": r.images_used,
             "labeled_images": r.labeled_images,
             "pseudo_images": r.pseudo_images,
             "pseudo_boxes": r.pseudo_boxes,
             **{f"boxes_{name}": r.pseudo_boxes_per_class.get(name, 0) for name in class_names},
+            "uncertain_boxes": r.uncertain_boxes,
+            "masked_images": r.masked_images,
             "map50": round(r.metrics.map50, 4),
             "map50_95": round(r.metrics.map50_95, 4),
             "precision": round(r.metrics.precision, 4),
             "recall": round(r.metrics.recall, 4),
             "wall_time_s": r.wall_time_s,
         }
-        rows.append(row)
-    return rows
+        for r in rounds
+    ]
 
 
 def summary_csv(rounds: list[RoundResult], class_names: list[str]) -> str:
-    columns = list(SUMMARY_COLUMNS[:5]) + [f"boxes_{n}" for n in class_names] + list(SUMMARY_COLUMNS[5:])
+    rows = summary_rows(rounds, class_names)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["round"], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(summary_rows(rounds, class_names))
+    writer.writerows(rows)
     return buffer.getvalue()

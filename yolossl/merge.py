@@ -12,7 +12,8 @@ once per run.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -29,23 +30,31 @@ def mirror_split(items: Sequence[ImageItem], dest: Path) -> Path:
     return dest / "images"
 
 
+@dataclass(frozen=True)
+class RoundDataset:
+    """A built round dataset: its YAML and how many images of each kind it trains on."""
+
+    data_yaml: Path
+    labeled_images: int
+    pseudo_images: int
+
+
 def build_round_dataset(
     round_dir: Path,
-    labeled: Sequence[ImageItem],
-    pseudo: Sequence[ImageItem],
+    labeled: Iterable[ImageItem],
+    pseudo: Iterable[ImageItem],
     val_images: Path,
     names: dict[int, str],
-) -> Path:
-    """Write `round_dir/dataset/` (labeled + pseudo-labeled) and `round_dir/data.yaml`; return the YAML.
+) -> RoundDataset:
+    """Write `round_dir/dataset/` (labeled + pseudo-labeled) and `round_dir/data.yaml`.
 
     `pseudo` items carry the label file written by the labeling step. A leftover dataset of an
     interrupted attempt, label cache included, is replaced whole.
     """
     dataset = round_dir / "dataset"
     partial = fresh_partial_dir(dataset)
-    _fill_split(labeled, partial / "images" / "labeled", partial / "labels" / "labeled")
-    if pseudo:
-        _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo")
+    n_labeled = _fill_split(labeled, partial / "images" / "labeled", partial / "labels" / "labeled")
+    n_pseudo = _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo")
     replace_dir(partial, dataset)
     data_yaml = round_dir / "data.yaml"
     meta = {
@@ -55,13 +64,16 @@ def build_round_dataset(
         "names": dict(names),
     }
     write_text_atomic(data_yaml, yaml.safe_dump(meta, sort_keys=False))
-    return data_yaml
+    return RoundDataset(data_yaml, n_labeled, n_pseudo)
 
 
-def _fill_split(items: Sequence[ImageItem], image_dir: Path, label_dir: Path) -> None:
+def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path) -> int:
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
+    count = 0
     for item in items:
         link_file(item.path, image_dir / f"{item.id}{item.path.suffix}")
         if item.label is not None:
             shutil.copyfile(item.label, label_dir / f"{item.id}.txt")
+        count += 1
+    return count

@@ -1,0 +1,229 @@
+"""How fast does `yolossl label` label a folder, against the ways users would otherwise do it?
+
+One command, one run, the same model, images and imgsz for every arm; each arm runs in its own
+process so that its peak RSS is its own:
+
+  (a) YOLO.predict(source=folder, save_txt=True, stream=True)           Ultralytics' docs, batch 1
+  (b) the same with batch=32
+  (c) bare batched forward + NMS over images already decoded and letterboxed in memory: the ceiling
+  (d) yolossl label (batch 32), uncertain boxes masked (the default) and --uncertain keep
+  (e) yolossl label --backend onnxruntime
+  RSS check: (d) on a pool 10x larger (the same images linked 10 times)
+
+    python benchmarks/label_speed.py                      # nano model, imgsz 256, 2000 images
+    python benchmarks/label_speed.py --images 200 --big 2000 --skip-onnx   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path("runs/bench/label_speed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--big", type=int, default=20000, help="pool size of the RSS check")
+    parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--weights", type=Path, help="default: a nano model trained briefly on the demo")
+    parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    from yolossl.train import use_offline_defaults
+
+    use_offline_defaults()
+    if args.arm:
+        print(json.dumps(run_arm(args)))
+        return
+
+    weights = args.weights or ensure_weights(args.imgsz)
+    folder = ensure_images(args.images, args.imgsz)
+    big = ensure_big_pool(folder, args.big)
+    arms = [
+        ("a", "YOLO.predict(folder, save_txt, stream), batch 1", folder),
+        ("b", f"YOLO.predict(folder, save_txt, stream), batch {args.batch}", folder),
+        ("c", f"bare forward + NMS on in-memory letterboxed batches of {args.batch} (ceiling)", folder),
+        ("d", f"yolossl label, batch {args.batch} (uncertain: mask)", folder),
+        ("d-keep", f"yolossl label, batch {args.batch}, --uncertain keep", folder),
+    ]
+    if not args.skip_onnx:
+        arms.append(("e", f"yolossl label --backend onnxruntime, batch {args.batch}", folder))
+    arms.append(("d-big", f"yolossl label, batch {args.batch}, {args.big} images (RSS check)", big))
+
+    results = {}
+    for arm, title, source in arms:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--arm",
+            arm,
+            "--folder",
+            str(source),
+            "--weights",
+            str(weights),
+            "--imgsz",
+            str(args.imgsz),
+            "--batch",
+            str(args.batch),
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"arm {arm} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            sys.exit(1)
+        results[arm] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results[arm]
+        print(f"({arm}) {title}: {r['images_per_s']:.1f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+
+    a, b, c, d = (results[k]["images_per_s"] for k in ("a", "b", "c", "d"))
+    print(f"\nmodel {weights}, imgsz {args.imgsz}, {args.images} images, {os.cpu_count()} CPU cores\n")
+    print("| arm | what | images/s | peak RSS (MB) | RSS after imports (MB) |\n|---|---|---|---|---|")
+    for arm, title, _ in arms:
+        r = results[arm]
+        print(f"| ({arm}) | {title} | {r['images_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['baseline_mb']:.0f} |")
+    print(f"\n(d)/(a) = {d / a:.2f} (target >= 1.5), (d)/(b) = {d / b:.2f} (>= 0.95), (d)/(c) = {d / c:.2f} (>= 0.9)")
+    growth = results["d-big"]["peak_rss_mb"] / results["d"]["peak_rss_mb"] - 1
+    print(f"peak RSS, {args.big} vs {args.images} images: {growth:+.1%} (target within 10%)")
+
+
+def run_arm(args: argparse.Namespace) -> dict:
+    """One arm, timed from the first image to the last result written."""
+    images = sorted(p for p in args.folder.iterdir() if p.suffix == ".jpg")
+    arm = args.arm
+    import torch  # noqa: F401  (the libraries' own pages are the same for every arm: leave them out of the peak)
+
+    baseline = _rss_mb("VmRSS")
+    _reset_peak_rss()
+    if arm in ("a", "b"):
+        from ultralytics import YOLO
+
+        model = YOLO(str(args.weights))
+        out = ROOT / f"predict-{arm}"
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        for _ in model.predict(
+            source=str(args.folder),
+            save_txt=True,
+            stream=True,
+            imgsz=args.imgsz,
+            device="cpu",
+            batch=1 if arm == "a" else args.batch,
+            verbose=False,
+            project=str(ROOT),
+            name=f"predict-{arm}",
+            exist_ok=True,
+        ):
+            pass
+    elif arm == "c":
+        start = ceiling(args, images)
+    else:
+        from yolossl.label import LabelSettings
+        from yolossl.label.pseudo import label_folders
+
+        backend = "onnxruntime" if arm == "e" else "torch"
+        uncertain = "keep" if arm == "d-keep" else "mask"
+        settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu", backend=backend, uncertain=uncertain)
+        if backend != "torch":  # export outside the timed part, as a user exports once
+            from yolossl.label import make_detector
+
+            make_detector([args.weights], settings, export_dir=ROOT / f".out-{arm}-export")
+        start = time.perf_counter()
+        label_folders([args.weights], [args.folder], ROOT / f"out-{arm}", settings)
+    elapsed = time.perf_counter() - start
+    peak = _rss_mb("VmHWM")
+    return {"images_per_s": len(images) / elapsed, "seconds": elapsed, "peak_rss_mb": peak, "baseline_mb": baseline}
+
+
+def _reset_peak_rss() -> None:
+    """Linux: make VmHWM (peak RSS) start again from the current RSS."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def ceiling(args: argparse.Namespace, images: list[Path]) -> float:
+    """Decode and letterbox everything first (untimed), then time only model + NMS; returns the start time."""
+    import numpy as np
+    import torch
+    from ultralytics.nn.autobackend import AutoBackend
+    from ultralytics.utils import nms
+
+    from yolossl.label.engine import letterbox, read_image
+
+    model = AutoBackend(model=str(args.weights), device=torch.device("cpu"), fuse=True, verbose=False)
+    model.eval()
+    boxed = np.stack([letterbox(read_image(p), args.imgsz) for p in images])
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(boxed), args.batch):
+            x = torch.from_numpy(boxed[i : i + args.batch]).permute(0, 3, 1, 2).flip(1).contiguous().float() / 255
+            nms.non_max_suppression(model(x), 0.25, 0.7, max_det=300)
+    return start
+
+
+def ensure_weights(imgsz: int) -> Path:
+    """A nano model trained on the demo at `imgsz`, so that NMS sees realistic boxes."""
+    weights = ROOT / f"weights-{imgsz}.pt"
+    if weights.is_file():
+        return weights
+    from yolossl.demo import ensure_demo_dataset
+    from yolossl.train import TrainSettings, train_detector
+
+    data = ensure_demo_dataset()
+    settings = TrainSettings(epochs=30, imgsz=imgsz, batch=16, device="cpu", workers=0, extra={"nbs": 16, "val": False})
+    result = train_detector("yolo11n.yaml", data.resolve(), (ROOT / "train").resolve(), settings)
+    ROOT.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result.weights, weights)
+    return weights
+
+
+def ensure_images(count: int, size: int) -> Path:
+    """`count` demo scenes scaled to `size` px, as the trained model saw them (drawn once, then reused)."""
+    import cv2
+    import numpy as np
+
+    from yolossl.demo import DemoSpec, draw_scene
+
+    folder = ROOT / f"images-{count}-{size}"
+    if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image, _ = draw_scene(rng, DemoSpec().size)
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(str(folder / f"{i:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return folder
+
+
+def ensure_big_pool(folder: Path, count: int) -> Path:
+    """A pool of `count` entries made of links to the images of `folder`, repeated."""
+    images = sorted(folder.glob("*.jpg"))
+    big = ROOT / f"{folder.name}-x{count}"
+    if big.is_dir() and len(list(big.glob("*.jpg"))) == count:
+        return big
+    shutil.rmtree(big, ignore_errors=True)
+    big.mkdir(parents=True)
+    for i in range(count):
+        os.symlink(images[i % len(images)].resolve(), big / f"{i:07d}.jpg")
+    return big
+
+
+if __name__ == "__main__":
+    main()

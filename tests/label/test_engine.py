@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from yolossl.data import ImageItem, scan_image_folders
+from yolossl.errors import YolosslError
+from yolossl.label.engine import Detections, Detector, letterbox, read_image
+from yolossl.label.fusion import fuse_detections
+from yolossl.quality import box_iou
+
+
+def test_detections_validate_their_shapes() -> None:
+    with pytest.raises(ValueError, match=r"xyxy must be \(2, 4\)"):
+        Detections(np.zeros((3, 4)), np.zeros(2), np.zeros(2, dtype=np.int64))
+    d = Detections(np.array([[10.0, 20.0, 30.0, 60.0]]), np.array([0.9]), np.array([1]))
+    np.testing.assert_allclose(d.xywhn((100, 200)), [[0.1, 0.4, 0.1, 0.4]])
+
+
+def test_letterbox_keeps_aspect_and_centres() -> None:
+    image = np.full((50, 100, 3), 200, dtype=np.uint8)
+    boxed = letterbox(image, 64)
+    assert boxed.shape == (64, 64, 3)
+    assert (boxed[:16] == 114).all() and (boxed[48:] == 114).all()  # 100x50 -> 64x32, padded above and below
+    assert (boxed[16:48] == 200).all()
+
+
+def test_unreadable_files_read_as_none(tmp_path: Path) -> None:
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert read_image(tmp_path / "text.jpg") is None
+    assert read_image(tmp_path / "empty.png") is None
+    assert read_image(tmp_path / "missing.jpg") is None
+
+
+def _pool(tiny_dataset: Path) -> list[ImageItem]:
+    return scan_image_folders([tiny_dataset / "unlabeled"]).images
+
+
+def _boxes(detector: Detector, items: list[ImageItem], batch: int) -> list[Detections]:
+    return [frame.detections for frame in detector.run(items, batch=batch)]
+
+
+def _same(
+    a: list[Detections], b: list[Detections], conf: float, min_iou: float = 0.99, score_tol: float = 1e-3
+) -> None:
+    """Each box of one set scoring clearly above the floor has its twin in the other: same class, IoU >= min_iou,
+    score within score_tol. (Boxes right at the floor may fall on either side of it by rounding.)"""
+    assert sum(len(d) for d in a) > 0, "a comparison over no boxes proves nothing"
+    for x, y in ((a, b), (b, a)):
+        for first, second in zip(x, y, strict=True):
+            clear = first.scores >= 2 * conf
+            for box, score, cls in zip(first.xyxy[clear], first.scores[clear], first.classes[clear], strict=True):
+                iou = box_iou(box[None], second.xyxy)[0] if len(second) else np.zeros(0)
+                twins = (iou >= min_iou) & (second.classes == cls) & (np.abs(second.scores - score) <= score_tol)
+                assert twins.any(), f"no twin for box {box} (class {cls}, score {score:.4f})"
+
+
+def test_batching_does_not_change_the_boxes(tiny_dataset: Path, tiny_weights: Path) -> None:
+    detector = Detector([tiny_weights], imgsz=64, conf=0.001)
+    items = _pool(tiny_dataset)
+    _same(_boxes(detector, items, batch=1), _boxes(detector, items, batch=5), conf=0.001)
+
+
+def test_frames_come_in_order_with_unreadable_ones_marked(tiny_dataset: Path, tiny_weights: Path, tmp_path) -> None:
+    items = _pool(tiny_dataset)[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    items.insert(1, ImageItem("broken", broken))
+    frames = list(Detector([tiny_weights], imgsz=64, conf=0.001).run(items, batch=2, keep_images=True))
+    assert [f.item.id for f in frames] == [i.id for i in items]
+    assert frames[1].detections is None and frames[1].image is None
+    assert frames[0].shape == (64, 64) and frames[0].image.shape == (64, 64, 3)
+    for frame in (frames[0], frames[2]):
+        d = frame.detections
+        assert (d.xyxy >= 0).all() and (d.xyxy[:, [0, 2]] <= 64).all() and (d.scores >= 0.001).all()
+
+
+def test_boxes_map_back_to_the_original_image(tiny_dataset: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    """The same picture at twice the size must give boxes at twice the coordinates."""
+    source = _pool(tiny_dataset)[0].path
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), cv2.resize(cv2.imread(str(source)), (128, 128), interpolation=cv2.INTER_NEAREST))
+    detector = Detector([tiny_weights], imgsz=64, conf=0.001)
+    small_dets, big_dets = _boxes(detector, [ImageItem("s", source), ImageItem("b", big)], batch=1)
+    k = min(len(small_dets), len(big_dets), 5)
+    assert k > 0
+    iou = box_iou(small_dets.xyxy[:k] * 2, big_dets.xyxy[:k])
+    assert (iou.max(axis=1) > 0.8).all()
+
+
+def test_ensemble_members_are_fused_per_image(tiny_dataset: Path, tiny_weights: Path) -> None:
+    items = _pool(tiny_dataset)[:4]
+    single = _boxes(Detector([tiny_weights], imgsz=64, conf=0.001), items, batch=4)
+    twins = _boxes(Detector([tiny_weights, tiny_weights], imgsz=64, conf=0.001), items, batch=4)
+    for one, fused in zip(single, twins, strict=True):
+        expected = fuse_detections([one, one], (64, 64), 0.001)
+        np.testing.assert_allclose(fused.xyxy, expected.xyxy, atol=1e-6)
+        np.testing.assert_allclose(fused.scores, expected.scores, atol=1e-6)
+    assert sum(len(d) for d in twins) > 0
+
+
+def test_tta_views_map_boxes_back(tiny_weights: Path) -> None:
+    """Each TTA view's inverse takes a box seen in that view back to the original letterboxed frame."""
+    import torch
+
+    detector = Detector([tiny_weights], imgsz=64, conf=0.001, tta=True)
+    views = list(detector._views(torch.zeros(1, 3, 64, 64)))
+    assert len(views) == 3
+    box = torch.tensor([[8.0, 16.0, 24.0, 40.0]])
+    (_, same), (_, unflip), (small, unscale) = views
+    torch.testing.assert_close(same(box), box)
+    torch.testing.assert_close(unflip(torch.tensor([[64 - 24.0, 16.0, 64 - 8.0, 40.0]])), box)
+    scale = 32 / 64  # 64 * 0.83 rounded down to the stride
+    assert small.shape == (1, 3, 64, 64) and (small[..., 32:, :] == 114 / 255).all()
+    torch.testing.assert_close(unscale(box * scale), box)
+
+
+def test_tta_runs_end_to_end(tiny_dataset: Path, tiny_weights: Path) -> None:
+    items = _pool(tiny_dataset)[:4]
+    tta = _boxes(Detector([tiny_weights], imgsz=64, conf=0.001, tta=True), items, batch=4)
+    assert sum(len(d) for d in tta) > 0
+    assert all(((d.xyxy >= 0) & (d.xyxy <= 64)).all() and (d.scores <= 1).all() for d in tta)
+
+
+def test_onnxruntime_boxes_match_pytorch(tiny_dataset: Path, tiny_weights: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra: pip install 'yolossl[onnxruntime]'")
+    items = _pool(tiny_dataset)
+    torch_boxes = _boxes(Detector([tiny_weights], imgsz=64, conf=0.001), items, batch=4)
+    onnx = Detector([tiny_weights], imgsz=64, conf=0.001, backend="onnxruntime", export_dir=tmp_path)
+    assert not list(tiny_weights.parent.glob("*.onnx"))  # exported beside a copy, not beside the user's weights
+    _same(torch_boxes, _boxes(onnx, items, batch=4), conf=0.001, min_iou=0.99, score_tol=1e-3)
+
+
+def test_bad_requests_are_clear(tiny_weights: Path, tmp_path: Path) -> None:
+    with pytest.raises(YolosslError, match="model weights not found"):
+        Detector([tmp_path / "nope.pt"])
+    with pytest.raises(YolosslError, match="--backend must be one of"):
+        Detector([tiny_weights], backend="tflite")
+    with pytest.raises(YolosslError, match="no model given"):
+        Detector([])

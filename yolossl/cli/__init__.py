@@ -1,0 +1,29 @@
+"""The `yolossl` command: a thin typer layer over the API that owns the terminal.
+
+Library code only logs; here the logs, progress bars, tables and errors are shown. A
+`YolosslError` is printed as one line on stderr with exit code 2, never as a traceback.
+One module per command; `_ui` holds what they share.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from yolossl.cli.cycle import cycle
+from yolossl.cli.label import label
+
+app = typer.Typer(
+    help="Semi-supervised training for Ultralytics YOLO: pseudo-label unlabeled images and retrain, round after round.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """yolossl: turn unlabeled images into detector accuracy."""
+
+
+app.command()(cycle)
+app.command()(label)

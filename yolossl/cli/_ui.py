@@ -1,0 +1,121 @@
+"""What every command shares: logging to the terminal, one-line errors, progress bars, option types."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from yolossl.config import BACKEND_NAMES, UNCERTAIN_MODES, CycleConfig
+from yolossl.errors import YolosslError
+
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+stdout = Console(width=None if sys.stdout.isatty() else 160)
+D = CycleConfig()  # the defaults shown in --help
+
+# Options that several commands take, declared once.
+Imgsz = Annotated[int | None, typer.Option(help=f"Train and predict image size. Default: {D.imgsz}.")]
+Batch = Annotated[int | None, typer.Option(help=f"Batch size for training and predicting. Default: {D.batch}.")]
+Device = Annotated[
+    str | None, typer.Option(help="cpu, 0, or 0,1,... for multi-GPU. Default: CUDA if available, else CPU.")
+]
+Conf = Annotated[
+    float | None, typer.Option(help=f"Keep pseudo boxes scoring at least this (every class). Default: {D.conf}.")
+]
+TargetPrecision = Annotated[
+    float | None,
+    typer.Option(help="Instead of --conf: per class, the lowest threshold reaching this precision on val."),
+]
+Uncertain = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Boxes below the kept threshold but above --uncertain-low: {' | '.join(UNCERTAIN_MODES)}. "
+        f"Default: {D.uncertain}."
+    ),
+]
+UncertainLow = Annotated[
+    float | None, typer.Option(help="Floor of the uncertain band; boxes below it are dropped. Default: 0.1.")
+]
+Tta = Annotated[
+    bool | None, typer.Option("--tta/--no-tta", help="Test-time augmentation (flip, smaller scale) fused by WBF.")
+]
+Backend = Annotated[
+    str | None, typer.Option(help=f"Inference runtime: {' | '.join(BACKEND_NAMES)}. Default: {D.backend}.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")]
+DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralytics format).")]
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    """Offline Ultralytics, our logs through rich, and Ultralytics' own output quieted unless debugging."""
+    from yolossl.train import use_offline_defaults
+
+    use_offline_defaults()
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = RichHandler(console=console, show_path=verbose, show_time=False, markup=False)
+    package_logger = logging.getLogger("yolossl")
+    package_logger.handlers[:] = [handler]
+    package_logger.setLevel(level)
+    package_logger.propagate = False
+    if not verbose:
+        # Ultralytics sets its logger up when imported, so import it first; we log one line per epoch instead.
+        import ultralytics  # noqa: F401
+
+        logging.getLogger("ultralytics").setLevel(logging.WARNING)
+
+
+@contextmanager
+def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
+    """User mistakes: one line, exit 2. Anything else: one line, exit 1 (--verbose shows the traceback)."""
+    try:
+        yield
+    except YolosslError as e:
+        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted{': ' + resume_hint if resume_hint else ''}", soft_wrap=True)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        if verbose:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        console.print(
+            f"[red]error:[/red] {type(e).__name__}: {first} (run with --verbose for the traceback)",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+
+
+class SpeedColumn(ProgressColumn):
+    """Images per second, as rich measures it over the last updates."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.0f} img/s" if task.speed else "", style="progress.data.speed")
+
+
+def progress_bar(quiet: bool) -> Progress | None:
+    """A rich progress display on an interactive terminal; None in logs, CI or with --quiet."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        SpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=console, transient=False)

@@ -1,0 +1,185 @@
+"""`yolossl cycle`: train, pseudo-label, merge, retrain, for N rounds; then a table of the rounds."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from yolossl.cli._ui import (
+    Backend,
+    Batch,
+    Conf,
+    D,
+    Device,
+    Imgsz,
+    Quiet,
+    TargetPrecision,
+    Tta,
+    Uncertain,
+    UncertainLow,
+    Verbose,
+    errors_as_one_line,
+    progress_bar,
+    setup_logging,
+    stdout,
+)
+
+_STEP_TITLES = {"label": "pseudo-labeling", "train": "training epochs"}
+
+
+def cycle(
+    folders: Annotated[
+        list[Path] | None, typer.Argument(help="More unlabeled folders (same as --unlabeled).", show_default=False)
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labeled data YAML (Ultralytics format). Default: the bundled demo, with CPU-sized settings."
+        ),
+    ] = None,
+    unlabeled: Annotated[
+        list[Path] | None,
+        typer.Option("--unlabeled", "-u", help="Folder of unlabeled images, searched recursively (repeatable)."),
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help=f"Pseudo-label rounds after the supervised round 0. Default: {D.rounds}.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help=f"Start model: .yaml trains from scratch, .pt is pretrained. Default: {D.model}."),
+    ] = None,
+    conf: Conf = None,
+    target_precision: TargetPrecision = None,
+    uncertain: Uncertain = None,
+    uncertain_low: UncertainLow = None,
+    tta: Tta = None,
+    backend: Backend = None,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Training epochs of round 0 (labeled only). Default: {D.epochs}.")
+    ] = None,
+    round_epochs: Annotated[
+        int | None, typer.Option(help=f"Training epochs of each later round. Default: {D.round_epochs}.")
+    ] = None,
+    imgsz: Imgsz = None,
+    batch: Batch = None,
+    device: Device = None,
+    workers: Annotated[
+        int | None, typer.Option(help=f"Dataloader workers (Ultralytics uses 0 on CPU). Default: {D.workers}.")
+    ] = None,
+    project: Annotated[str | None, typer.Option(help=f"Parent folder of runs. Default: {D.project}.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run folder name. Default: exp, exp2, ...")] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Random seed for training. Default: {D.seed}.")] = None,
+    from_scratch: Annotated[
+        bool | None,
+        typer.Option(
+            "--from-scratch/--fine-tune",
+            help="Retrain each round from --model, or fine-tune the last round's weights. Default: fine-tune.",
+        ),
+    ] = None,
+    train_arg: Annotated[
+        list[str] | None,
+        typer.Option("--train-arg", help="Any other Ultralytics training argument, key=value (repeatable)."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Train on the labels, pseudo-label the unlabeled folders, retrain; repeat for --rounds."""
+    setup_logging(quiet, verbose)
+    with errors_as_one_line(verbose, resume_hint="continue later with 'yolossl cycle --resume RUN_FOLDER'"):
+        from yolossl.config import parse_train_args, resolve_config
+        from yolossl.cycle import resume_cycle, run_cycle
+        from yolossl.demo import DEMO_CYCLE_DEFAULTS
+
+        progress = progress_bar(quiet)
+        with progress or nullcontext():
+            on_progress = _progress_callback(progress) if progress else None
+            if resume is not None:
+                result = resume_cycle(resume, rounds=rounds, on_progress=on_progress)
+            else:
+                values: dict[str, Any] = {
+                    "data": str(data) if data else None,
+                    "unlabeled": [str(p) for p in [*(unlabeled or []), *(folders or [])]] or None,
+                    "rounds": rounds,
+                    "model": model,
+                    "conf": conf,
+                    "target_precision": target_precision,
+                    "uncertain": uncertain,
+                    "uncertain_low": uncertain_low,
+                    "tta": tta,
+                    "backend": backend,
+                    "epochs": epochs,
+                    "round_epochs": round_epochs,
+                    "imgsz": imgsz,
+                    "batch": batch,
+                    "device": device,
+                    "workers": workers,
+                    "project": project,
+                    "name": name,
+                    "seed": seed,
+                    "from_scratch": from_scratch,
+                    "train_args": parse_train_args(train_arg) if train_arg else None,
+                }
+                cycle_config = resolve_config(values, config_file=config, demo_defaults=DEMO_CYCLE_DEFAULTS)
+                result = run_cycle(cycle_config, on_progress=on_progress)
+        print_summary(result)
+
+
+def _progress_callback(progress: Any) -> Any:
+    tasks: dict[tuple[int, str], Any] = {}
+
+    def on_progress(event: Any) -> None:
+        if event.step not in _STEP_TITLES:
+            return
+        key = (event.round, event.step)
+        if key not in tasks:
+            tasks[key] = progress.add_task(f"round {event.round}: {_STEP_TITLES[event.step]}", total=event.total)
+        progress.update(tasks[key], completed=event.done)
+
+    return on_progress
+
+
+def print_summary(result: Any) -> None:
+    """The per-round table, then where the summary file is."""
+    from yolossl.cycle import summary_rows
+
+    names = result.class_names
+    table = Table(title=f"yolossl cycle: {result.run_dir}")
+    headers = (
+        "round",
+        "images",
+        "pseudo imgs",
+        "pseudo boxes",
+        "per class",
+        "uncertain",
+        "mAP50",
+        "mAP50-95",
+        "P",
+        "R",
+    )
+    for column in (*headers, "time"):
+        table.add_column(column, justify="left" if column == "per class" else "right")
+    for row in summary_rows(result.rounds, names):
+        first = row["round"] == 0
+        table.add_row(
+            str(row["round"]),
+            str(row["images_used"]),
+            str(row["pseudo_images"]),
+            str(row["pseudo_boxes"]),
+            "-" if first else " ".join(f"{n}:{row[f'boxes_{n}']}" for n in names),
+            "-" if first else f"{row['uncertain_boxes']} ({row['masked_images']} imgs masked)",
+            f"{row['map50']:.3f}",
+            f"{row['map50_95']:.3f}",
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['wall_time_s']:.0f}s",
+        )
+    stdout.print(table)
+    stdout.print(f"Summary: {result.summary_csv}")

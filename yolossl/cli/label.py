@@ -1,0 +1,92 @@
+"""`yolossl label`: pseudo-label folders of images with one model or an ensemble."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yolossl.cli._ui import (
+    Backend,
+    Batch,
+    Conf,
+    D,
+    DataYaml,
+    Device,
+    Imgsz,
+    Quiet,
+    TargetPrecision,
+    Tta,
+    Uncertain,
+    UncertainLow,
+    Verbose,
+    errors_as_one_line,
+    progress_bar,
+    setup_logging,
+    stdout,
+)
+
+
+def label(
+    folders: Annotated[list[Path], typer.Argument(help="Folders of images to label, searched recursively.")],
+    model: Annotated[
+        list[Path], typer.Option("--model", "-m", help="Weights (.pt); repeat for an ensemble fused by WBF.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder: labels/, images/, record.csv, thresholds.json.")],
+    data: DataYaml = None,
+    conf: Conf = None,
+    target_precision: TargetPrecision = None,
+    uncertain: Uncertain = None,
+    uncertain_low: UncertainLow = None,
+    tta: Tta = None,
+    backend: Backend = None,
+    imgsz: Imgsz = None,
+    batch: Batch = None,
+    device: Device = None,
+    workers: Annotated[int | None, typer.Option(help="Image decoding threads. Default: CPU count, at most 8.")] = None,
+    skip_empty: Annotated[
+        bool, typer.Option("--skip-empty", help="No label file for images with no kept box (default: an empty one).")
+    ] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Write YOLO pseudo-labels and a per-box record for every image in FOLDERS."""
+    setup_logging(quiet, verbose)
+    with errors_as_one_line(verbose):
+        from yolossl.label import LabelSettings
+        from yolossl.label.pseudo import label_folders
+        from yolossl.train import resolve_device
+
+        settings = LabelSettings(
+            conf=D.conf if conf is None else conf,
+            target_precision=target_precision,
+            uncertain=uncertain or D.uncertain,
+            uncertain_low=uncertain_low,
+            imgsz=imgsz or D.imgsz,
+            batch=batch or D.batch,
+            device=resolve_device(device),
+            backend=backend or D.backend,
+            tta=bool(tta),
+            workers=workers,
+            skip_empty=skip_empty,
+        )
+        progress = progress_bar(quiet)
+        with progress or nullcontext():
+            advance = None
+            if progress is not None:
+                task = progress.add_task("labeling", total=None)
+
+                def advance(n: int) -> None:
+                    progress.update(task, advance=n)
+
+            stats = label_folders(model, folders, out, settings, data=data, on_progress=advance)
+        per_class = ", ".join(f"{c}: {n}" for c, n in stats.kept_per_class.items())
+        stdout.print(
+            f"Labeled {stats.images} images in {stats.wall_time_s:.1f} s ({stats.images_per_s:.1f} img/s): "
+            f"{stats.kept} boxes kept on {stats.images_with_boxes} images (by class id {per_class}), "
+            f"{stats.uncertain} uncertain ({stats.masked_images} images masked), {stats.dropped} dropped"
+            + (f"; {len(stats.unreadable)} unreadable" if stats.unreadable else "")
+        )
+        stdout.print(f"Labels: {out / 'labels'}  Record: {out / 'record.csv'}")

@@ -1,0 +1,37 @@
+"""Pseudo-labeling: the detector engine, the box filters, and the step that writes a pool's labels.
+
+- `engine`: batched, threaded, streaming inference on any Ultralytics backend (`Detector`, `Detections`).
+- `filters`: per-class thresholds, the uncertain band and its masking (`ClassThresholds`).
+- `fusion`: weighted boxes fusion of TTA views and ensemble members.
+- `pseudo`: the step itself: labels, image links or masked copies, the per-box record, the counts.
+"""
+
+from __future__ import annotations
+
+from yolossl.label.engine import Detections, Detector, Frame
+from yolossl.label.filters import ClassThresholds
+from yolossl.label.pseudo import (
+    RECORD_COLUMNS,
+    LabelSettings,
+    LabelStats,
+    choose_thresholds,
+    make_detector,
+    pseudo_label,
+    training_items,
+    write_yolo_labels,
+)
+
+__all__ = [
+    "RECORD_COLUMNS",
+    "ClassThresholds",
+    "Detections",
+    "Detector",
+    "Frame",
+    "LabelSettings",
+    "LabelStats",
+    "choose_thresholds",
+    "make_detector",
+    "pseudo_label",
+    "training_items",
+    "write_yolo_labels",
+]

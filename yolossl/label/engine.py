@@ -1,0 +1,292 @@
+"""The detector engine: batched inference that keeps the model busy and memory flat.
+
+Images are decoded and letterboxed in background threads, a few batches ahead of the model, and
+each result is handed on as soon as its batch is done. The model is Ultralytics' `AutoBackend`,
+so the same code runs PyTorch weights (FP16 on CUDA, channels-last on CPU) and models exported
+by Ultralytics' exporter to ONNX Runtime, OpenVINO or TensorRT; boxes go through Ultralytics' own
+NMS and `scale_boxes`. Test-time augmentation and ensembles add views (flip, smaller scale, other
+models) that `fusion.fuse_detections` merges with weighted boxes fusion.
+
+    >>> detector = Detector([Path("best.pt")], imgsz=640, device="0")
+    >>> for frame in detector.run(pool.images, batch=32):
+    ...     frame.detections.xyxy
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from yolossl.data import ImageItem
+from yolossl.errors import YolosslError
+
+logger = logging.getLogger(__name__)
+
+# Ultralytics export format for each runtime we accept as --backend.
+BACKENDS = {"torch": None, "onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "engine"}
+_INSTALL = {
+    "onnxruntime": "pip install 'yolossl[onnxruntime]'",
+    "openvino": "pip install 'yolossl[openvino]'",
+    "tensorrt": "pip install tensorrt (NVIDIA GPUs only)",
+}
+_PAD = 114  # Ultralytics' letterbox grey
+_TTA_SCALE = 0.83  # the smaller view of --tta, as in Ultralytics' own augmented inference
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes of one image: corners in original-image pixels, scores, integer class ids."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.xyxy.shape != (n, 4) or self.classes.shape != (n,):
+            raise ValueError(
+                f"xyxy must be ({n}, 4) and classes ({n},), got {self.xyxy.shape} and {self.classes.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64))
+
+    def select(self, mask: np.ndarray) -> Detections:
+        return Detections(self.xyxy[mask], self.scores[mask], self.classes[mask])
+
+    def xywhn(self, shape: tuple[int, int]) -> np.ndarray:
+        """Normalised centre-size boxes (YOLO label format) for an image of `shape` (h, w)."""
+        h, w = shape[:2]
+        x1, y1, x2, y2 = self.xyxy.T
+        return np.stack([(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h], axis=1)
+
+
+@dataclass
+class Frame:
+    """One image's result. `detections` is None when the file could not be read as an image."""
+
+    item: ImageItem
+    shape: tuple[int, int]
+    detections: Detections | None
+    image: np.ndarray | None = field(default=None, repr=False)  # the decoded original, when asked for
+
+
+class Detector:
+    """One or more models behind one `run()`; views of each image are fused when there are several."""
+
+    def __init__(
+        self,
+        weights: Sequence[str | Path],
+        imgsz: int = 640,
+        device: str = "cpu",
+        conf: float = 0.05,
+        iou: float = 0.7,
+        max_det: int = 300,
+        backend: str = "torch",
+        tta: bool = False,
+        half: bool | None = None,
+        export_dir: Path | None = None,
+    ) -> None:
+        if not weights:
+            raise YolosslError("no model given: pass --model best.pt (repeatable for an ensemble)")
+        if backend not in BACKENDS:
+            raise YolosslError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        import torch
+        from ultralytics.utils.torch_utils import select_device
+
+        self.imgsz = _round_to_stride(imgsz)
+        self.conf, self.iou, self.max_det, self.tta = conf, iou, max_det, tta
+        self.device = select_device(str(device).split(",")[0], verbose=False)
+        self.half = self.device.type == "cuda" if half is None else half
+        self.models = [self._load(Path(w), backend, export_dir) for w in weights]
+        names = [dict(m.names) for m in self.models]
+        if any(n != names[0] for n in names[1:]):
+            raise YolosslError("ensemble models must have the same classes in the same order")
+        self.names: dict[int, str] = {int(k): str(v) for k, v in names[0].items()}
+        self._torch = torch
+
+    def _load(self, weights: Path, backend: str, export_dir: Path | None) -> Any:
+        from ultralytics.nn.autobackend import AutoBackend
+
+        if not weights.is_file():
+            raise YolosslError(f"{weights}: model weights not found")
+        source = weights if BACKENDS[backend] is None else self._export(weights, backend, export_dir)
+        try:
+            model = AutoBackend(model=str(source), device=self.device, fp16=self.half, fuse=True, verbose=False)
+        except ImportError as e:
+            raise YolosslError(f"--backend {backend} needs its runtime: {_INSTALL[backend]} ({e})") from e
+        model.eval()
+        return model
+
+    def _export(self, weights: Path, backend: str, export_dir: Path | None) -> Path:
+        """Export through Ultralytics' exporter into `export_dir`, never beside the user's weights."""
+        from ultralytics import YOLO
+
+        if backend == "tensorrt" and self.device.type != "cuda":
+            raise YolosslError("--backend tensorrt needs a CUDA device (--device 0)")
+        digest = hashlib.sha1(weights.read_bytes()).hexdigest()[:8]  # a re-trained file of the same name re-exports
+        target_dir = (export_dir or Path("runs/export")) / f"{weights.stem}-{digest}-{backend}-{self.imgsz}"
+        fmt = BACKENDS[backend]
+        suffix = {"onnx": ".onnx", "engine": ".engine", "openvino": "_openvino_model"}[fmt]
+        exported = target_dir / f"{weights.stem}{suffix}"
+        if exported.exists():
+            return exported
+        target_dir.mkdir(parents=True, exist_ok=True)
+        local = target_dir / weights.name
+        shutil.copyfile(weights, local)
+        device = "cpu" if self.device.type == "cpu" else str(self.device.index or 0)
+        try:
+            path = YOLO(str(local)).export(
+                format=fmt, imgsz=self.imgsz, dynamic=True, half=self.half, device=device, verbose=False
+            )
+        except ImportError as e:
+            raise YolosslError(f"--backend {backend} needs its exporter and runtime: {_INSTALL[backend]} ({e})") from e
+        return Path(path)
+
+    def run(
+        self,
+        items: Sequence[ImageItem],
+        batch: int = 16,
+        keep_images: bool = False,
+        workers: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[Frame]:
+        """Yield a `Frame` per image, in order. `keep_images` also hands over each decoded original."""
+        batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+        for chunk, loaded in _prefetch(batches, self.imgsz, keep_images, workers or _default_workers()):
+            readable = [i for i, (_, boxed, _) in enumerate(loaded) if boxed is not None]
+            detections: dict[int, Detections] = {}
+            if readable:
+                tensor = self._to_tensor([loaded[i][1] for i in readable])
+                shapes = [loaded[i][2] for i in readable]
+                for i, dets in zip(readable, self._detect(tensor, shapes), strict=True):
+                    detections[i] = dets
+            for i, item in enumerate(chunk):
+                original, _, shape = loaded[i]
+                yield Frame(item=item, shape=shape, detections=detections.get(i), image=original)
+            if on_progress:
+                on_progress(len(chunk))
+
+    def _to_tensor(self, images: list[np.ndarray]) -> Any:
+        """Letterboxed BGR uint8 images to the model's input: RGB, NCHW, 0-1, FP16 where the model is."""
+        x = self._torch.from_numpy(np.stack(images)).to(self.device)
+        x = x.permute(0, 3, 1, 2).flip(1).contiguous()
+        return (x.half() if self.half else x.float()).div_(255)
+
+    def _detect(self, tensor: Any, shapes: list[tuple[int, int]]) -> list[Detections]:
+        """Every view of every model, NMS'd, mapped back to original pixels, fused when there are several."""
+        from ultralytics.utils import nms, ops
+
+        per_image: list[list[Detections]] = [[] for _ in shapes]
+        size = tensor.shape[2:]
+        with self._torch.inference_mode():
+            for model in self.models:
+                for view, undo in self._views(tensor):
+                    raw = model(view)
+                    kept = nms.non_max_suppression(
+                        raw, self.conf, self.iou, max_det=self.max_det, end2end=getattr(model, "end2end", False)
+                    )
+                    for i, boxes in enumerate(kept):
+                        boxes = boxes[:, :6].float()
+                        boxes[:, :4] = undo(boxes[:, :4])
+                        boxes[:, :4] = ops.scale_boxes(size, boxes[:, :4], shapes[i])
+                        out = boxes.cpu().numpy().astype(np.float64)
+                        per_image[i].append(Detections(out[:, :4], out[:, 4], out[:, 5].astype(np.int64)))
+        if len(per_image[0]) == 1:
+            return [views[0] for views in per_image]
+        from yolossl.label.fusion import fuse_detections
+
+        return [fuse_detections(views, shape, self.conf) for views, shape in zip(per_image, shapes, strict=True)]
+
+    def _views(self, tensor: Any) -> Iterator[tuple[Any, Callable[[Any], Any]]]:
+        """The input as is, and with --tta a mirrored and a smaller copy, each with its box inverse."""
+        yield tensor, lambda b: b
+        if not self.tta:
+            return
+        width = tensor.shape[3]
+
+        def unflip(b: Any) -> Any:
+            return self._torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], dim=1)
+
+        yield tensor.flip(3), unflip
+        side = max(32, int(self.imgsz * _TTA_SCALE) // 32 * 32)  # smaller, and still a multiple of the stride
+        small = self._torch.nn.functional.interpolate(tensor, size=(side, side), mode="bilinear", align_corners=False)
+        padded = self._torch.full_like(tensor, _PAD / 255)
+        padded[:, :, :side, :side] = small
+        scale = side / self.imgsz
+        yield padded, lambda b: b / scale
+
+
+def _round_to_stride(size: int, stride: int = 32) -> int:
+    return max(stride, round(size / stride) * stride)
+
+
+def _default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2)))
+
+
+Loaded = tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]
+
+
+def _prefetch(
+    batches: list[Sequence[ImageItem]], imgsz: int, keep_images: bool, workers: int, ahead: int = 2
+) -> Iterator[tuple[Sequence[ImageItem], list[Loaded]]]:
+    """Decode and letterbox up to `ahead` batches beyond the one being consumed, in a thread pool."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="yolossl-decode") as pool:
+        pending: deque[list[Future[Loaded]]] = deque()
+        submitted = 0
+        while submitted < len(batches) and len(pending) <= ahead:
+            pending.append([pool.submit(load_letterboxed, it.path, imgsz, keep_images) for it in batches[submitted]])
+            submitted += 1
+        for chunk in batches:
+            futures = pending.popleft()
+            if submitted < len(batches):
+                pending.append(
+                    [pool.submit(load_letterboxed, it.path, imgsz, keep_images) for it in batches[submitted]]
+                )
+                submitted += 1
+            yield chunk, [f.result() for f in futures]
+
+
+def load_letterboxed(path: Path, imgsz: int, keep_original: bool = False) -> Loaded:
+    """(original or None, letterboxed square or None if unreadable, original (h, w))."""
+    image = read_image(path)
+    if image is None:
+        return None, None, (0, 0)
+    h, w = image.shape[:2]
+    return (image if keep_original else None), letterbox(image, imgsz), (h, w)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """BGR uint8 like Ultralytics' loaders read it (EXIF orientation applied), or None if not an image."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    if not data.size:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return image if image is not None and image.size else None
+
+
+def letterbox(image: np.ndarray, imgsz: int) -> np.ndarray:
+    """Resize keeping the aspect ratio and pad to a centred `imgsz` square: Ultralytics' own LetterBox,
+    whose geometry `scale_boxes` inverts."""
+    from ultralytics.data.augment import LetterBox
+
+    return LetterBox(new_shape=(imgsz, imgsz), auto=False, center=True, padding_value=_PAD)(image=image)

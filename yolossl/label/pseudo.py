@@ -1,0 +1,335 @@
+"""The pseudo-labeling step: detect on a pool, sort boxes into kept / uncertain / dropped, write it all.
+
+Writes, into one folder that appears whole or not at all:
+
+    labels/<id>.txt   kept boxes, YOLO format; an empty file when nothing was kept
+    images/<id>.ext   a link to the image, or its masked copy when it has uncertain boxes
+    record.csv        every candidate box: image, class, score, box, status, reason
+    thresholds.json   the per-class thresholds used
+    stats.json        the counts of the round summary
+
+    >>> stats = pseudo_label(detector, pool.images, Path("round_1/pseudo"), LabelSettings(), thresholds)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from yolossl._fs import fresh_partial_dir, link_file, replace_dir
+from yolossl.config import UNCERTAIN_MODES
+from yolossl.data import ImageItem, read_yolo_labels
+from yolossl.errors import YolosslError
+from yolossl.label.engine import Detector, Frame
+from yolossl.label.filters import (
+    DROPPED,
+    KEPT,
+    UNCERTAIN,
+    ClassThresholds,
+    box_status,
+    mask_uncertain,
+    thresholds_for_precision,
+)
+
+logger = logging.getLogger(__name__)
+
+RECORD_COLUMNS = (
+    "image_id",
+    "image",
+    "class_id",
+    "class_name",
+    "score",
+    "x_center",
+    "y_center",
+    "width",
+    "height",
+    "status",
+    "reason",
+)
+_WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """How boxes are chosen and what happens to the uncertain ones; inference options too."""
+
+    conf: float = 0.25
+    """Kept threshold for every class, unless `target_precision` picks one per class."""
+    target_precision: float | None = None
+    """Pick each class's threshold as the lowest reaching this precision on val."""
+    uncertain: str = "mask"
+    """mask: grey out uncertain boxes in a copy; drop-image: leave such images out; keep: ignore them."""
+    uncertain_low: float | None = None
+    """Floor of the uncertain band; boxes below it are dropped. None: 0.1, or `conf` if lower."""
+    min_conf: float | None = None
+    """Boxes below this are not even candidates (not recorded). None: 0.05, or the band's floor if lower."""
+    skip_empty: bool = False
+    """Write no label file for an image with no kept box (default: an empty one)."""
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "cpu"
+    backend: str = "torch"
+    tta: bool = False
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.uncertain not in UNCERTAIN_MODES:
+            raise YolosslError(f"--uncertain must be one of {', '.join(UNCERTAIN_MODES)}, got {self.uncertain!r}")
+        if not 0.0 < self.floor <= self.band_low <= self.conf < 1.0:
+            raise YolosslError(
+                f"need 0 < min_conf ({self.floor}) <= uncertain_low ({self.band_low}) <= conf ({self.conf}) < 1"
+            )
+        if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
+            raise YolosslError(f"--target-precision must be in (0, 1], got {self.target_precision}")
+
+    @property
+    def band_low(self) -> float:
+        return min(0.1, self.conf) if self.uncertain_low is None else self.uncertain_low
+
+    @property
+    def floor(self) -> float:
+        return min(0.05, self.band_low) if self.min_conf is None else self.min_conf
+
+
+@dataclass
+class LabelStats:
+    """What a labeling pass did: the numbers of the round summary."""
+
+    images: int = 0
+    images_with_boxes: int = 0
+    kept: int = 0
+    uncertain: int = 0
+    dropped: int = 0
+    masked_images: int = 0
+    dropped_images: int = 0
+    kept_per_class: dict[int, int] = field(default_factory=dict)
+    uncertain_per_class: dict[int, int] = field(default_factory=dict)
+    no_label_classes: list[int] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.wall_time_s if self.wall_time_s else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LabelStats:
+        values = dict(values)
+        for key in ("kept_per_class", "uncertain_per_class"):
+            values[key] = {int(k): v for k, v in values.get(key, {}).items()}
+        return cls(**values)
+
+
+def make_detector(weights: Sequence[str | Path], settings: LabelSettings, export_dir: Path | None = None) -> Detector:
+    return Detector(
+        weights,
+        imgsz=settings.imgsz,
+        device=settings.device,
+        conf=settings.floor,
+        backend=settings.backend,
+        tta=settings.tta,
+        export_dir=export_dir,
+    )
+
+
+def choose_thresholds(
+    detector: Detector, val: Sequence[ImageItem], settings: LabelSettings, n_classes: int
+) -> ClassThresholds:
+    """One `conf` for all classes, or with `target_precision` per-class thresholds measured on val."""
+    if settings.target_precision is None:
+        return ClassThresholds.global_conf(n_classes, settings.conf, settings.band_low)
+
+    def val_boxes() -> Iterator:
+        for frame in detector.run(val, batch=settings.batch, workers=settings.workers):
+            if frame.detections is not None and frame.item.label is not None:
+                yield frame.detections, read_yolo_labels(frame.item.label), frame.shape
+
+    return thresholds_for_precision(val_boxes(), n_classes, settings.target_precision, settings.band_low)
+
+
+def pseudo_label(
+    detector: Detector,
+    images: Sequence[ImageItem],
+    out_dir: Path,
+    settings: LabelSettings,
+    thresholds: ClassThresholds,
+    names: dict[int, str],
+    on_progress: Callable[[int], None] | None = None,
+) -> LabelStats:
+    """Label `images` into `out_dir` (see the module docstring); return the counts."""
+    start = time.perf_counter()
+    partial = fresh_partial_dir(out_dir)
+    (partial / "labels").mkdir()
+    (partial / "images").mkdir()
+    writer = _Writer(partial, settings, thresholds, names)
+    with open(partial / "record.csv", "w", newline="", encoding="utf-8") as record_file:
+        writer.record = csv.writer(record_file)
+        writer.record.writerow(RECORD_COLUMNS)
+        keep_images = settings.uncertain == "mask"
+        for frame in detector.run(images, settings.batch, keep_images, settings.workers, on_progress):
+            writer.write(frame)
+    stats = writer.finish(time.perf_counter() - start)
+    thresholds.save(partial / "thresholds.json")
+    (partial / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2))
+    replace_dir(partial, out_dir)
+    return stats
+
+
+class _Writer:
+    """Turns frames into label files, image links or masked copies, record rows and counts."""
+
+    def __init__(self, root: Path, settings: LabelSettings, thresholds: ClassThresholds, names: dict[int, str]):
+        self.root, self.settings, self.thresholds, self.names = root, settings, thresholds, names
+        self.stats = LabelStats(no_label_classes=thresholds.unreachable)
+        self.kept: Counter[int] = Counter()
+        self.uncertain: Counter[int] = Counter()
+        self.record: csv.writer
+
+    def write(self, frame: Frame) -> None:
+        item = frame.item
+        if frame.detections is None:
+            logger.warning("%s: cannot be read as an image, skipped", item.path)
+            self.stats.unreadable.append(str(item.path))
+            return
+        self.stats.images += 1
+        dets = frame.detections
+        status = box_status(dets, self.thresholds, len(self.names))
+        if self.settings.uncertain == "keep":
+            status[status == UNCERTAIN] = DROPPED
+        reasons = np.array([self._reason(s, c) for s, c in zip(status, dets.classes, strict=True)], dtype=object)
+        has_uncertain = bool((status == UNCERTAIN).any())
+        if has_uncertain and self.settings.uncertain == "drop-image":
+            reasons[status == KEPT] = "image left out: it has uncertain boxes"
+            status[status == KEPT] = DROPPED
+            self.stats.dropped_images += 1
+        self._record(frame, status, reasons)
+        kept = status == KEPT
+        self.kept.update(int(c) for c in dets.classes[kept])
+        self.uncertain.update(int(c) for c in dets.classes[status == UNCERTAIN])
+        self.stats.kept += int(kept.sum())
+        self.stats.uncertain += int((status == UNCERTAIN).sum())
+        self.stats.dropped += int((status == DROPPED).sum())
+        self.stats.images_with_boxes += bool(kept.any())
+        if has_uncertain and self.settings.uncertain == "drop-image":
+            return
+        if not kept.any() and self.settings.skip_empty:
+            return
+        write_yolo_labels(
+            self.root / "labels" / f"{item.id}.txt", dets.classes[kept], dets.select(kept).xywhn(frame.shape)
+        )
+        if has_uncertain and self.settings.uncertain == "mask" and frame.image is not None:
+            masked = mask_uncertain(frame.image, dets.xyxy[status == UNCERTAIN], dets.xyxy[kept])
+            self._write_image(item, masked)
+            self.stats.masked_images += 1
+        else:
+            link_file(item.path, self.root / "images" / f"{item.id}{item.path.suffix}")
+
+    def _reason(self, status: str, cls: int) -> str:
+        limit = self.thresholds.kept.get(int(cls), float("inf"))
+        below = f"score < {limit:.3f}" if limit != float("inf") else "class threshold unreachable on val"
+        if status == KEPT:
+            return f"score >= {limit:.3f}"
+        if status == UNCERTAIN:
+            return f"score in [{self.thresholds.band_low:.3f}, {limit:.3f})" if limit != float("inf") else below
+        if self.settings.uncertain == "keep":  # no band: everything not kept is simply dropped
+            return below
+        return f"score < {self.thresholds.band_low:.3f}"
+
+    def _record(self, frame: Frame, status: np.ndarray, reasons: np.ndarray) -> None:
+        dets = frame.detections
+        xywhn = dets.xywhn(frame.shape)
+        for i in range(len(dets)):
+            c = int(dets.classes[i])
+            x, y, w, h = xywhn[i]
+            self.record.writerow(
+                [
+                    frame.item.id,
+                    frame.item.path,
+                    c,
+                    self.names.get(c, str(c)),
+                    f"{dets.scores[i]:.5f}",
+                    f"{x:.6f}",
+                    f"{y:.6f}",
+                    f"{w:.6f}",
+                    f"{h:.6f}",
+                    status[i],
+                    reasons[i],
+                ]
+            )
+
+    def _write_image(self, item: ImageItem, image: np.ndarray) -> None:
+        suffix = item.path.suffix.lower() if item.path.suffix.lower() in _WRITABLE_SUFFIXES else ".png"
+        target = self.root / "images" / f"{item.id}{suffix}"
+        if not cv2.imwrite(str(target), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise YolosslError(f"{target}: could not write the masked copy of {item.path}")
+
+    def finish(self, wall_time_s: float) -> LabelStats:
+        self.stats.kept_per_class = {c: self.kept.get(c, 0) for c in self.names}
+        self.stats.uncertain_per_class = {c: self.uncertain.get(c, 0) for c in self.names}
+        self.stats.wall_time_s = round(wall_time_s, 3)
+        return self.stats
+
+
+def write_yolo_labels(path: Path, classes: np.ndarray, xywhn: np.ndarray) -> None:
+    """One `class xc yc w h` line per box, 6 decimals; an empty file for no boxes."""
+    lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, (x, y, w, h) in zip(classes, xywhn, strict=True)]
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def training_items(pseudo_dir: Path) -> Iterator[ImageItem]:
+    """The images of a labeling pass that have at least one kept box, each with its label file.
+
+    Images where nothing was kept are left out of training: they are where the model is unsure,
+    not where it knows there is nothing.
+    """
+    for entry in sorted(p for p in (pseudo_dir / "images").iterdir()):
+        label = pseudo_dir / "labels" / f"{entry.stem}.txt"
+        if label.is_file() and label.stat().st_size > 0:
+            yield ImageItem(entry.stem, entry, label)
+
+
+def label_folders(
+    models: Sequence[str | Path],
+    folders: Sequence[str | Path],
+    out_dir: Path,
+    settings: LabelSettings,
+    data: str | Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> LabelStats:
+    """`yolossl label`: label every image under `folders` into `out_dir` with one model or an ensemble.
+
+    `data` (a data YAML) gives the class names and, for `target_precision`, the val split to pick
+    thresholds on. `out_dir` must be new or an earlier output of this command: it is replaced whole.
+    """
+    from yolossl.data import load_data_yaml, scan_image_folders
+
+    _check_replaceable(out_dir)
+    if settings.target_precision is not None and data is None:
+        raise YolosslError("--target-precision picks thresholds on a val split: pass --data data.yaml")
+    spec = load_data_yaml(data) if data is not None else None
+    pool = scan_image_folders(folders)
+    detector = make_detector(models, settings, export_dir=out_dir.parent / f".{out_dir.name}-export")
+    names = spec.names if spec else detector.names
+    if spec and len(spec.names) != len(detector.names):
+        raise YolosslError(f"{spec.yaml_path}: {len(spec.names)} classes, but the model has {len(detector.names)}")
+    val = spec.val_items() if spec else []
+    thresholds = choose_thresholds(detector, val, settings, len(names))
+    return pseudo_label(detector, pool.images, out_dir, settings, thresholds, names, on_progress)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a folder that is not an earlier labeling output: it may hold the user's files."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "record.csv").is_file():
+        raise YolosslError(f"{out_dir}: exists and is not an earlier 'yolossl label' output; choose another --out")
