@@ -78,9 +78,11 @@ def test_two_round_cycle_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
             cls, *xywh = line.split()
             assert 0 <= int(cls) < 5 and all(0.0 <= float(v) <= 1.0 for v in xywh)
 
-    # later rounds fine-tune the previous round's weights
+    # later rounds fine-tune the best weights so far (the round guard may have rejected round 1)
     args = yaml.safe_load((run / "round_2" / "train" / "args.yaml").read_text())
-    assert Path(args["model"]) == run.resolve() / "round_1" / "train" / "weights" / "best.pt"
+    best_before = max(result.rounds[:2], key=lambda r: (r.accepted, r.metrics.map50_95, -r.index))
+    assert Path(args["model"]) == best_before.weights.resolve() and result.rounds[2].trained_from == args["model"]
+    assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
 
     rows = _summary(run)
     assert [int(r["round"]) for r in rows] == [0, 1, 2]
@@ -100,6 +102,44 @@ def test_two_round_cycle_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
 
     # the user's dataset is untouched: no label cache, no new file, no changed byte
     assert _checksums(tiny_dataset) == before
+
+
+def test_round_guard_rejects_a_worse_round_and_restarts_from_the_best(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, monkeypatch
+) -> None:
+    """Scripted val scores 0.30, 0.20, 0.35: round 1 is rejected, round 2 starts from round 0, round 2 is final."""
+    import shutil
+
+    import yolossl.cycle
+    from yolossl.train import TrainResult
+
+    scores = iter([0.30, 0.20, 0.35])
+    starts: list[str] = []
+
+    def scripted_training(model, data_yaml, save_dir, settings, on_epoch=None):
+        starts.append(str(model))
+        weights = save_dir / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True)
+        shutil.copyfile(tiny_weights, weights)
+        score = next(scores)
+        return TrainResult(weights, Metrics(score + 0.2, score, 0.5, 0.5), save_dir, 0.1)
+
+    monkeypatch.setattr(yolossl.cycle, "train_detector", scripted_training)
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path))
+    run = result.run_dir
+    assert [r.accepted for r in result.rounds] == [True, False, True]
+    assert starts == ["yolo11n.yaml", str(result.rounds[0].weights), str(result.rounds[0].weights)]
+    assert result.best.index == 2 and (run / "weights" / "best.pt").is_file()
+    assert [r["accepted"] for r in _summary(run)] == ["True", "False", "True"]
+
+
+def test_start_weights_skip_training_round_0(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=1, start_weights=str(tiny_weights)))
+    round_0 = result.rounds[0]
+    assert round_0.trained_from == str(tiny_weights)
+    assert round_0.weights.read_bytes() == tiny_weights.read_bytes()  # a copy, validated, not retrained
+    assert not (result.run_dir / "round_0" / "train" / "results.csv").exists()
+    assert 0.0 <= round_0.metrics.map50_95 <= 1.0
 
 
 def test_from_scratch_restarts_each_round_from_the_model(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -193,3 +233,15 @@ def test_killed_run_resumes_to_the_same_result(tiny_dataset: Path, tmp_path: Pat
     ]
     for label in (whole / "round_1" / "pseudo" / "labels").glob("*.txt"):
         assert label.read_bytes() == (killed / "round_1" / "pseudo" / "labels" / label.name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("setting", "n_labeled", "n_pseudo", "expected"),
+    [(1, 100, 900, 1), (4, 100, 900, 4), (None, 100, 900, 5), (None, 100, 150, 1), (None, 100, 0, 1), (None, 0, 9, 1)],
+)
+def test_labeled_repeat(setting, n_labeled: int, n_pseudo: int, expected: int) -> None:
+    from yolossl.cycle import labeled_repeat
+
+    assert labeled_repeat(setting, n_labeled, n_pseudo) == expected
+    if setting is None and n_labeled and n_pseudo:
+        assert n_labeled * expected >= (n_labeled * expected + n_pseudo) / 3  # labels stay a third or more

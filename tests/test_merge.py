@@ -80,3 +80,18 @@ def test_rebuilding_a_round_replaces_it_whole(tiny_dataset: Path, tmp_path: Path
     assert not stale.exists()
     assert not (round_dir / "dataset.partial").exists()
     assert not list((round_dir / "dataset" / "images" / "pseudo").iterdir())
+
+
+def test_labeled_images_can_be_oversampled_without_copies(tiny_dataset: Path, tmp_path: Path) -> None:
+    spec = load_data_yaml(tiny_dataset / "data.yaml")
+    val_images = mirror_split(spec.val_items(), tmp_path / "run" / "val")
+    built = build_round_dataset(tmp_path / "run" / "round_1", spec.train_items(), [], val_images, spec.names, 3)
+    images = sorted((tmp_path / "run" / "round_1" / "dataset" / "images" / "labeled").iterdir())
+    labels = sorted((tmp_path / "run" / "round_1" / "dataset" / "labels" / "labeled").iterdir())
+    assert built.labeled_images == 8 and len(images) == len(labels) == 24
+    assert all(p.is_symlink() for p in images)
+    first = spec.train_items()[0]
+    for name in (first.id, f"{first.id}~2", f"{first.id}~3"):
+        link = images[0].parent / f"{name}.jpg"
+        assert os.readlink(link) == str(first.path.resolve())
+        assert (labels[0].parent / f"{name}.txt").read_bytes() == first.label.read_bytes()

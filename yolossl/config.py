@@ -65,6 +65,12 @@ class CycleConfig:
     seed: int = 0
     from_scratch: bool = False
     """Retrain each round from `model` instead of fine-tuning the previous round's weights."""
+    start_weights: str | None = None
+    """Weights of a supervised model already trained on `data`: round 0 validates them instead of training."""
+    keep_empty: bool = False
+    """Also train on pool images with no kept box, as background (the docs' workflow). Default: leave them out."""
+    labeled_repeat: int | None = 1
+    """Each labeled image appears this many times per round; None: enough to be a third of the round's images."""
     train_args: dict[str, Any] = field(default_factory=dict)
     """Any other Ultralytics training argument, passed through (e.g. {'mosaic': 0.5})."""
 
@@ -86,6 +92,7 @@ class CycleConfig:
         _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")
         _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")
 

@@ -14,6 +14,9 @@ import csv
 import io
 import json
 import logging
+import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -28,13 +31,22 @@ from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan
 from yolossl.errors import YolosslError
 from yolossl.label import LabelSettings, LabelStats, choose_thresholds, make_detector, pseudo_label, training_items
 from yolossl.merge import build_round_dataset, mirror_split
-from yolossl.train import Metrics, TrainSettings, describe_device, resolve_device, train_detector
+from yolossl.train import (
+    Metrics,
+    TrainResult,
+    TrainSettings,
+    describe_device,
+    resolve_device,
+    train_detector,
+    validate_detector,
+)
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.csv"
+FINAL_WEIGHTS = "weights/best.pt"
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,9 @@ class RoundResult:
     weights: Path
     data_yaml: Path
     wall_time_s: float
+    accepted: bool = True
+    """False when the round guard rejected it: its val mAP50-95 fell below the best round before it."""
+    trained_from: str = ""
 
     @property
     def images_used(self) -> int:
@@ -86,6 +101,21 @@ class CycleResult:
     @property
     def summary_csv(self) -> Path:
         return self.run_dir / SUMMARY_FILE
+
+    @property
+    def best(self) -> RoundResult:
+        """The round whose weights are the cycle's result: the best val mAP50-95 among accepted rounds."""
+        return best_round(self.rounds)
+
+    @property
+    def weights(self) -> Path:
+        """The final model: a copy of the best round's weights."""
+        return self.run_dir / FINAL_WEIGHTS
+
+
+def best_round(rounds: list[RoundResult]) -> RoundResult:
+    accepted = [r for r in rounds if r.accepted]
+    return max(accepted, key=lambda r: (r.metrics.map50_95, -r.index))
 
 
 @dataclass(frozen=True)
@@ -193,11 +223,22 @@ class _Cycle:
             if done:
                 result.rounds.append(RoundResult.from_dict(done))
                 continue
-            previous = result.rounds[-1] if result.rounds else None
+            # The round guard: every round starts from the best round so far, never from a rejected one.
+            previous = best_round(result.rounds) if result.rounds else None
             result.rounds.append(self._run_round(index, previous, val_images))
             self._write_summary(result.rounds)
         self._write_summary(result.rounds)
+        self._write_final_weights(result)
         return result
+
+    def _write_final_weights(self, result: CycleResult) -> None:
+        best = result.best
+        target = self.run_dir / FINAL_WEIGHTS
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(".best.pt.tmp")
+        shutil.copyfile(best.weights, tmp)
+        os.replace(tmp, target)
+        logger.info("Final model: round %d (mAP50-95 %.3f), copied to %s", best.index, best.metrics.map50_95, target)
 
     def _mirror_val(self) -> Path:
         """The val split, mirrored once per run so that Ultralytics' cache never lands in the user's folder."""
@@ -220,19 +261,38 @@ class _Cycle:
 
         if not steps.get("merge"):
             self.on_progress(ProgressEvent(index, "merge", 0, 1))
-            pseudo = training_items(round_dir / "pseudo") if previous is not None else []
-            built = build_round_dataset(round_dir, self.labeled, pseudo, val_images, self.spec.names)
-            self._mark(steps, "merge", {"labeled_images": built.labeled_images, "pseudo_images": built.pseudo_images})
+            pseudo = list(training_items(round_dir / "pseudo", self.config.keep_empty)) if previous is not None else []
+            repeat = labeled_repeat(self.config.labeled_repeat, len(self.labeled), len(pseudo))
+            built = build_round_dataset(
+                round_dir, self.labeled, pseudo, val_images, self.spec.names, labeled_repeat=repeat
+            )
+            merged_counts = {"labeled_images": built.labeled_images, "pseudo_images": built.pseudo_images}
+            self._mark(steps, "merge", {**merged_counts, "labeled_repeat": repeat})
         merged = steps["merge"]
-
-        start_model = self.config.model if previous is None or self.config.from_scratch else str(previous.weights)
-        epochs = self.config.epochs if previous is None else self.config.round_epochs
-        images = merged["labeled_images"] + merged["pseudo_images"]
-        self.on_progress(ProgressEvent(index, "train", 0, epochs))
-        logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
         data_yaml = round_dir / "data.yaml"
-        settings = replace(self.settings, epochs=epochs)
-        trained = train_detector(start_model, data_yaml, round_dir / "train", settings, self._epoch_reporter(index))
+
+        if previous is None and self.config.start_weights:
+            start_model = self.config.start_weights
+            trained = self._adopt_start_weights(round_dir, data_yaml)
+        else:
+            start_model = self.config.model if previous is None or self.config.from_scratch else str(previous.weights)
+            epochs = self.config.epochs if previous is None else self.config.round_epochs
+            images = merged["labeled_images"] * merged.get("labeled_repeat", 1) + merged["pseudo_images"]
+            self.on_progress(ProgressEvent(index, "train", 0, epochs))
+            logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
+            settings = replace(self.settings, epochs=epochs)
+            trained = train_detector(start_model, data_yaml, round_dir / "train", settings, self._epoch_reporter(index))
+        accepted = previous is None or trained.metrics.map50_95 >= previous.metrics.map50_95
+        if not accepted:
+            logger.warning(
+                "Round %d: rejected by the round guard (mAP50-95 %.3f < %.3f of round %d); the next round starts "
+                "from round %d",
+                index,
+                trained.metrics.map50_95,
+                previous.metrics.map50_95,
+                previous.index,
+                previous.index,
+            )
         names = self.spec.names
         round_result = RoundResult(
             index=index,
@@ -246,6 +306,8 @@ class _Cycle:
             weights=trained.weights,
             data_yaml=data_yaml,
             wall_time_s=round(time.perf_counter() - start + stats.wall_time_s, 2),
+            accepted=accepted,
+            trained_from=str(start_model),
         )
         write_text_atomic(round_dir / "metrics.json", json.dumps(round_result.to_dict(), indent=2))
         self.state["rounds"][str(index)]["result"] = round_result.to_dict()
@@ -255,6 +317,17 @@ class _Cycle:
             "Round %d: mAP50 %.3f, mAP50-95 %.3f (P %.3f, R %.3f)", index, m.map50, m.map50_95, m.precision, m.recall
         )
         return round_result
+
+    def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
+        """Round 0 from weights the user already trained: copied into the run and validated, not retrained."""
+        source = Path(self.config.start_weights)
+        if not source.is_file():
+            raise YolosslError(f"{source}: start weights not found")
+        weights = round_dir / "train" / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, weights)
+        logger.info("Round 0: using %s as the supervised model (validating it, not training)", source)
+        return TrainResult(weights, validate_detector(weights, data_yaml, self.settings), weights.parents[1], 0.0)
 
     def _epoch_reporter(self, index: int) -> Callable[[int, int, dict[str, float]], None]:
         def report(epoch: int, epochs: int, values: dict[str, float]) -> None:
@@ -357,9 +430,23 @@ def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict
             "precision": round(r.metrics.precision, 4),
             "recall": round(r.metrics.recall, 4),
             "wall_time_s": r.wall_time_s,
+            "accepted": r.accepted,
         }
         for r in rounds
     ]
+
+
+def labeled_repeat(setting: int | None, n_labeled: int, n_pseudo: int) -> int:
+    """How many times each labeled image appears in a round's dataset.
+
+    `None` (auto): enough that the human labels are at least a third of the images the round trains
+    on, so that pseudo-labels cannot drown them; an integer is used as given.
+    """
+    if setting is not None:
+        return setting
+    if not n_labeled or not n_pseudo:
+        return 1
+    return max(1, math.ceil(n_pseudo / (2 * n_labeled)))
 
 
 def summary_csv(rounds: list[RoundResult], class_names: list[str]) -> str:

@@ -45,15 +45,17 @@ def build_round_dataset(
     pseudo: Iterable[ImageItem],
     val_images: Path,
     names: dict[int, str],
+    labeled_repeat: int = 1,
 ) -> RoundDataset:
     """Write `round_dir/dataset/` (labeled + pseudo-labeled) and `round_dir/data.yaml`.
 
-    `pseudo` items carry the label file written by the labeling step. A leftover dataset of an
-    interrupted attempt, label cache included, is replaced whole.
+    `pseudo` items carry the label file written by the labeling step. Each labeled image is linked
+    `labeled_repeat` times (oversampling without copies). A leftover dataset of an interrupted
+    attempt, label cache included, is replaced whole.
     """
     dataset = round_dir / "dataset"
     partial = fresh_partial_dir(dataset)
-    n_labeled = _fill_split(labeled, partial / "images" / "labeled", partial / "labels" / "labeled")
+    n_labeled = _fill_split(labeled, partial / "images" / "labeled", partial / "labels" / "labeled", labeled_repeat)
     n_pseudo = _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo")
     replace_dir(partial, dataset)
     data_yaml = round_dir / "data.yaml"
@@ -67,13 +69,16 @@ def build_round_dataset(
     return RoundDataset(data_yaml, n_labeled, n_pseudo)
 
 
-def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path) -> int:
+def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path, repeat: int = 1) -> int:
+    """Link each image (`repeat` times, as `<id>`, `<id>~2`, ...) and copy its label; return the image count."""
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
     count = 0
     for item in items:
-        link_file(item.path, image_dir / f"{item.id}{item.path.suffix}")
-        if item.label is not None:
-            shutil.copyfile(item.label, label_dir / f"{item.id}.txt")
+        for copy in range(repeat):
+            name = item.id if copy == 0 else f"{item.id}~{copy + 1}"
+            link_file(item.path, image_dir / f"{name}{item.path.suffix}")
+            if item.label is not None:
+                shutil.copyfile(item.label, label_dir / f"{name}.txt")
         count += 1
     return count

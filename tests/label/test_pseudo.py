@@ -150,6 +150,8 @@ def test_training_items_are_the_images_with_kept_boxes(pool, tmp_path) -> None:
     items = list(training_items(out))
     assert sorted(i.id for i in items) == sorted(i.id for n, i in enumerate(pool) if n % 3)
     assert all(i.path.parent == out / "images" and i.label.read_text() for i in items)
+    everything = list(training_items(out, keep_empty=True))  # the empty ones too, as background images
+    assert len(everything) == 12 and sum(not i.label.read_text() for i in everything) == 4
 
 
 def test_relabeling_with_the_model_is_byte_identical(tiny_weights, pool, tmp_path) -> None:

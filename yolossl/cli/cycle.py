@@ -80,6 +80,16 @@ def cycle(
             help="Retrain each round from --model, or fine-tune the last round's weights. Default: fine-tune.",
         ),
     ] = None,
+    start_weights: Annotated[
+        Path | None, typer.Option(help="A supervised model you already trained on --data: round 0 uses it as is.")
+    ] = None,
+    keep_empty: Annotated[
+        bool | None,
+        typer.Option("--keep-empty/--skip-empty", help="Train on pool images with no kept box as background."),
+    ] = None,
+    labeled_repeat: Annotated[
+        int | None, typer.Option(help="Link each labeled image this many times per round (oversampling). Default: 1.")
+    ] = None,
     train_arg: Annotated[
         list[str] | None,
         typer.Option("--train-arg", help="Any other Ultralytics training argument, key=value (repeatable)."),
@@ -125,6 +135,9 @@ def cycle(
                     "name": name,
                     "seed": seed,
                     "from_scratch": from_scratch,
+                    "start_weights": str(start_weights) if start_weights else None,
+                    "keep_empty": keep_empty,
+                    "labeled_repeat": labeled_repeat,
                     "train_args": parse_train_args(train_arg) if train_arg else None,
                 }
                 cycle_config = resolve_config(values, config_file=config, demo_defaults=DEMO_CYCLE_DEFAULTS)
@@ -151,6 +164,7 @@ def print_summary(result: Any) -> None:
     from yolossl.cycle import summary_rows
 
     names = result.class_names
+    best = result.best.index
     table = Table(title=f"yolossl cycle: {result.run_dir}")
     headers = (
         "round",
@@ -164,7 +178,7 @@ def print_summary(result: Any) -> None:
         "P",
         "R",
     )
-    for column in (*headers, "time"):
+    for column in (*headers, "time", "guard"):
         table.add_column(column, justify="left" if column == "per class" else "right")
     for row in summary_rows(result.rounds, names):
         first = row["round"] == 0
@@ -180,6 +194,8 @@ def print_summary(result: Any) -> None:
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
             f"{row['wall_time_s']:.0f}s",
+            "best" if row["round"] == best else "" if row["accepted"] else "rejected",
         )
     stdout.print(table)
+    stdout.print(f"Final model (round {best}): {result.weights}")
     stdout.print(f"Summary: {result.summary_csv}")

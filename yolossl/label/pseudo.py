@@ -288,15 +288,15 @@ def write_yolo_labels(path: Path, classes: np.ndarray, xywhn: np.ndarray) -> Non
     path.write_text("".join(lines), encoding="utf-8")
 
 
-def training_items(pseudo_dir: Path) -> Iterator[ImageItem]:
-    """The images of a labeling pass that have at least one kept box, each with its label file.
+def training_items(pseudo_dir: Path, keep_empty: bool = False) -> Iterator[ImageItem]:
+    """The images of a labeling pass to train on, each with its label file.
 
-    Images where nothing was kept are left out of training: they are where the model is unsure,
-    not where it knows there is nothing.
+    By default only images with at least one kept box: where nothing was kept the model is
+    unsure, not sure there is nothing. `keep_empty` adds them as background images.
     """
     for entry in sorted(p for p in (pseudo_dir / "images").iterdir()):
         label = pseudo_dir / "labels" / f"{entry.stem}.txt"
-        if label.is_file() and label.stat().st_size > 0:
+        if label.is_file() and (keep_empty or label.stat().st_size > 0):
             yield ImageItem(entry.stem, entry, label)
 
 
