@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from tests.conftest import TINY
-from yolossl.demo import CLASS_NAMES, DemoSpec, _draw_shape, draw_scene, ensure_demo_dataset, write_demo_dataset
+from yolossl.demo import (
+    BENCH_CLASS_NAMES,
+    CLASS_NAMES,
+    DemoSpec,
+    _draw_shape,
+    draw_scene,
+    ensure_demo_dataset,
+    write_demo_dataset,
+)
 
 
 def _digest(root: Path) -> str:
@@ -54,13 +62,13 @@ def test_same_seed_same_dataset(tmp_path: Path) -> None:
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
 
 
-@pytest.mark.parametrize("cls", range(len(CLASS_NAMES)))
-def test_label_box_is_the_drawn_shape(cls: int) -> None:
+@pytest.mark.parametrize("name", BENCH_CLASS_NAMES)
+def test_label_box_is_the_drawn_shape(name: str) -> None:
     """The label must be the tight extent of the pixels the shape painted (±1 px of anti-aliasing)."""
-    rng = np.random.default_rng(cls)
+    rng = np.random.default_rng(len(name))
     for _ in range(10):
         canvas = np.zeros((96, 96, 3), np.float64)
-        x0, y0, x1, y1 = _draw_shape(rng, canvas, cls, (30, 30, 60, 60))
+        x0, y0, x1, y1 = _draw_shape(rng, canvas, name, (30, 30, 60, 60))
         ys, xs = np.nonzero(canvas.max(axis=2) > 1)
         assert abs(xs.min() - x0) <= 1 and abs(ys.min() - y0) <= 1
         assert abs(xs.max() + 1 - x1) <= 1 and abs(ys.max() + 1 - y1) <= 1
@@ -87,3 +95,12 @@ def test_ensure_builds_once_and_rebuilds_when_stale(tmp_path: Path) -> None:
 def test_images_decode(tiny_dataset: Path) -> None:
     image = cv2.imread(str(next((tiny_dataset / "unlabeled").glob("*.jpg"))))
     assert image is not None and image.shape == (64, 64, 3)
+
+
+def test_bench_spec_draws_its_seven_classes(tmp_path: Path) -> None:
+    spec = DemoSpec(n_labeled=30, n_unlabeled=0, n_val=2, size=64, seed=7, classes=BENCH_CLASS_NAMES)
+    write_demo_dataset(tmp_path / "bench", spec)
+    meta = yaml.safe_load((tmp_path / "bench" / "data.yaml").read_text())
+    assert list(meta["names"].values()) == list(BENCH_CLASS_NAMES)
+    rows = np.concatenate([np.loadtxt(p, ndmin=2) for p in (tmp_path / "bench/labeled/labels").glob("*.txt")])
+    assert set(rows[:, 0].astype(int)) == set(range(7))

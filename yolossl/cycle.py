@@ -67,6 +67,13 @@ class RoundResult:
     accepted: bool = True
     """False when the round guard rejected it: its val mAP50-95 fell below the best round before it."""
     trained_from: str = ""
+    labeled_repeat: int = 1
+    epochs: int = 0
+
+    @property
+    def train_images(self) -> int:
+        """Images per training epoch, oversampled labeled images counted as often as they appear."""
+        return self.labeled_images * self.labeled_repeat + self.pseudo_images
 
     @property
     def images_used(self) -> int:
@@ -272,12 +279,12 @@ class _Cycle:
         data_yaml = round_dir / "data.yaml"
 
         if previous is None and self.config.start_weights:
-            start_model = self.config.start_weights
+            start_model, epochs = self.config.start_weights, 0
             trained = self._adopt_start_weights(round_dir, data_yaml)
         else:
             start_model = self.config.model if previous is None or self.config.from_scratch else str(previous.weights)
             epochs = self.config.epochs if previous is None else self.config.round_epochs
-            images = merged["labeled_images"] * merged.get("labeled_repeat", 1) + merged["pseudo_images"]
+            images = merged["labeled_images"] * merged["labeled_repeat"] + merged["pseudo_images"]
             self.on_progress(ProgressEvent(index, "train", 0, epochs))
             logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
             settings = replace(self.settings, epochs=epochs)
@@ -308,6 +315,8 @@ class _Cycle:
             wall_time_s=round(time.perf_counter() - start + stats.wall_time_s, 2),
             accepted=accepted,
             trained_from=str(start_model),
+            labeled_repeat=merged.get("labeled_repeat", 1),
+            epochs=epochs,
         )
         write_text_atomic(round_dir / "metrics.json", json.dumps(round_result.to_dict(), indent=2))
         self.state["rounds"][str(index)]["result"] = round_result.to_dict()

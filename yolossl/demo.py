@@ -26,8 +26,11 @@ import yaml
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("circle", "square", "triangle", "cross", "ring")
+# The benchmark adds look-alikes a nano model confuses at small sizes: hexagon/circle, star/cross.
+BENCH_CLASS_NAMES = (*CLASS_NAMES, "hexagon", "star")
 DEMO_DIR = Path("datasets/demo")
-_VERSION = 2  # bump when the drawing changes, so stale copies are rebuilt
+BENCH_DIR = Path("datasets/bench")
+_VERSION = 3  # bump when the drawing changes, so stale copies are rebuilt
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class DemoSpec:
     n_val: int = 200
     size: int = 128
     seed: int = 0
+    classes: tuple[str, ...] = CLASS_NAMES
+
+
+# The benchmark dataset of `yolossl bench`: every training image labeled (the bench hides labels
+# itself), seven classes with look-alikes, its own seed.
+BENCH_SPEC = DemoSpec(n_labeled=2000, n_unlabeled=0, n_val=300, seed=7, classes=BENCH_CLASS_NAMES)
 
 
 def ensure_demo_dataset(root: str | Path = DEMO_DIR, spec: DemoSpec = DemoSpec()) -> Path:
@@ -65,6 +74,11 @@ def ensure_demo_dataset(root: str | Path = DEMO_DIR, spec: DemoSpec = DemoSpec()
     return data_yaml
 
 
+def ensure_bench_dataset(root: str | Path = BENCH_DIR) -> Path:
+    """The `yolossl bench` dataset (see BENCH_SPEC), built once; returns its data YAML."""
+    return ensure_demo_dataset(root, BENCH_SPEC)
+
+
 def write_demo_dataset(root: Path, spec: DemoSpec = DemoSpec()) -> None:
     """Draw every split into `root` and write its data YAML.
 
@@ -82,7 +96,7 @@ def write_demo_dataset(root: Path, spec: DemoSpec = DemoSpec()) -> None:
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image, labels = draw_scene(rng, spec.size)
+            image, labels = draw_scene(rng, spec.size, spec.classes)
             stem = f"{split}_{i:05d}"
             cv2.imwrite(str(image_dir / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             (label_dir / f"{stem}.txt").write_text(
@@ -91,7 +105,7 @@ def write_demo_dataset(root: Path, spec: DemoSpec = DemoSpec()) -> None:
     meta = {
         "train": "labeled/images",
         "val": "val/images",
-        "names": dict(enumerate(CLASS_NAMES)),
+        "names": dict(enumerate(spec.classes)),
     }
     (root / "data.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     (root / ".demo_version").write_text(f"{_VERSION} {spec}\n")
@@ -102,19 +116,21 @@ def _is_current(root: Path, spec: DemoSpec) -> bool:
     return stamp.is_file() and stamp.read_text().strip() == f"{_VERSION} {spec}"
 
 
-def draw_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
+def draw_scene(
+    rng: np.random.Generator, size: int, classes: tuple[str, ...] = CLASS_NAMES
+) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
     """Draw one image and return it with its YOLO labels (class, xc, yc, w, h normalised)."""
     image = _background(rng, size)
     _draw_distractors(rng, image)
     placed: list[tuple[int, int, int, int]] = []
     labels = []
     for _ in range(int(rng.integers(2, 7))):
-        cls = int(rng.integers(len(CLASS_NAMES)))
+        cls = int(rng.integers(len(classes)))
         box = _place(rng, size, placed)
         if box is None:
             continue
         placed.append(box)
-        x0, y0, x1, y1 = _draw_shape(rng, image, cls, box)
+        x0, y0, x1, y1 = _draw_shape(rng, image, classes[cls], box)
         labels.append((cls, (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size))
     image = cv2.GaussianBlur(image, (3, 3), float(rng.uniform(0.1, 0.9)))
     noise = rng.normal(0, rng.uniform(3, 10), image.shape)
@@ -172,13 +188,12 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def _draw_shape(
-    rng: np.random.Generator, image: np.ndarray, cls: int, box: tuple[int, int, int, int]
+    rng: np.random.Generator, image: np.ndarray, name: str, box: tuple[int, int, int, int]
 ) -> tuple[float, float, float, float]:
-    """Draw class `cls` inside `box`, rotated at random; return the drawn shape's tight extent."""
+    """Draw the shape `name` inside `box`, rotated at random; return the drawn shape's tight extent."""
     x0, y0, x1, y1 = box
     cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
     color = _colour(rng)
-    name = CLASS_NAMES[cls]
     if name == "circle":
         cv2.circle(image, (round(cx), round(cy)), round(r), color, -1, cv2.LINE_AA)
         return float(x0), float(y0), float(x1), float(y1)
@@ -198,6 +213,16 @@ def _polygon(name: str, cx: float, cy: float, r: float, angle: float) -> np.ndar
         unit = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], float)
     elif name == "triangle":
         unit = np.array([(math.cos(a), math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)])
+    elif name == "hexagon":
+        unit = np.array([(math.cos(k * math.pi / 3), math.sin(k * math.pi / 3)) for k in range(6)])
+    elif name == "star":  # five points, inner radius 0.45
+        radii = [1.0 if k % 2 == 0 else 0.45 for k in range(10)]
+        unit = np.array(
+            [
+                (r * math.cos(k * math.pi / 5 - math.pi / 2), r * math.sin(k * math.pi / 5 - math.pi / 2))
+                for k, r in enumerate(radii)
+            ]
+        )
     else:  # cross: a plus sign of arm width 0.5
         w = 0.3
         unit = np.array(
@@ -232,5 +257,17 @@ DEMO_CYCLE_DEFAULTS = {
     "epochs": 60,
     "round_epochs": 3,
     "batch": 16,
+    "train_args": {"nbs": 16},
+}
+
+
+# Training settings of `yolossl bench` on the benchmark dataset: round 0 long enough to converge on
+# the labeled fraction (see benchmarks/RESULTS.md for its curve).
+BENCH_TRAINING_DEFAULTS = {
+    "imgsz": 128,
+    "epochs": 120,
+    "round_epochs": 3,
+    "batch": 16,
+    "workers": 0,
     "train_args": {"nbs": 16},
 }

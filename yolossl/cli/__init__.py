@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from yolossl.cli.bench import bench
 from yolossl.cli.cycle import cycle
 from yolossl.cli.label import label
 
@@ -27,3 +28,4 @@ def main() -> None:
 
 app.command()(cycle)
 app.command()(label)
+app.command()(bench)

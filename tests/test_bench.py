@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolossl.bench import ArmResult, BenchConfig, BenchResult, format_table, run_bench
+from yolossl.errors import YolosslError
+
+
+def _arm(arm: str, seed: int, value: float) -> ArmResult:
+    return ArmResult(arm, seed, map50=value + 0.2, map50_95=value, best_round=1, rounds_map50_95=[0.1, value])
+
+
+def test_gap_recovered_against_supervised_and_oracle() -> None:
+    arms = [_arm("supervised", 0, 0.30), _arm("supervised", 1, 0.32), _arm("oracle", 0, 0.50), _arm("oracle", 1, 0.52)]
+    arms += [_arm("yolossl", 0, 0.40), _arm("yolossl", 1, 0.43), _arm("seed", 0, 0.29), _arm("seed", 1, 0.33)]
+    summary = BenchResult(Path("."), arms, {}).summary()
+    assert summary["yolossl"]["map50_95_mean"] == pytest.approx(0.415)
+    assert summary["yolossl"]["map50_95_std"] == pytest.approx(0.015)
+    assert summary["yolossl"]["gap_recovered"] == pytest.approx((0.415 - 0.31) / (0.51 - 0.31))
+    assert summary["yolossl"]["gap_recovered_per_seed"] == pytest.approx([0.5, 0.55])
+    assert summary["seed"]["gap_recovered_per_seed"] == pytest.approx([-0.05, 0.05])
+    assert summary["supervised"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
+    table = format_table(summary)
+    assert "| yolossl | 0.615 ± 0.015 | 0.415 ± 0.015 | 53% |" in table
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arms": ("supervised", "magic")}, "unknown arm"),
+        ({"label_fraction": 1.5}, "--label-fraction must be in"),
+        ({"unlabeled": ["x"]}, "needs --unlabeled-truth"),
+        ({"seeds": 0}, "must be >= 1"),
+    ],
+)
+def test_bad_bench_requests(changes: dict, message: str) -> None:
+    with pytest.raises(YolosslError, match=message):
+        BenchConfig(**{"data": "d.yaml", **changes})
+
+
+def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
+    config = BenchConfig(
+        data=str(tiny_dataset / "data.yaml"),
+        label_fraction=0.5,
+        rounds=1,
+        seeds=1,
+        training={"epochs": 1, "round_epochs": 1, "imgsz": 64, "batch": 8, "device": "cpu", "workers": 0},
+        cycle={"conf": 0.002, "uncertain_low": 0.001},
+        project=str(tmp_path / "bench"),
+        name="tiny",
+    )
+    result = run_bench(config)
+    run = tmp_path / "bench" / "tiny"
+    payload = json.loads((run / "bench.json").read_text())
+    assert set(payload["arms"]) == {"supervised", "seed", "yolossl", "oracle"}
+    for values in payload["arms"].values():
+        assert len(values["per_seed_map50_95"]) == 1 and "gap_recovered" in values
+    assert (run / "bench.md").read_text().startswith("| arm |")
+
+    # the split: half the labels kept, the rest hidden behind a flat folder of links
+    split = run / "seed_0" / "split"
+    assert len((split / "labeled.txt").read_text().splitlines()) == 4
+    pool = sorted((split / "pool").iterdir())
+    assert len(pool) == 4 and all(p.is_symlink() for p in pool)
+    assert not (split / "labels").exists() and len(list((split / "truth").glob("*.txt"))) == 4
+
+    # every arm starts from the same round 0, and the matched arms get the yolossl arm's steps
+    yolossl = next(r for r in result.arms if r.arm == "yolossl")
+    supervised = next(r for r in result.arms if r.arm == "supervised")
+    assert yolossl.rounds_map50_95[0] == supervised.rounds_map50_95[0]
+    state = json.loads((run / "seed_0" / "yolossl" / "state.json").read_text())
+    round_1 = state["rounds"]["1"]["result"]
+    images_seen = (round_1["labeled_images"] * round_1["labeled_repeat"] + round_1["pseudo_images"]) * 1
+    args = yaml.safe_load((run / "seed_0" / "supervised" / "round_1" / "args.yaml").read_text())
+    assert args["epochs"] == max(1, math.ceil(images_seen / 4))
+    oracle_args = yaml.safe_load((run / "seed_0" / "oracle" / "round_1" / "args.yaml").read_text())
+    assert oracle_args["epochs"] == max(1, math.ceil(images_seen / 8))
+    # pseudo-label quality is scored against the hidden labels
+    assert len(yolossl.pseudo_precision) == 1 and 0.0 <= yolossl.pseudo_precision[0] <= 1.0

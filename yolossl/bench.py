@@ -1,0 +1,395 @@
+"""`yolossl bench`: will SSL help on my data? Four arms on identical splits, seeds and training budget.
+
+Per seed, the training images are split into a labeled fraction and a pool whose labels are
+hidden (or an explicit labeled / unlabeled / truth split is used). One supervised round 0 is
+trained on the labeled images and shared by every arm, then each arm trains the same number of
+optimizer steps beyond it:
+
+- supervised: more training on the labeled images alone, as many steps as the yolossl arm took;
+- seed: the docs' workflow, predict(conf=0.85) -> merge (empty images as background) -> retrain;
+- yolossl: the default cycle (or the options given);
+- oracle: the hidden labels restored, as many steps again: the ceiling.
+
+Every arm keeps its best round on val (the round guard), so selection is the same for all.
+Gap recovered = (arm - supervised) / (oracle - supervised), on val mAP50-95.
+
+    >>> result = run_bench(BenchConfig(data="data.yaml", label_fraction=0.1, seeds=3))
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from yolossl.config import CycleConfig
+from yolossl.cycle import CycleResult, run_cycle
+from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
+from yolossl.errors import YolosslError
+from yolossl.merge import build_round_dataset, mirror_split
+from yolossl.quality import label_quality
+from yolossl.train import TrainSettings, resolve_device, train_detector
+
+logger = logging.getLogger(__name__)
+
+ARMS = ("supervised", "seed", "yolossl", "oracle")
+SEED_WORKFLOW = {"conf": 0.85, "target_precision": None, "uncertain": "keep", "keep_empty": True, "labeled_repeat": 1}
+
+
+@dataclass
+class BenchConfig:
+    """What to compare and how long to train; `cycle` holds the yolossl arm's options (CycleConfig names)."""
+
+    data: str
+    label_fraction: float | None = 0.1
+    unlabeled: list[str] = field(default_factory=list)
+    unlabeled_truth: str | None = None
+    rounds: int = 3
+    seeds: int = 3
+    arms: tuple[str, ...] = ARMS
+    training: dict[str, Any] = field(default_factory=dict)
+    """Shared by every arm: model, epochs, round_epochs, imgsz, batch, device, workers, train_args."""
+    cycle: dict[str, Any] = field(default_factory=dict)
+    project: str = "runs/bench"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.arms) - set(ARMS))
+        if unknown:
+            raise YolosslError(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
+        if self.unlabeled and not self.unlabeled_truth:
+            raise YolosslError("--unlabeled needs --unlabeled-truth LABELS_DIR to score the arms against")
+        if not self.unlabeled and not (self.label_fraction and 0.0 < self.label_fraction < 1.0):
+            raise YolosslError(f"--label-fraction must be in (0, 1), got {self.label_fraction}")
+        if self.seeds < 1 or self.rounds < 1:
+            raise YolosslError("--seeds and --rounds must be >= 1")
+
+
+@dataclass
+class ArmResult:
+    """One arm on one seed: the best round's val metrics, the pseudo-label quality per round, the time."""
+
+    arm: str
+    seed: int
+    map50: float
+    map50_95: float
+    best_round: int
+    rounds_map50_95: list[float]
+    pseudo_precision: list[float] = field(default_factory=list)
+    pseudo_recall: list[float] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+@dataclass
+class BenchResult:
+    run_dir: Path
+    arms: list[ArmResult]
+    round0_curve: dict[int, list[float]]  # seed -> val mAP50-95 per round-0 epoch
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per arm: mean and std over seeds, per-seed values, pseudo-label quality, gap recovered."""
+        out: dict[str, dict[str, Any]] = {}
+        by_arm: dict[str, list[ArmResult]] = {}
+        for r in self.arms:
+            by_arm.setdefault(r.arm, []).append(r)
+        for arm, results in by_arm.items():
+            maps = [r.map50_95 for r in results]
+            map50s = [r.map50 for r in results]
+            out[arm] = {
+                "map50_mean": statistics.fmean(map50s),
+                "map50_std": statistics.pstdev(map50s),
+                "map50_95_mean": statistics.fmean(maps),
+                "map50_95_std": statistics.pstdev(maps),
+                "per_seed_map50": map50s,
+                "per_seed_map50_95": maps,
+                "best_round": [r.best_round for r in results],
+                "pseudo_precision": [r.pseudo_precision for r in results],
+                "pseudo_recall": [r.pseudo_recall for r in results],
+                "wall_time_s": sum(r.wall_time_s for r in results),
+            }
+        if "supervised" in out and "oracle" in out:
+            for values in out.values():
+                values["gap_recovered"] = _gap(values["per_seed_map50_95"], out)
+                values["gap_recovered_per_seed"] = [
+                    _gap_one(a, s, o)
+                    for a, s, o in zip(
+                        values["per_seed_map50_95"],
+                        out["supervised"]["per_seed_map50_95"],
+                        out["oracle"]["per_seed_map50_95"],
+                        strict=True,
+                    )
+                ]
+        return out
+
+
+def _gap(values: list[float], out: dict[str, dict[str, Any]]) -> float | None:
+    return _gap_one(statistics.fmean(values), out["supervised"]["map50_95_mean"], out["oracle"]["map50_95_mean"])
+
+
+def _gap_one(arm: float, supervised: float, oracle: float) -> float | None:
+    return (arm - supervised) / (oracle - supervised) if oracle > supervised else None
+
+
+@dataclass(frozen=True)
+class _Split:
+    """One seed's data: where the labeled YAML, the pool, the truth and the oracle's items are."""
+
+    labeled_yaml: Path
+    pool: Path
+    truth: Path
+    labeled: list[ImageItem]
+    hidden: list[ImageItem]  # pool images paired with their true labels (for the oracle)
+
+
+def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = None) -> BenchResult:
+    """Run every arm on every seed under `project/name`; write bench.json, bench.md and the table rows."""
+    project = Path(config.project)
+    run_dir = project / (config.name or _free_name(project))
+    if run_dir.exists():
+        raise YolosslError(f"{run_dir}: already exists; pick another --name")
+    spec = load_data_yaml(config.data)
+    run_dir.mkdir(parents=True)
+    (run_dir / "bench_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    results: list[ArmResult] = []
+    curves: dict[int, list[float]] = {}
+    for seed in range(config.seeds):
+        seed_dir = run_dir / f"seed_{seed}"
+        split = _make_split(config, spec, seed, seed_dir / "split")
+        if on_arm:
+            on_arm("round 0", seed)
+        base = _base_cycle(config, seed, split, seed_dir)
+        start = time.perf_counter()
+        round0 = run_cycle(replace(base, rounds=0, name="round0"))
+        round0_time = time.perf_counter() - start
+        curves[seed] = _round0_curve(round0)
+        r0_weights = str(round0.rounds[0].weights)
+        cycles: dict[str, CycleResult] = {}
+        for arm in ("yolossl", "seed"):
+            if arm in config.arms or (arm == "yolossl" and {"supervised", "oracle"} & set(config.arms)):
+                if on_arm:
+                    on_arm(arm, seed)
+                options = config.cycle if arm == "yolossl" else SEED_WORKFLOW
+                arm_config = CycleConfig(**{**asdict(base), **options, "name": arm, "start_weights": r0_weights})
+                start = time.perf_counter()
+                cycles[arm] = run_cycle(arm_config)
+                wall = time.perf_counter() - start + round0_time
+                if arm in config.arms:
+                    results.append(_cycle_arm(arm, seed, cycles[arm], split.truth, wall))
+        budget = [r.train_images * r.epochs for r in cycles["yolossl"].rounds[1:]] if "yolossl" in cycles else []
+        for arm in ("supervised", "oracle"):
+            if arm in config.arms:
+                if on_arm:
+                    on_arm(arm, seed)
+                results.append(_matched_arm(arm, seed, config, base, round0, split, budget, seed_dir, round0_time))
+        _write(run_dir, BenchResult(run_dir, results, curves))
+    result = BenchResult(run_dir, results, curves)
+    _write(run_dir, result)
+    return result
+
+
+def _free_name(project: Path) -> str:
+    index = 1
+    while (project / f"bench{'' if index == 1 else index}").exists():
+        index += 1
+    return f"bench{'' if index == 1 else index}"
+
+
+def _base_cycle(config: BenchConfig, seed: int, split: _Split, seed_dir: Path) -> CycleConfig:
+    return CycleConfig(
+        **{
+            **config.training,
+            "data": str(split.labeled_yaml),
+            "unlabeled": [str(split.pool)],
+            "rounds": config.rounds,
+            "seed": seed,
+            "project": str(seed_dir),
+        }
+    )
+
+
+def _make_split(config: BenchConfig, spec: Any, seed: int, out: Path) -> _Split:
+    """Hide the labels of all but a fraction of the training images (or take the explicit split)."""
+    out.mkdir(parents=True)
+    pool, truth = out / "pool", out / "truth"
+    pool.mkdir()
+    truth.mkdir()
+    items = spec.train_items()
+    if config.unlabeled:
+        labeled = items
+        hidden = []
+        for item in scan_image_folders(config.unlabeled).images:
+            label = Path(config.unlabeled_truth) / f"{item.path.stem}.txt"
+            hidden.append(ImageItem(item.id, item.path, label if label.is_file() else None))
+    else:
+        order = np.random.default_rng(seed).permutation(len(items))
+        n_labeled = max(1, round(config.label_fraction * len(items)))
+        labeled = [items[i] for i in sorted(order[:n_labeled])]
+        hidden = [items[i] for i in sorted(order[n_labeled:])]
+    for item in hidden:
+        # A flat folder of links: no labels/ beside it, so nothing can find the hidden labels.
+        (pool / f"{item.id}{item.path.suffix}").symlink_to(item.path.resolve())
+        if item.label is not None:
+            shutil.copyfile(item.label, truth / f"{item.id}.txt")
+    (out / "labeled.txt").write_text("".join(f"{item.path.resolve()}\n" for item in labeled))
+    meta = {"train": str((out / "labeled.txt").resolve()), "val": [str(p) for p in spec.val], "names": spec.names}
+    labeled_yaml = out / "labeled.yaml"
+    labeled_yaml.write_text(yaml.safe_dump(meta, sort_keys=False))
+    return _Split(labeled_yaml, pool, truth, labeled, hidden)
+
+
+def _round0_curve(round0: CycleResult) -> list[float]:
+    results = round0.rounds[0].weights.parents[1] / "results.csv"
+    if not results.is_file():
+        return []
+    with results.open() as f:
+        return [float(row["metrics/mAP50-95(B)"]) for row in csv.DictReader(_stripped(f))]
+
+
+def _stripped(lines: Any) -> Any:
+    for line in lines:
+        yield ",".join(part.strip() for part in line.split(","))
+
+
+def _cycle_arm(arm: str, seed: int, cycle: CycleResult, truth: Path, wall: float) -> ArmResult:
+    best = cycle.best
+    precision, recall = [], []
+    for r in cycle.rounds[1:]:
+        q = _pseudo_quality(cycle.run_dir / f"round_{r.index}" / "pseudo", truth)
+        precision.append(q[0])
+        recall.append(q[1])
+    return ArmResult(
+        arm=arm,
+        seed=seed,
+        map50=best.metrics.map50,
+        map50_95=best.metrics.map50_95,
+        best_round=best.index,
+        rounds_map50_95=[r.metrics.map50_95 for r in cycle.rounds],
+        pseudo_precision=precision,
+        pseudo_recall=recall,
+        wall_time_s=wall,
+    )
+
+
+def _pseudo_quality(pseudo_dir: Path, truth: Path) -> tuple[float, float]:
+    """Precision and recall of a round's kept pseudo boxes against the hidden labels (IoU >= 0.5, same class)."""
+    predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    with (pseudo_dir / "record.csv").open() as f:
+        rows: dict[str, list[dict[str, str]]] = {}
+        for row in csv.DictReader(f):
+            if row["status"] == "kept":
+                rows.setdefault(Path(row["image"]).stem, []).append(row)
+    for stem, boxes in rows.items():
+        cls = np.array([int(b["class_id"]) for b in boxes])
+        scores = np.array([float(b["score"]) for b in boxes])
+        xywhn = np.array([[float(b[k]) for k in ("x_center", "y_center", "width", "height")] for b in boxes])
+        predictions[stem] = (cls, scores, xywhn)
+    truth_labels = {p.stem: read_yolo_labels(p) for p in truth.glob("*.txt")}
+    q = label_quality(predictions, truth_labels)
+    return q.precision, q.recall
+
+
+def _matched_arm(
+    arm: str,
+    seed: int,
+    config: BenchConfig,
+    base: CycleConfig,
+    round0: CycleResult,
+    split: _Split,
+    budget: list[int],
+    seed_dir: Path,
+    round0_time: float,
+) -> ArmResult:
+    """Labeled-only (supervised) or all-labels (oracle) training with the yolossl arm's steps per round."""
+    start = time.perf_counter()
+    arm_dir = seed_dir / arm
+    if arm == "supervised":
+        data_yaml, n_images = round0.rounds[0].data_yaml, len(split.labeled)
+    else:
+        val_images = mirror_split(load_data_yaml(split.labeled_yaml).val_items(), arm_dir / "val")
+        truth_items = []
+        for h in split.hidden:
+            label = split.truth / f"{h.id}.txt"
+            truth_items.append(ImageItem(h.id, h.path, label if label.is_file() else None))
+        names = load_data_yaml(split.labeled_yaml).names
+        built = build_round_dataset(arm_dir / "data", split.labeled, truth_items, val_images, names)
+        data_yaml, n_images = built.data_yaml, built.labeled_images + built.pseudo_images
+    settings = TrainSettings(
+        epochs=1,
+        imgsz=base.imgsz,
+        batch=base.batch,
+        device=resolve_device(base.device),
+        workers=base.workers,
+        seed=seed,
+        extra=base.train_args,
+    )
+    weights = round0.rounds[0].weights
+    scores = [round0.rounds[0].metrics]
+    best_index, best_weights = 0, weights
+    for k, images_seen in enumerate(budget, start=1):
+        epochs = max(1, math.ceil(images_seen / n_images))
+        trained = train_detector(str(best_weights), data_yaml, arm_dir / f"round_{k}", replace(settings, epochs=epochs))
+        scores.append(trained.metrics)
+        if trained.metrics.map50_95 >= scores[best_index].map50_95:
+            best_index, best_weights = k, trained.weights
+        logger.info("%s seed %d round %d: %d epochs -> mAP50-95 %.4f", arm, seed, k, epochs, trained.metrics.map50_95)
+    best = scores[best_index]
+    return ArmResult(
+        arm=arm,
+        seed=seed,
+        map50=best.map50,
+        map50_95=best.map50_95,
+        best_round=best_index,
+        rounds_map50_95=[m.map50_95 for m in scores],
+        wall_time_s=time.perf_counter() - start + round0_time,
+    )
+
+
+def _write(run_dir: Path, result: BenchResult) -> None:
+    summary = result.summary()
+    payload = {
+        "arms": summary,
+        "per_seed": [asdict(r) for r in result.arms],
+        "round0_curve": result.round0_curve,
+    }
+    (run_dir / "bench.json").write_text(json.dumps(payload, indent=2))
+    (run_dir / "bench.md").write_text(format_table(summary))
+
+
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of the arms: mAP mean ± std over seeds, gap recovered, pseudo-label quality."""
+    lines = [
+        "| arm | val mAP50 | val mAP50-95 | gap recovered | pseudo precision / recall per round (seed means) | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        if arm not in summary:
+            continue
+        v = summary[arm]
+        gap = v.get("gap_recovered")
+        quality = _quality_text(v["pseudo_precision"], v["pseudo_recall"])
+        lines.append(
+            f"| {arm} | {v['map50_mean']:.3f} ± {v['map50_std']:.3f} | {v['map50_95_mean']:.3f} ± "
+            f"{v['map50_95_std']:.3f} | {'-' if gap is None else f'{gap:.0%}'} | {quality} | "
+            f"{v['wall_time_s'] / 60:.0f} min |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _quality_text(precision: list[list[float]], recall: list[list[float]]) -> str:
+    if not precision or not precision[0]:
+        return "-"
+    rounds = len(precision[0])
+    p = [statistics.fmean(seed[k] for seed in precision) for k in range(rounds)]
+    r = [statistics.fmean(seed[k] for seed in recall) for k in range(rounds)]
+    return ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(p, r, strict=True))

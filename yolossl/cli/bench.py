@@ -1,0 +1,80 @@
+"""`yolossl bench`: supervised, the docs' workflow, yolossl and the oracle on the same splits and budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from yolossl.cli._ui import Batch, Device, Imgsz, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
+
+
+def bench(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Data YAML with every training image labeled. Default: the bundled benchmark dataset."),
+    ] = None,
+    label_fraction: Annotated[float, typer.Option(help="Share of training images whose labels are kept.")] = 0.1,
+    unlabeled: Annotated[
+        list[Path] | None, typer.Option("--unlabeled", "-u", help="Explicit split: unlabeled folder (repeatable).")
+    ] = None,
+    unlabeled_truth: Annotated[
+        Path | None, typer.Option(help="Explicit split: the unlabeled images' true labels, by file stem.")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Pseudo-label rounds of the seed and yolossl arms.")] = 3,
+    seeds: Annotated[int, typer.Option(help="Seeds: splits and training seeds; results are mean ± std.")] = 3,
+    arms: Annotated[str, typer.Option(help="Comma-separated arms to run.")] = "supervised,seed,yolossl,oracle",
+    model: Annotated[str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.")] = None,
+    round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,
+    imgsz: Imgsz = None,
+    batch: Batch = None,
+    device: Device = None,
+    train_arg: Annotated[
+        list[str] | None, typer.Option("--train-arg", help="Ultralytics training argument for every arm, key=value.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="An option of the yolossl arm's cycle, key=value (e.g. uncertain=keep)."),
+    ] = None,
+    project: Annotated[str, typer.Option(help="Parent folder of bench runs.")] = "runs/bench",
+    name: Annotated[str | None, typer.Option(help="Bench run folder name. Default: bench, bench2, ...")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Will SSL help on my data? Hide labels, run every arm on the same splits and budget, compare."""
+    setup_logging(quiet, verbose)
+    with errors_as_one_line(verbose):
+        from yolossl.bench import BenchConfig, format_table, run_bench
+        from yolossl.config import parse_train_args
+        from yolossl.demo import BENCH_TRAINING_DEFAULTS, ensure_bench_dataset
+
+        training: dict[str, Any] = {} if data else dict(BENCH_TRAINING_DEFAULTS)
+        given = {
+            "model": model,
+            "epochs": epochs,
+            "round_epochs": round_epochs,
+            "imgsz": imgsz,
+            "batch": batch,
+            "device": device,
+        }
+        training.update({k: v for k, v in given.items() if v is not None})
+        if train_arg:
+            training["train_args"] = {**training.get("train_args", {}), **parse_train_args(train_arg)}
+        config = BenchConfig(
+            data=str(data or ensure_bench_dataset()),
+            label_fraction=None if unlabeled else label_fraction,
+            unlabeled=[str(p) for p in unlabeled or []],
+            unlabeled_truth=str(unlabeled_truth) if unlabeled_truth else None,
+            rounds=rounds,
+            seeds=seeds,
+            arms=tuple(a.strip() for a in arms.split(",") if a.strip()),
+            training=training,
+            cycle=parse_train_args(set_) if set_ else {},
+            project=project,
+            name=name,
+        )
+        result = run_bench(config, on_arm=lambda arm, seed: stdout.print(f"seed {seed}: {arm}"))
+        stdout.print(format_table(result.summary()))
+        stdout.print(f"Bench: {result.run_dir / 'bench.json'}")
