@@ -37,7 +37,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("weights")
     write_demo_dataset(base / "data", TINY)
     spec = load_data_yaml(base / "data" / "data.yaml")
-    val_images = mirror_split(spec.val_items(), base / "run" / "val")
+    val_images = mirror_split(spec.val_items(), base / "run" / "val", len(spec.names))
     data_yaml = build_round_dataset(base / "run" / "round_0", spec.train_items(), [], val_images, spec.names).data_yaml
     settings = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu", workers=0)
     return train_detector("yolo11n.yaml", data_yaml, base / "run" / "round_0" / "train", settings).weights

@@ -181,18 +181,23 @@ def _cli(*args: str) -> list[str]:
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, "the run ended before the point where it was to be killed"
+        assert proc.poll() is None, f"the run ended before {path} appeared, where it was to be killed"
         assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
-def test_killed_run_resumes_to_the_same_result(tiny_dataset: Path, tmp_path: Path) -> None:
-    """SIGKILL in the middle of round 1's training; --resume must finish with the uninterrupted outputs."""
+@pytest.fixture(scope="module")
+def interruptible(tmp_path_factory) -> tuple[list[str], Path]:
+    """A tiny dataset with a 400-image pool (labeling takes a few seconds at batch 1), and an uninterrupted run."""
+    from yolossl.demo import DemoSpec, write_demo_dataset
+
+    root = tmp_path_factory.mktemp("interruptible")
+    write_demo_dataset(root / "data", DemoSpec(n_labeled=8, n_unlabeled=400, n_val=6, size=64, seed=3))
     options = [
         "--data",
-        str(tiny_dataset / "data.yaml"),
+        str(root / "data" / "data.yaml"),
         "-u",
-        str(tiny_dataset / "unlabeled"),
+        str(root / "data" / "unlabeled"),
         "--rounds",
         "1",
         "--epochs",
@@ -202,37 +207,54 @@ def test_killed_run_resumes_to_the_same_result(tiny_dataset: Path, tmp_path: Pat
         "--imgsz",
         "64",
         "--batch",
-        "8",
+        "1",
         "--conf",
-        "0.001",
+        "0.002",
         "--device",
         "cpu",
         "--workers",
         "0",
         "--project",
-        str(tmp_path / "runs"),
+        str(root / "runs"),
         "-q",
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(_cli(*options, "--name", "whole"), check=True, env=env, capture_output=True)
+    subprocess.run(_cli(*options, "--name", "whole"), check=True, env=_ENV, capture_output=True)
+    return options, root / "runs" / "whole"
 
+
+_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.parametrize(
+    ("step", "marker"),
+    [
+        ("predicting and writing labels", "round_1/pseudo.partial/record.csv"),
+        ("training", "round_1/train/weights/last.pt"),  # epoch 1 of 2 saved
+    ],
+)
+def test_killed_run_resumes_to_the_same_result(step: str, marker: str, interruptible, tmp_path: Path) -> None:
+    """SIGKILL in the middle of a step; --resume must finish with the uninterrupted run's labels and summary."""
+    options, whole = interruptible
+    name = f"killed-{marker.split('/')[1].split('.')[0]}"
     proc = subprocess.Popen(
-        _cli(*options, "--name", "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cli(*options, "--name", name), env=_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    killed = tmp_path / "runs" / "killed"
-    _wait_for(killed / "round_1" / "train" / "weights" / "last.pt", proc)  # epoch 1 of 2 saved
+    killed = whole.parent / name
+    _wait_for(killed / marker, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (killed / "round_1" / "metrics.json").exists()
+    assert not (killed / "round_1" / "metrics.json").exists(), f"the run finished before being killed while {step}"
 
-    subprocess.run(_cli("--resume", str(killed), "-q"), check=True, env=env, capture_output=True)
-    whole = tmp_path / "runs" / "whole"
+    subprocess.run(_cli("--resume", str(killed), "-q"), check=True, env=_ENV, capture_output=True)
     drop = {"wall_time_s"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in _summary(killed)] == [
         {k: v for k, v in r.items() if k not in drop} for r in _summary(whole)
     ]
-    for label in (whole / "round_1" / "pseudo" / "labels").glob("*.txt"):
+    labels = sorted((whole / "round_1" / "pseudo" / "labels").glob("*.txt"))
+    assert len(labels) == 400
+    for label in labels:
         assert label.read_bytes() == (killed / "round_1" / "pseudo" / "labels" / label.name).read_bytes()
+    assert not (killed / "round_1" / "pseudo.partial").exists()
 
 
 @pytest.mark.parametrize(

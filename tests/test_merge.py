@@ -24,7 +24,7 @@ def _pseudo_items(tiny_dataset: Path, tmp_path: Path) -> list[ImageItem]:
 def test_round_dataset_links_images_and_copies_labels(tiny_dataset: Path, tmp_path: Path) -> None:
     spec = load_data_yaml(tiny_dataset / "data.yaml")
     run = tmp_path / "run"
-    val_images = mirror_split(spec.val_items(), run / "val")
+    val_images = mirror_split(spec.val_items(), run / "val", len(spec.names))
     pseudo = _pseudo_items(tiny_dataset, tmp_path)
     data_yaml = build_round_dataset(run / "round_1", spec.train_items(), pseudo, val_images, spec.names).data_yaml
 
@@ -40,7 +40,9 @@ def test_round_dataset_links_images_and_copies_labels(tiny_dataset: Path, tmp_pa
     for item in pseudo:
         link = dataset / "images" / "pseudo" / f"{item.id}.jpg"
         assert os.readlink(link) == str(item.path.resolve())
-        assert (dataset / "labels" / "pseudo" / f"{item.id}.txt").read_text() == "1 0.5 0.5 0.25 0.25\n"
+        assert (
+            dataset / "labels" / "pseudo" / f"{item.id}.txt"
+        ).read_text() == "1 0.500000 0.500000 0.250000 0.250000\n"
     for item in spec.train_items():
         assert (dataset / "labels" / "labeled" / f"{item.id}.txt").read_bytes() == item.label.read_bytes()
     assert len(list((run / "val" / "labels").glob("*.txt"))) == 6
@@ -54,7 +56,7 @@ def test_ultralytics_reads_the_round_dataset(tiny_dataset: Path, tmp_path: Path)
 
     spec = load_data_yaml(tiny_dataset / "data.yaml")
     run = tmp_path / "run"
-    val_images = mirror_split(spec.val_items(), run / "val")
+    val_images = mirror_split(spec.val_items(), run / "val", len(spec.names))
     pseudo = _pseudo_items(tiny_dataset, tmp_path)
     data_yaml = build_round_dataset(run / "round_1", spec.train_items(), pseudo, val_images, spec.names).data_yaml
 
@@ -70,7 +72,7 @@ def test_ultralytics_reads_the_round_dataset(tiny_dataset: Path, tmp_path: Path)
 def test_rebuilding_a_round_replaces_it_whole(tiny_dataset: Path, tmp_path: Path) -> None:
     spec = load_data_yaml(tiny_dataset / "data.yaml")
     run = tmp_path / "run"
-    val_images = mirror_split(spec.val_items(), run / "val")
+    val_images = mirror_split(spec.val_items(), run / "val", len(spec.names))
     round_dir = run / "round_1"
     build_round_dataset(round_dir, spec.train_items(), _pseudo_items(tiny_dataset, tmp_path), val_images, spec.names)
     stale = round_dir / "dataset" / "labels" / "labeled.cache"
@@ -84,7 +86,7 @@ def test_rebuilding_a_round_replaces_it_whole(tiny_dataset: Path, tmp_path: Path
 
 def test_labeled_images_can_be_oversampled_without_copies(tiny_dataset: Path, tmp_path: Path) -> None:
     spec = load_data_yaml(tiny_dataset / "data.yaml")
-    val_images = mirror_split(spec.val_items(), tmp_path / "run" / "val")
+    val_images = mirror_split(spec.val_items(), tmp_path / "run" / "val", len(spec.names))
     built = build_round_dataset(tmp_path / "run" / "round_1", spec.train_items(), [], val_images, spec.names, 3)
     images = sorted((tmp_path / "run" / "round_1" / "dataset" / "images" / "labeled").iterdir())
     labels = sorted((tmp_path / "run" / "round_1" / "dataset" / "labels" / "labeled").iterdir())

@@ -316,12 +316,13 @@ def _matched_arm(
     if arm == "supervised":
         data_yaml, n_images = round0.rounds[0].data_yaml, len(split.labeled)
     else:
-        val_images = mirror_split(load_data_yaml(split.labeled_yaml).val_items(), arm_dir / "val")
+        labeled_spec = load_data_yaml(split.labeled_yaml)
+        names = labeled_spec.names
+        val_images = mirror_split(labeled_spec.val_items(), arm_dir / "val", len(names))
         truth_items = []
         for h in split.hidden:
             label = split.truth / f"{h.id}.txt"
             truth_items.append(ImageItem(h.id, h.path, label if label.is_file() else None))
-        names = load_data_yaml(split.labeled_yaml).names
         built = build_round_dataset(arm_dir / "data", split.labeled, truth_items, val_images, names)
         data_yaml, n_images = built.data_yaml, built.labeled_images + built.pseudo_images
     settings = TrainSettings(

@@ -22,6 +22,7 @@ from yolossl.errors import YolosslError
 
 UNCERTAIN_MODES = ("mask", "drop-image", "keep")
 BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+LEAKAGE_MODES = ("hash", "phash", "off")
 
 
 @dataclass
@@ -69,6 +70,8 @@ class CycleConfig:
     """Weights of a supervised model already trained on `data`: round 0 validates them instead of training."""
     keep_empty: bool = False
     """Also train on pool images with no kept box, as background (the docs' workflow). Default: leave them out."""
+    leakage: str = "hash"
+    """Leave out unlabeled images that copy a val image: hash (byte-identical), phash (near-identical), off."""
     labeled_repeat: int | None = 1
     """Each labeled image appears this many times per round; None: enough to be a third of the round's images."""
     train_args: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +89,7 @@ class CycleConfig:
             f"target_precision must be in (0, 1], got {self.target_precision}",
         )
         _check(self.uncertain in UNCERTAIN_MODES, f"uncertain must be one of {UNCERTAIN_MODES}, got {self.uncertain!r}")
+        _check(self.leakage in LEAKAGE_MODES, f"leakage must be one of {LEAKAGE_MODES}, got {self.leakage!r}")
         _check(self.backend in BACKEND_NAMES, f"backend must be one of {BACKEND_NAMES}, got {self.backend!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")

@@ -30,6 +30,8 @@ from yolossl.config import CycleConfig, save_config
 from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.label import LabelSettings, LabelStats, choose_thresholds, make_detector, pseudo_label, training_items
+from yolossl.labels import check_split, log_split_report
+from yolossl.leakage import find_leaks
 from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.train import (
     Metrics,
@@ -47,6 +49,7 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.csv"
 FINAL_WEIGHTS = "weights/best.pt"
+DATA_REPORT_FILE = "data_report.json"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class RoundResult:
     trained_from: str = ""
     labeled_repeat: int = 1
     epochs: int = 0
+    skipped_images: int = 0
+    """Pool images that could not be read this round (named in the log and in pseudo/stats.json)."""
 
     @property
     def train_images(self) -> int:
@@ -203,7 +208,17 @@ class _Cycle:
             raise YolosslError(f"{run_dir / CONFIG_FILE}: 'data' is not set")
         self.spec: DatasetSpec = load_data_yaml(config.data)
         self.labeled: list[ImageItem] = self.spec.train_items()
+        self.val: list[ImageItem] = self.spec.val_items()
+        n_classes = len(self.spec.names)
+        self.reports = [
+            check_split("train", self.labeled, self.spec.train, n_classes),
+            check_split("val", self.val, self.spec.val, n_classes),
+        ]
         self.pool: ImagePool = scan_image_folders(config.unlabeled) if config.rounds else ImagePool(folders=())
+        self.leaks = find_leaks(self.pool.images, self.val, config.leakage) if config.rounds else {}
+        self.pool.images = [item for item in self.pool.images if item.id not in self.leaks]
+        if config.rounds and not self.pool.images:
+            raise YolosslError(f"every unlabeled image in {', '.join(config.unlabeled)} is a copy of a val image")
         self.device = resolve_device(config.device)
         self.settings = TrainSettings(
             epochs=config.epochs,
@@ -223,6 +238,17 @@ class _Cycle:
             len(self.pool),
             len(self.spec.names),
         )
+        for report in self.reports:
+            log_split_report(report)
+        if self.leaks:
+            example = next(iter(self.leaks.items()))
+            logger.warning(
+                "Leakage guard: %d unlabeled images are copies of val images and are left out (e.g. %s = %s)",
+                len(self.leaks),
+                example[0],
+                example[1],
+            )
+        self._write_data_report()
         val_images = self._mirror_val()
         result = CycleResult(self.run_dir, self.config, list(self.spec.names.values()))
         for index in range(self.config.rounds + 1):
@@ -247,11 +273,35 @@ class _Cycle:
         os.replace(tmp, target)
         logger.info("Final model: round %d (mAP50-95 %.3f), copied to %s", best.index, best.metrics.map50_95, target)
 
+    def _write_data_report(self) -> None:
+        """`data_report.json`: what the input checks found and did, for the summary and the report."""
+        report = {
+            "splits": {
+                r.split: {
+                    "images": r.images,
+                    "counts": r.counts(),
+                    "issues": [str(i) for i in r.issues[:1000]],
+                    "images_without_label": r.images_without_label[:1000],
+                    "labels_without_image": r.labels_without_image[:1000],
+                }
+                for r in self.reports
+            },
+            "pool": {
+                "folders": [str(f) for f in self.pool.folders],
+                "images": len(self.pool.images),
+                "non_images_skipped": self.pool.skipped,
+                "leakage_mode": self.config.leakage,
+                "leakage_excluded": len(self.leaks),
+                "leaks": dict(list(self.leaks.items())[:1000]),
+            },
+        }
+        write_text_atomic(self.run_dir / DATA_REPORT_FILE, json.dumps(report, indent=2))
+
     def _mirror_val(self) -> Path:
         """The val split, mirrored once per run so that Ultralytics' cache never lands in the user's folder."""
         val_dir = self.run_dir / "val"
         if not self.state.get("val_mirrored"):
-            mirror_split(self.spec.val_items(), val_dir)
+            mirror_split(self.val, val_dir, len(self.spec.names))
             self.state["val_mirrored"] = True
             self._save_state()
         return val_dir / "images"
@@ -316,6 +366,7 @@ class _Cycle:
             accepted=accepted,
             trained_from=str(start_model),
             labeled_repeat=merged.get("labeled_repeat", 1),
+            skipped_images=len(stats.unreadable),
             epochs=epochs,
         )
         write_text_atomic(round_dir / "metrics.json", json.dumps(round_result.to_dict(), indent=2))
@@ -363,7 +414,7 @@ class _Cycle:
 
         settings = self._label_settings()
         detector = make_detector([weights], settings, export_dir=round_dir / "export")
-        thresholds = choose_thresholds(detector, self.spec.val_items(), settings, len(self.spec.names))
+        thresholds = choose_thresholds(detector, self.val, settings, len(self.spec.names))
         if thresholds.unreachable:
             missing = ", ".join(self.spec.names[i] for i in thresholds.unreachable)
             logger.warning("Round %d: no pseudo-labels for %s (%s is out of reach)", index, missing, thresholds.rule)
@@ -438,6 +489,7 @@ def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict
             "map50_95": round(r.metrics.map50_95, 4),
             "precision": round(r.metrics.precision, 4),
             "recall": round(r.metrics.recall, 4),
+            "skipped_images": r.skipped_images,
             "wall_time_s": r.wall_time_s,
             "accepted": r.accepted,
         }

@@ -4,14 +4,13 @@ Ultralytics writes its label cache next to the first label folder it reads, so t
 on the user's dataset would write into it, and rounds sharing a label folder would share a stale
 cache. Every round therefore trains on a folder of its own inside the run: images are symlinked
 (never copied), labels are copied (they are small), and the human-labeled val split is mirrored
-once per run.
+once per run. Labels are written cleaned (see `labels`), never copied blindly.
 
     >>> data_yaml = build_round_dataset(Path("run/round_1"), labeled, pseudo, Path("run/val"), names)
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,13 @@ import yaml
 
 from yolossl._fs import fresh_partial_dir, link_file, replace_dir, write_text_atomic
 from yolossl.data import ImageItem
+from yolossl.labels import clean_label_file, format_labels
 
 
-def mirror_split(items: Sequence[ImageItem], dest: Path) -> Path:
-    """Build `dest/images` (links) and `dest/labels` (copies) atomically; return `dest/images`."""
+def mirror_split(items: Sequence[ImageItem], dest: Path, n_classes: int) -> Path:
+    """Build `dest/images` (links) and `dest/labels` (cleaned copies) atomically; return `dest/images`."""
     partial = fresh_partial_dir(dest)
-    _fill_split(items, partial / "images", partial / "labels")
+    _fill_split(items, partial / "images", partial / "labels", n_classes)
     replace_dir(partial, dest)
     return dest / "images"
 
@@ -55,8 +55,11 @@ def build_round_dataset(
     """
     dataset = round_dir / "dataset"
     partial = fresh_partial_dir(dataset)
-    n_labeled = _fill_split(labeled, partial / "images" / "labeled", partial / "labels" / "labeled", labeled_repeat)
-    n_pseudo = _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo")
+    n_classes = len(names)
+    n_labeled = _fill_split(
+        labeled, partial / "images" / "labeled", partial / "labels" / "labeled", n_classes, labeled_repeat
+    )
+    n_pseudo = _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo", n_classes)
     replace_dir(partial, dataset)
     data_yaml = round_dir / "data.yaml"
     meta = {
@@ -69,16 +72,21 @@ def build_round_dataset(
     return RoundDataset(data_yaml, n_labeled, n_pseudo)
 
 
-def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path, repeat: int = 1) -> int:
-    """Link each image (`repeat` times, as `<id>`, `<id>~2`, ...) and copy its label; return the image count."""
+def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path, n_classes: int, repeat: int = 1) -> int:
+    """Link each image (`repeat` times, as `<id>`, `<id>~2`, ...) and write its cleaned label; return the count.
+
+    Labels go through `clean_label_file`, so a malformed line never reaches Ultralytics (which would
+    drop the whole image); `check_split` has already told the user what was fixed.
+    """
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
     count = 0
     for item in items:
+        text = format_labels(clean_label_file(item.label, n_classes).rows) if item.label is not None else None
         for copy in range(repeat):
             name = item.id if copy == 0 else f"{item.id}~{copy + 1}"
             link_file(item.path, image_dir / f"{name}{item.path.suffix}")
-            if item.label is not None:
-                shutil.copyfile(item.label, label_dir / f"{name}.txt")
+            if text is not None:
+                (label_dir / f"{name}.txt").write_text(text, encoding="utf-8")
         count += 1
     return count

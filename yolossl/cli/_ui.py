@@ -62,7 +62,12 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 
     use_offline_defaults()
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handler = RichHandler(console=console, show_path=verbose, show_time=False, markup=False)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=console, show_path=verbose, show_time=False, markup=False)
+    else:  # logs and CI: one plain line per message, never wrapped, easy to grep
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     package_logger = logging.getLogger("yolossl")
     package_logger.handlers[:] = [handler]
     package_logger.setLevel(level)
@@ -81,6 +86,11 @@ def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
         yield
     except YolosslError as e:
         console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as e:  # disk full, read-only or vanished folders: the user can fix these
+        where = f"{e.filename}: " if e.filename else ""
+        hint = f"; {resume_hint}" if resume_hint else ""
+        console.print(f"[red]error:[/red] {where}{e.strerror or e}{hint}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print(f"interrupted{': ' + resume_hint if resume_hint else ''}", soft_wrap=True)

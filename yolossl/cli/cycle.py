@@ -87,6 +87,12 @@ def cycle(
         bool | None,
         typer.Option("--keep-empty/--skip-empty", help="Train on pool images with no kept box as background."),
     ] = None,
+    leakage: Annotated[
+        str | None,
+        typer.Option(
+            help="Leave out unlabeled copies of val images: hash (identical files), phash, off. Default: hash."
+        ),
+    ] = None,
     labeled_repeat: Annotated[
         int | None, typer.Option(help="Link each labeled image this many times per round (oversampling). Default: 1.")
     ] = None,
@@ -138,6 +144,7 @@ def cycle(
                     "start_weights": str(start_weights) if start_weights else None,
                     "keep_empty": keep_empty,
                     "labeled_repeat": labeled_repeat,
+                    "leakage": leakage,
                     "train_args": parse_train_args(train_arg) if train_arg else None,
                 }
                 cycle_config = resolve_config(values, config_file=config, demo_defaults=DEMO_CYCLE_DEFAULTS)

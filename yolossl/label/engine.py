@@ -15,9 +15,11 @@ models) that `fusion.fuse_detections` merges with weighted boxes fusion.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import shutil
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -264,24 +266,75 @@ def _prefetch(
 
 
 def load_letterboxed(path: Path, imgsz: int, keep_original: bool = False) -> Loaded:
-    """(original or None, letterboxed square or None if unreadable, original (h, w))."""
-    image = read_image(path)
+    """(original or None, letterboxed square or None if unreadable, decoded (h, w))."""
+    image = read_image(path, imgsz)
     if image is None:
         return None, None, (0, 0)
     h, w = image.shape[:2]
     return (image if keep_original else None), letterbox(image, imgsz), (h, w)
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """BGR uint8 like Ultralytics' loaders read it (EXIF orientation applied), or None if not an image."""
+def read_image(path: Path, imgsz: int | None = None) -> np.ndarray | None:
+    """BGR uint8 like Ultralytics' loaders read it (EXIF orientation applied), or None if not an image.
+
+    With `imgsz`, an image far larger than the model's input (a 12000x9000 archive scan, say) is
+    decoded at 1/2, 1/4 or 1/8 scale, which JPEG decoders do almost for free: memory stays bounded
+    and nothing the model could see is lost. Boxes are normalised, so labels do not change.
+    """
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    if not data.size:
+    if not data.size or _truncated_jpeg(data):
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    flag = _REDUCED[_reduction(data, imgsz)] if imgsz else cv2.IMREAD_COLOR
+    image = cv2.imdecode(data, flag)
     return image if image is not None and image.size else None
+
+
+def _truncated_jpeg(data: np.ndarray) -> bool:
+    """A JPEG cut short (start marker, but no end marker near its end): OpenCV would decode a grey-padded half."""
+    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
+    return is_jpeg and b"\xff\xd9" not in data[-1024:].tobytes()
+
+
+def why_unreadable(path: Path) -> str:
+    """A short reason for the warning about an image that `read_image` could not read."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except PermissionError:
+        return "no permission to read it"
+    except OSError as e:
+        return e.strerror or "cannot be opened"
+    if not data.size:
+        return "empty file (0 bytes)"
+    if _truncated_jpeg(data):
+        return "truncated JPEG (no end marker)"
+    return "not an image (OpenCV cannot decode it)"
+
+
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def _reduction(data: np.ndarray, imgsz: int) -> int:
+    """The largest of 8, 4, 2 that keeps the long side at least twice `imgsz` (1 if none does)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # a huge image is the point here, not an attack
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as header:  # reads the header only
+                long_side = max(header.size)
+    except Image.DecompressionBombError:
+        return 8
+    except (UnidentifiedImageError, OSError, ValueError, ImportError):  # ImportError: HEIF without its plugin
+        return 1  # not readable as a header: decode at full size, and let the decoder say what is wrong
+    return next((f for f in (8, 4, 2) if long_side / f >= 2 * imgsz), 1)
 
 
 def letterbox(image: np.ndarray, imgsz: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from yolossl._fs import fresh_partial_dir, link_file, replace_dir
 from yolossl.config import UNCERTAIN_MODES
 from yolossl.data import ImageItem, read_yolo_labels
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detector, Frame
+from yolossl.label.engine import Detector, Frame, why_unreadable
 from yolossl.label.filters import (
     DROPPED,
     KEPT,
@@ -200,7 +200,7 @@ class _Writer:
     def write(self, frame: Frame) -> None:
         item = frame.item
         if frame.detections is None:
-            logger.warning("%s: cannot be read as an image, skipped", item.path)
+            logger.warning("%s: %s, skipped", item.path, why_unreadable(item.path))
             self.stats.unreadable.append(str(item.path))
             return
         self.stats.images += 1
