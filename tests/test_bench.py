@@ -82,3 +82,28 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     assert oracle_args["epochs"] == max(1, math.ceil(images_seen / 8))
     # pseudo-label quality is scored against the hidden labels
     assert len(yolossl.pseudo_precision) == 1 and 0.0 <= yolossl.pseudo_precision[0] <= 1.0
+
+
+def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
+    base = {
+        "data": str(tiny_dataset / "data.yaml"),
+        "label_fraction": 0.5,
+        "rounds": 1,
+        "seeds": 1,
+        "training": {"epochs": 1, "round_epochs": 1, "imgsz": 64, "batch": 8, "device": "cpu", "workers": 0},
+        "project": str(tmp_path / "bench"),
+    }
+    first = run_bench(BenchConfig(**base, arms=("yolossl",), name="first"))
+    again = run_bench(
+        BenchConfig(
+            **base, arms=("yolossl",), name="ablation", cycle={"uncertain": "keep"}, round0_from=str(first.run_dir)
+        )
+    )
+    assert again.arms[0].rounds_map50_95[0] == first.arms[0].rounds_map50_95[0]
+    reused = tmp_path / "bench" / "ablation" / "seed_0" / "round0" / "round_0" / "train"
+    assert not (reused / "results.csv").exists()  # validated, not trained again
+    assert (reused / "weights" / "best.pt").read_bytes() == first.run_dir.joinpath(
+        "seed_0", "round0", "weights", "best.pt"
+    ).read_bytes()
+    with pytest.raises(YolosslError, match="no round-0 model of seed 0"):
+        run_bench(BenchConfig(**base, arms=("yolossl",), name="x", round0_from=str(tmp_path)))

@@ -63,6 +63,8 @@ class BenchConfig:
     cycle: dict[str, Any] = field(default_factory=dict)
     project: str = "runs/bench"
     name: str | None = None
+    round0_from: str | None = None
+    """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.arms) - set(ARMS))
@@ -170,7 +172,8 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
             on_arm("round 0", seed)
         base = _base_cycle(config, seed, split, seed_dir)
         start = time.perf_counter()
-        round0 = run_cycle(replace(base, rounds=0, name="round0"))
+        reused = _reused_round0(config, seed)
+        round0 = run_cycle(replace(base, rounds=0, name="round0", start_weights=reused))
         round0_time = time.perf_counter() - start
         curves[seed] = _round0_curve(round0)
         r0_weights = str(round0.rounds[0].weights)
@@ -196,6 +199,15 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
     result = BenchResult(run_dir, results, curves)
     _write(run_dir, result)
     return result
+
+
+def _reused_round0(config: BenchConfig, seed: int) -> str | None:
+    if not config.round0_from:
+        return None
+    weights = Path(config.round0_from) / f"seed_{seed}" / "round0" / "weights" / "best.pt"
+    if not weights.is_file():
+        raise YolosslError(f"{weights}: no round-0 model of seed {seed} to reuse")
+    return str(weights)
 
 
 def _free_name(project: Path) -> str:

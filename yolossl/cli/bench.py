@@ -38,6 +38,9 @@ def bench(
         list[str] | None,
         typer.Option("--set", help="An option of the yolossl arm's cycle, key=value (e.g. uncertain=keep)."),
     ] = None,
+    round0_from: Annotated[
+        Path | None, typer.Option(help="Reuse the round-0 models of an earlier bench run (same data and seeds).")
+    ] = None,
     project: Annotated[str, typer.Option(help="Parent folder of bench runs.")] = "runs/bench",
     name: Annotated[str | None, typer.Option(help="Bench run folder name. Default: bench, bench2, ...")] = None,
     quiet: Quiet = False,
@@ -74,6 +77,7 @@ def bench(
             cycle=parse_train_args(set_) if set_ else {},
             project=project,
             name=name,
+            round0_from=str(round0_from) if round0_from else None,
         )
         result = run_bench(config, on_arm=lambda arm, seed: stdout.print(f"seed {seed}: {arm}"))
         stdout.print(format_table(result.summary()))
