@@ -107,7 +107,7 @@ def test_two_round_cycle_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
 def test_round_guard_rejects_a_worse_round_and_restarts_from_the_best(
     tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, monkeypatch
 ) -> None:
-    """Scripted val scores 0.30, 0.20, 0.35: round 1 is rejected, round 2 starts from round 0, round 2 is final."""
+    """Scripted val scores 0.30, 0.20, 0.35 (patience 2): round 1 is rejected, round 2 starts from round 0 and wins."""
     import shutil
 
     import yolossl.cycle
@@ -125,12 +125,35 @@ def test_round_guard_rejects_a_worse_round_and_restarts_from_the_best(
         return TrainResult(weights, Metrics(score + 0.2, score, 0.5, 0.5), save_dir, 0.1)
 
     monkeypatch.setattr(yolossl.cycle, "train_detector", scripted_training)
-    result = run_cycle(_tiny_config(tiny_dataset, tmp_path))
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, patience=2))
     run = result.run_dir
     assert [r.accepted for r in result.rounds] == [True, False, True]
     assert starts == ["yolo11n.yaml", str(result.rounds[0].weights), str(result.rounds[0].weights)]
     assert result.best.index == 2 and (run / "weights" / "best.pt").is_file()
     assert [r["accepted"] for r in _summary(run)] == ["True", "False", "True"]
+
+
+def test_a_rejected_round_stops_the_cycle_with_patience_1(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, monkeypatch
+) -> None:
+    import shutil
+
+    import yolossl.cycle
+    from yolossl.train import TrainResult
+
+    scores = iter([0.30, 0.20, 0.99])
+
+    def scripted_training(model, data_yaml, save_dir, settings, on_epoch=None):
+        weights = save_dir / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True)
+        shutil.copyfile(tiny_weights, weights)
+        score = next(scores)
+        return TrainResult(weights, Metrics(score, score, 0.5, 0.5), save_dir, 0.1)
+
+    monkeypatch.setattr(yolossl.cycle, "train_detector", scripted_training)
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=3))
+    assert [r.index for r in result.rounds] == [0, 1] and result.best.index == 0
+    assert not (result.run_dir / "round_2").exists()
 
 
 def test_start_weights_skip_training_round_0(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:

@@ -66,6 +66,9 @@ class CycleConfig:
     seed: int = 0
     from_scratch: bool = False
     """Retrain each round from `model` instead of fine-tuning the previous round's weights."""
+    patience: int = 1
+    """Stop after this many rounds in a row rejected by the round guard. With deterministic training a round
+    after a rejected one would start from the same weights and repeat it."""
     start_weights: str | None = None
     """Weights of a supervised model already trained on `data`: round 0 validates them instead of training."""
     keep_empty: bool = False
@@ -96,6 +99,7 @@ class CycleConfig:
         _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")
         _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")

@@ -125,6 +125,16 @@ class CycleResult:
         return self.run_dir / FINAL_WEIGHTS
 
 
+def _rounds_without_gain(rounds: list[RoundResult]) -> int:
+    """Rejected rounds since the last accepted one."""
+    count = 0
+    for r in reversed(rounds):
+        if r.accepted:
+            break
+        count += 1
+    return count
+
+
 def best_round(rounds: list[RoundResult]) -> RoundResult:
     accepted = [r for r in rounds if r.accepted]
     return max(accepted, key=lambda r: (r.metrics.map50_95, -r.index))
@@ -256,6 +266,14 @@ class _Cycle:
             if done:
                 result.rounds.append(RoundResult.from_dict(done))
                 continue
+            if _rounds_without_gain(result.rounds) >= self.config.patience:
+                logger.info(
+                    "Stopping after round %d: %d round(s) without a gain on val (patience %d)",
+                    index - 1,
+                    _rounds_without_gain(result.rounds),
+                    self.config.patience,
+                )
+                break
             # The round guard: every round starts from the best round so far, never from a rejected one.
             previous = best_round(result.rounds) if result.rounds else None
             result.rounds.append(self._run_round(index, previous, val_images))

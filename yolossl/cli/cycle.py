@@ -80,6 +80,9 @@ def cycle(
             help="Retrain each round from --model, or fine-tune the last round's weights. Default: fine-tune.",
         ),
     ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many rounds in a row rejected by the round guard. Default: 1.")
+    ] = None,
     start_weights: Annotated[
         Path | None, typer.Option(help="A supervised model you already trained on --data: round 0 uses it as is.")
     ] = None,
@@ -142,6 +145,7 @@ def cycle(
                     "seed": seed,
                     "from_scratch": from_scratch,
                     "start_weights": str(start_weights) if start_weights else None,
+                    "patience": patience,
                     "keep_empty": keep_empty,
                     "labeled_repeat": labeled_repeat,
                     "leakage": leakage,
