@@ -280,7 +280,21 @@ class _Cycle:
             self._write_summary(result.rounds)
         self._write_summary(result.rounds)
         self._write_final_weights(result)
+        self._write_report()
         return result
+
+    def _write_report(self) -> None:
+        """The HTML report; a plotting failure costs the report, never the finished run (and is said)."""
+        from yolossl.report import write_report
+
+        try:
+            path = write_report(self.run_dir)
+        except Exception as e:  # the run's results are already safe on disk; only the page is lost
+            logger.warning(
+                "The report could not be written (%s: %s); try 'yolossl report %s'", type(e).__name__, e, self.run_dir
+            )
+            return
+        logger.info("Report: %s", path)
 
     def _write_final_weights(self, result: CycleResult) -> None:
         best = result.best

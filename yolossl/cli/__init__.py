@@ -12,6 +12,7 @@ import typer
 from yolossl.cli.bench import bench
 from yolossl.cli.cycle import cycle
 from yolossl.cli.label import label
+from yolossl.cli.report import report
 
 app = typer.Typer(
     help="Semi-supervised training for Ultralytics YOLO: pseudo-label unlabeled images and retrain, round after round.",
@@ -29,3 +30,4 @@ def main() -> None:
 app.command()(cycle)
 app.command()(label)
 app.command()(bench)
+app.command()(report)
