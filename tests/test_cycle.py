@@ -290,3 +290,15 @@ def test_labeled_repeat(setting, n_labeled: int, n_pseudo: int, expected: int) -
     assert labeled_repeat(setting, n_labeled, n_pseudo) == expected
     if setting is None and n_labeled and n_pseudo:
         assert n_labeled * expected >= (n_labeled * expected + n_pseudo) / 3  # labels stay a third or more
+
+
+def test_the_run_keeps_its_log_and_reports_progress(tiny_dataset: Path, tmp_path: Path) -> None:
+    events = []
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=1), on_progress=events.append)
+    log = (result.run_dir / "cycle.log").read_text()
+    assert "Round 0: training from yolo11n.yaml" in log and "Round 1: labeled 12 images" in log
+    steps = {(e.round, e.step) for e in events}
+    assert {(0, "merge"), (0, "train"), (1, "label"), (1, "merge"), (1, "train")} <= steps
+    last_label = [e for e in events if e.step == "label"][-1]
+    assert last_label.done == last_label.total == 12
+    assert [e.done for e in events if e.round == 0 and e.step == "train"][-1] == 1  # epoch 1 of 1

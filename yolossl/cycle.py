@@ -50,6 +50,7 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.csv"
 FINAL_WEIGHTS = "weights/best.pt"
 DATA_REPORT_FILE = "data_report.json"
+LOG_FILE = "cycle.log"
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,29 @@ class _Cycle:
         )
 
     def run(self) -> CycleResult:
+        """Every round not done yet, with the run's log also written to `cycle.log` in the run folder."""
+        handler = logging.FileHandler(self.run_dir / LOG_FILE, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # ours from INFO, Ultralytics' from WARNING (its INFO is per-batch noise)
+        handler.addFilter(lambda record: record.name.startswith("yolossl") or record.levelno >= logging.WARNING)
+        package, engine = logging.getLogger("yolossl"), logging.getLogger("ultralytics")
+        level = package.level
+        if package.getEffectiveLevel() > logging.INFO:  # the log file is complete even when the console is quiet
+            package.setLevel(logging.INFO)
+        package.addHandler(handler)
+        engine.addHandler(handler)
+        try:
+            return self._run()
+        except BaseException as e:
+            logger.error("Stopped: %s: %s", type(e).__name__, e)
+            raise
+        finally:
+            package.removeHandler(handler)
+            engine.removeHandler(handler)
+            package.setLevel(level)
+            handler.close()
+
+    def _run(self) -> CycleResult:
         logger.info("Device: %s", describe_device(self.device))
         logger.info(
             "Data: %d labeled images, %d unlabeled images, %d classes",
@@ -349,11 +373,18 @@ class _Cycle:
             stats = self._label(index, previous.weights, round_dir, steps)
 
         if not steps.get("merge"):
-            self.on_progress(ProgressEvent(index, "merge", 0, 1))
             pseudo = list(training_items(round_dir / "pseudo", self.config.keep_empty)) if previous is not None else []
             repeat = labeled_repeat(self.config.labeled_repeat, len(self.labeled), len(pseudo))
+            total = len(self.labeled) + len(pseudo)
+            self.on_progress(ProgressEvent(index, "merge", 0, total))
             built = build_round_dataset(
-                round_dir, self.labeled, pseudo, val_images, self.spec.names, labeled_repeat=repeat
+                round_dir,
+                self.labeled,
+                pseudo,
+                val_images,
+                self.spec.names,
+                labeled_repeat=repeat,
+                on_item=lambda done: self.on_progress(ProgressEvent(index, "merge", done, total)),
             )
             merged_counts = {"labeled_images": built.labeled_images, "pseudo_images": built.pseudo_images}
             self._mark(steps, "merge", {**merged_counts, "labeled_repeat": repeat})

@@ -11,7 +11,7 @@ once per run. Labels are written cleaned (see `labels`), never copied blindly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ def build_round_dataset(
     val_images: Path,
     names: dict[int, str],
     labeled_repeat: int = 1,
+    on_item: Callable[[int], None] | None = None,
 ) -> RoundDataset:
     """Write `round_dir/dataset/` (labeled + pseudo-labeled) and `round_dir/data.yaml`.
 
@@ -57,9 +58,10 @@ def build_round_dataset(
     partial = fresh_partial_dir(dataset)
     n_classes = len(names)
     n_labeled = _fill_split(
-        labeled, partial / "images" / "labeled", partial / "labels" / "labeled", n_classes, labeled_repeat
+        labeled, partial / "images" / "labeled", partial / "labels" / "labeled", n_classes, labeled_repeat, on_item
     )
-    n_pseudo = _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo", n_classes)
+    progress = (lambda done: on_item(n_labeled + done)) if on_item else None
+    n_pseudo = _fill_split(pseudo, partial / "images" / "pseudo", partial / "labels" / "pseudo", n_classes, 1, progress)
     replace_dir(partial, dataset)
     data_yaml = round_dir / "data.yaml"
     meta = {
@@ -72,7 +74,14 @@ def build_round_dataset(
     return RoundDataset(data_yaml, n_labeled, n_pseudo)
 
 
-def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path, n_classes: int, repeat: int = 1) -> int:
+def _fill_split(
+    items: Iterable[ImageItem],
+    image_dir: Path,
+    label_dir: Path,
+    n_classes: int,
+    repeat: int = 1,
+    on_item: Callable[[int], None] | None = None,
+) -> int:
     """Link each image (`repeat` times, as `<id>`, `<id>~2`, ...) and write its cleaned label; return the count.
 
     Labels go through `clean_label_file`, so a malformed line never reaches Ultralytics (which would
@@ -89,4 +98,8 @@ def _fill_split(items: Iterable[ImageItem], image_dir: Path, label_dir: Path, n_
             if text is not None:
                 (label_dir / f"{name}.txt").write_text(text, encoding="utf-8")
         count += 1
+        if on_item and count % 500 == 0:
+            on_item(count)
+    if on_item:
+        on_item(count)
     return count

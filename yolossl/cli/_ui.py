@@ -68,9 +68,10 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     else:  # logs and CI: one plain line per message, never wrapped, easy to grep
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.setLevel(level)  # the terminal's level; the run's log file keeps INFO and up regardless
     package_logger = logging.getLogger("yolossl")
     package_logger.handlers[:] = [handler]
-    package_logger.setLevel(level)
+    package_logger.setLevel(min(level, logging.INFO))
     package_logger.propagate = False
     if not verbose:
         # Ultralytics sets its logger up when imported, so import it first; we log one line per epoch instead.

@@ -28,7 +28,7 @@ from yolossl.cli._ui import (
     stdout,
 )
 
-_STEP_TITLES = {"label": "pseudo-labeling", "train": "training epochs"}
+_STEP_TITLES = {"label": "pseudo-labeling", "merge": "building the dataset", "train": "training epochs"}
 
 
 def cycle(
@@ -210,3 +210,5 @@ def print_summary(result: Any) -> None:
     stdout.print(table)
     stdout.print(f"Final model (round {best}): {result.weights}")
     stdout.print(f"Summary: {result.summary_csv}")
+    if (result.run_dir / "report.html").is_file():
+        stdout.print(f"Report: {result.run_dir / 'report.html'}")
