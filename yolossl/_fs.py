@@ -35,14 +35,19 @@ def replace_dir(partial: Path, dest: Path) -> None:
     os.replace(partial, dest)
 
 
-def link_file(source: Path, link: Path) -> None:
-    """Symlink `link` to `source` (absolute), or hard-link where symlinks are not allowed; never copy."""
-    target = os.path.abspath(source)
+def link_file(source: Path, link: Path, hard_first: bool = False) -> None:
+    """Symlink `link` to `source` (absolute), or hard-link where symlinks are not allowed; never copy.
+
+    `hard_first` prefers a hard link (same file system): the link is then an ordinary file, which
+    tools that refuse symlinks leaving their folder (datumaro, some uploaders) accept.
+    """
+    target = os.path.realpath(source) if hard_first else os.path.abspath(source)
+    attempts = (os.link, os.symlink) if hard_first else (os.symlink, os.link)
     try:
-        os.symlink(target, link)
+        attempts[0](target, link)
     except OSError:
         try:
-            os.link(target, link)
+            attempts[1](target, link)
         except OSError as e:
             raise YolosslError(
                 f"{link}: cannot link to {target} ({e.strerror}); yolossl never copies the image pool"

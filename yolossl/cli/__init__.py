@@ -11,6 +11,7 @@ import typer
 
 from yolossl.cli.bench import bench
 from yolossl.cli.cycle import cycle
+from yolossl.cli.export import export, import_
 from yolossl.cli.label import label
 from yolossl.cli.report import report
 
@@ -31,3 +32,5 @@ app.command()(cycle)
 app.command()(label)
 app.command()(bench)
 app.command()(report)
+app.command()(export)
+app.command(name="import")(import_)

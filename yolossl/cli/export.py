@@ -1,0 +1,54 @@
+"""`yolossl export` and `yolossl import`: pseudo-labels out to annotation tools, corrections back in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yolossl.cli._ui import Quiet, Verbose, errors_as_one_line, setup_logging, stdout
+
+Format = Annotated[str, typer.Option("--format", "-f", help="coco | cvat | labelstudio | voc | yolo.")]
+
+
+def export(
+    source: Annotated[Path, typer.Argument(help="A run's round (e.g. runs/cycle/exp/round_2) or a data YAML.")],
+    fmt: Format,
+    out: Annotated[Path, typer.Option(help="A new folder for the export (images are linked into it).")],
+    min_score: Annotated[float, typer.Option(help="Leave out pseudo boxes scoring below this.")] = 0.0,
+    split: Annotated[str, typer.Option(help="With a data YAML: the split to export, train or val.")] = "train",
+    review: Annotated[
+        int | None, typer.Option(help="Only the N images most worth a human look (uncertain boxes, close calls).")
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Write pseudo-labels (or a dataset) for review in CVAT, Label Studio, or as COCO / VOC / YOLO."""
+    setup_logging(quiet, verbose)
+    with errors_as_one_line(verbose):
+        from yolossl.export import export_source
+
+        stdout.print(f"Exported to {export_source(source, fmt, out, min_score, split, review)}")
+
+
+def import_(
+    path: Annotated[Path, typer.Argument(help="The tool's export: a JSON/XML file, a zip or a VOC folder.")],
+    fmt: Format,
+    out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.")],
+    images: Annotated[
+        Path | None, typer.Option(help="Where the images are that the file names refer to. Default: beside it.")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Your data YAML: match classes by its names, train on its images too, validate on its val."),
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Read reviewed labels back into a YOLO dataset, ready for `yolossl cycle --data OUT/data.yaml`."""
+    setup_logging(quiet, verbose)
+    with errors_as_one_line(verbose):
+        from yolossl.export import import_annotations
+
+        stdout.print(f"Dataset written: {import_annotations(path, fmt, out, images, data)}")

@@ -1,0 +1,84 @@
+"""The one in-memory shape every format converts to and from: images with their boxes.
+
+Boxes are corners in pixels of the image as stored (before any EXIF rotation, as annotation tools
+show it), class ids index `Annotations.names`. Pseudo-labels also carry a score and a status
+(kept / uncertain); human labels have neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class AnnotatedImage:
+    """One image and its boxes."""
+
+    path: Path
+    name: str  # the file name the formats refer to (unique within an export)
+    width: int
+    height: int
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    scores: np.ndarray | None = None
+    status: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.classes)
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must be ({n}, 4), got {self.xyxy.shape}")
+        if self.scores is not None and self.scores.shape != (n,):
+            raise ValueError(f"scores must be ({n},), got {self.scores.shape}")
+        if self.status is not None and len(self.status) != n:
+            raise ValueError(f"status must have {n} entries, got {len(self.status)}")
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def yolo_rows(self) -> np.ndarray:
+        """(N, 5) `class xc yc w h`, normalised: the YOLO label of this image."""
+        x1, y1, x2, y2 = self.xyxy.T
+        w, h = float(self.width), float(self.height)
+        return np.stack([self.classes, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h], axis=1)
+
+    @classmethod
+    def from_yolo(
+        cls,
+        path: Path,
+        name: str,
+        size: tuple[int, int],
+        rows: np.ndarray,
+        scores: np.ndarray | None = None,
+        status: list[str] | None = None,
+    ) -> AnnotatedImage:
+        """From normalised YOLO rows (N, 5) and the image's (width, height)."""
+        w, h = size
+        c, xc, yc, bw, bh = rows.T if len(rows) else (np.zeros(0),) * 5
+        xyxy = np.stack([(xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h], axis=1)
+        return cls(path, name, w, h, np.asarray(c, dtype=np.int64), xyxy.reshape(-1, 4), scores, status)
+
+
+@dataclass
+class Annotations:
+    """A set of annotated images and the class names their ids refer to."""
+
+    names: dict[int, str]
+    images: list[AnnotatedImage]
+    model_version: str = ""  # where predictions came from (run/round); empty for human labels
+
+    @property
+    def is_prediction(self) -> bool:
+        return any(image.scores is not None for image in self.images)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as decoders show the image: EXIF rotations by 90 degrees swap the sides."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
