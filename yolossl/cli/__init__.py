@@ -12,6 +12,7 @@ import typer
 from yolossl.cli.bench import bench
 from yolossl.cli.cycle import cycle
 from yolossl.cli.export import export, import_
+from yolossl.cli.fixmatch import fixmatch
 from yolossl.cli.label import label
 from yolossl.cli.report import report
 
@@ -34,3 +35,4 @@ app.command()(bench)
 app.command()(report)
 app.command()(export)
 app.command(name="import")(import_)
+app.command()(fixmatch)
