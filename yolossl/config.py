@@ -51,6 +51,12 @@ class CycleConfig:
     """Pseudo-label with test-time augmentation (flip + smaller scale, fused by WBF)."""
     backend: str = "torch"
     """Inference runtime for pseudo-labeling: torch, onnxruntime, openvino or tensorrt."""
+    fixmatch: bool = False
+    """Double-check every candidate box's class with a FixMatch crop classifier trained each round."""
+    fixmatch_mode: str = "relabel"
+    """When the head confidently names another class: relabel the box, or drop it."""
+    fixmatch_steps: int = 1000
+    fixmatch_min_conf: float = 0.8
     epochs: int = 100
     """Round 0 (labeled only) training epochs."""
     round_epochs: int = 10
@@ -92,6 +98,11 @@ class CycleConfig:
             f"target_precision must be in (0, 1], got {self.target_precision}",
         )
         _check(self.uncertain in UNCERTAIN_MODES, f"uncertain must be one of {UNCERTAIN_MODES}, got {self.uncertain!r}")
+        _check(
+            self.fixmatch_mode in ("relabel", "drop"),
+            f"fixmatch_mode must be relabel or drop, got {self.fixmatch_mode!r}",
+        )
+        _check(self.fixmatch_steps >= 1, f"fixmatch_steps must be >= 1, got {self.fixmatch_steps}")
         _check(self.leakage in LEAKAGE_MODES, f"leakage must be one of {LEAKAGE_MODES}, got {self.leakage!r}")
         _check(self.backend in BACKEND_NAMES, f"backend must be one of {BACKEND_NAMES}, got {self.backend!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

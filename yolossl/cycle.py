@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from yolossl._fs import write_text_atomic
@@ -51,6 +52,8 @@ SUMMARY_FILE = "summary.csv"
 FINAL_WEIGHTS = "weights/best.pt"
 DATA_REPORT_FILE = "data_report.json"
 LOG_FILE = "cycle.log"
+MAX_UNLABELED_IMAGES = 2000  # pool images the FixMatch head takes unlabeled crops from, each round
+MAX_UNLABELED_CROPS = 20000
 
 
 @dataclass(frozen=True)
@@ -481,9 +484,14 @@ class _Cycle:
         if thresholds.unreachable:
             missing = ", ".join(self.spec.names[i] for i in thresholds.unreachable)
             logger.warning("Round %d: no pseudo-labels for %s (%s is out of reach)", index, missing, thresholds.rule)
+        reviewer = (
+            self._fit_fixmatch_head(detector, settings, thresholds.band_low, round_dir)
+            if self.config.fixmatch
+            else None
+        )
         self.on_progress(ProgressEvent(index, "label", 0, total))
         stats = pseudo_label(
-            detector, self.pool.images, round_dir / "pseudo", settings, thresholds, self.spec.names, advance
+            detector, self.pool.images, round_dir / "pseudo", settings, thresholds, self.spec.names, advance, reviewer
         )
         logger.info(
             "Round %d: labeled %d images in %.1f s (%.0f img/s): %d boxes kept on %d images, %d uncertain "
@@ -500,6 +508,40 @@ class _Cycle:
         )
         self._mark(steps, "label", stats.to_dict())
         return stats
+
+    def _fit_fixmatch_head(self, detector: Any, settings: LabelSettings, band_low: float, round_dir: Path) -> Any:
+        """Train this round's FixMatch head: labeled crops from the true boxes, unlabeled ones from the
+        detector's candidates on the pool (at most MAX_UNLABELED_CROPS, spread over the pool)."""
+        from yolossl.fixmatch import FixMatchConfig, extract_crops, fit_head, labeled_box_crops
+        from yolossl.fixmatch.head import HeadReviewer
+
+        c = self.config
+        labeled, labels = labeled_box_crops(self.labeled, len(self.spec.names), seed=c.seed)
+        step = max(1, len(self.pool.images) // MAX_UNLABELED_IMAGES)
+        crops = [
+            extract_crops(frame.image, frame.detections.select(frame.detections.scores >= band_low).xyxy)
+            for frame in detector.run(self.pool.images[::step], settings.batch, keep_images=True)
+            if frame.detections is not None
+        ]
+        unlabeled = np.concatenate(crops) if crops else None
+        if unlabeled is not None and len(unlabeled) > MAX_UNLABELED_CROPS:
+            unlabeled = unlabeled[np.random.default_rng(c.seed).choice(len(unlabeled), MAX_UNLABELED_CROPS, False)]
+        logger.info(
+            "FixMatch head: %d labeled crops, %d unlabeled crops, %d steps",
+            len(labeled),
+            0 if unlabeled is None else len(unlabeled),
+            c.fixmatch_steps,
+        )
+        device = self.device.split(",")[0]
+        head, _ = fit_head(
+            labeled,
+            labels,
+            unlabeled,
+            self.spec.names,
+            FixMatchConfig(steps=c.fixmatch_steps, seed=c.seed, device=device),
+        )
+        head.save(round_dir / "fixmatch_head.pt")
+        return HeadReviewer(head, c.fixmatch_mode, c.fixmatch_min_conf)
 
     def _label_settings(self) -> LabelSettings:
         c = self.config

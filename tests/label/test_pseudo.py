@@ -179,7 +179,8 @@ def test_unreadable_images_are_skipped_and_named(tiny_weights, tiny_dataset, tmp
         stats = pseudo_label(detector, items, tmp_path / "p", LabelSettings(imgsz=64), thresholds, NAMES)
     assert stats.images == 12
     assert sorted(Path(p).name for p in stats.unreadable) == ["broken.jpg", "empty.png"]
-    assert "broken.jpg: truncated JPEG (no end marker), skipped" in caplog.text
+    assert "broken.jpg: not an image (OpenCV cannot decode it), skipped" in caplog.text
+    assert "pi-heif" not in caplog.text  # no plugin hunt for a file that is no image at all
     assert "empty.png: empty file (0 bytes), skipped" in caplog.text
 
 

@@ -58,6 +58,13 @@ def cycle(
     uncertain_low: UncertainLow = None,
     tta: Tta = None,
     backend: Backend = None,
+    fixmatch: Annotated[
+        bool | None,
+        typer.Option("--fixmatch/--no-fixmatch", help="Double-check pseudo-label classes with a FixMatch head."),
+    ] = None,
+    fixmatch_mode: Annotated[
+        str | None, typer.Option(help="When the head confidently disagrees: relabel or drop. Default: relabel.")
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help=f"Training epochs of round 0 (labeled only). Default: {D.epochs}.")
     ] = None,
@@ -134,6 +141,8 @@ def cycle(
                     "uncertain_low": uncertain_low,
                     "tta": tta,
                     "backend": backend,
+                    "fixmatch": fixmatch,
+                    "fixmatch_mode": fixmatch_mode,
                     "epochs": epochs,
                     "round_epochs": round_epochs,
                     "imgsz": imgsz,

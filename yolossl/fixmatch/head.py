@@ -25,6 +25,8 @@ from yolossl.errors import YolosslError
 from yolossl.fixmatch.crops import extract_crops
 from yolossl.fixmatch.model import crop_classifier
 from yolossl.fixmatch.train import FixMatchConfig, FixMatchResult, predict_proba, train_fixmatch
+from yolossl.label.engine import Detections
+from yolossl.label.pseudo import BoxOpinion
 
 COMBINE_MODES = ("relabel", "drop")
 
@@ -98,3 +100,23 @@ def combine(
             scores[k] = 0.0
             decisions.append(f"dropped: head says {int(head)}")
     return classes, scores, decisions
+
+
+@dataclass
+class HeadReviewer:
+    """The head as the labeling step's class reviewer: `combine` applied to every image's candidates."""
+
+    head: FixMatchHead
+    mode: str = "relabel"
+    min_head_conf: float = 0.8
+
+    def review(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list[BoxOpinion]]:
+        probs = self.head.predict_proba(image, detections.xyxy)
+        classes, scores, decisions = combine(
+            detections.classes, detections.scores, probs, self.mode, self.min_head_conf
+        )
+        opinions = [
+            BoxOpinion(int(d), int(p.argmax()), float(p.max()), decision)
+            for d, p, decision in zip(detections.classes, probs, decisions, strict=True)
+        ]
+        return Detections(detections.xyxy, scores, classes), opinions

@@ -321,10 +321,15 @@ _REDUCED = {
 }
 
 
+_HEADER_MAGIC = (b"\xff\xd8", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
 def _reduction(data: np.ndarray, imgsz: int) -> int:
     """The largest of 8, 4, 2 that keeps the long side at least twice `imgsz` (1 if none does)."""
     from PIL import Image, UnidentifiedImageError
 
+    if not data[:12].tobytes().startswith(_HEADER_MAGIC):  # only formats PIL reads natively: no HEIF plugin hunt
+        return 1
     try:
         with warnings.catch_warnings():  # a huge image is the point here, not an attack
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

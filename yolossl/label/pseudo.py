@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ from yolossl._fs import fresh_partial_dir, link_file, replace_dir
 from yolossl.config import UNCERTAIN_MODES
 from yolossl.data import ImageItem, read_yolo_labels
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detector, Frame, why_unreadable
+from yolossl.label.engine import Detections, Detector, Frame, why_unreadable
 from yolossl.label.filters import (
     DROPPED,
     KEPT,
@@ -54,8 +55,28 @@ RECORD_COLUMNS = (
     "height",
     "status",
     "reason",
+    "det_class_id",  # the detector's own class, when a class reviewer (the FixMatch head) was used
+    "head_class_id",
+    "head_score",
+    "head_decision",
 )
 _WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class ClassReviewer(Protocol):
+    """A second opinion on the class of each candidate box (the FixMatch head implements it)."""
+
+    def review(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list[BoxOpinion]]: ...
+
+
+@dataclass(frozen=True)
+class BoxOpinion:
+    """What the reviewer said about one box, for the record."""
+
+    det_class: int
+    head_class: int
+    head_score: float
+    decision: str
 
 
 @dataclass(frozen=True)
@@ -167,17 +188,22 @@ def pseudo_label(
     thresholds: ClassThresholds,
     names: dict[int, str],
     on_progress: Callable[[int], None] | None = None,
+    reviewer: ClassReviewer | None = None,
 ) -> LabelStats:
-    """Label `images` into `out_dir` (see the module docstring); return the counts."""
+    """Label `images` into `out_dir` (see the module docstring); return the counts.
+
+    With a `reviewer`, every candidate box's class is double-checked before the thresholds apply,
+    and both opinions go into the record.
+    """
     start = time.perf_counter()
     partial = fresh_partial_dir(out_dir)
     (partial / "labels").mkdir()
     (partial / "images").mkdir()
-    writer = _Writer(partial, settings, thresholds, names)
+    writer = _Writer(partial, settings, thresholds, names, reviewer)
     with open(partial / "record.csv", "w", newline="", encoding="utf-8") as record_file:
         writer.record = csv.writer(record_file)
         writer.record.writerow(RECORD_COLUMNS)
-        keep_images = settings.uncertain == "mask"
+        keep_images = settings.uncertain == "mask" or reviewer is not None
         for frame in detector.run(images, settings.batch, keep_images, settings.workers, on_progress):
             writer.write(frame)
     stats = writer.finish(time.perf_counter() - start)
@@ -190,8 +216,17 @@ def pseudo_label(
 class _Writer:
     """Turns frames into label files, image links or masked copies, record rows and counts."""
 
-    def __init__(self, root: Path, settings: LabelSettings, thresholds: ClassThresholds, names: dict[int, str]):
+    def __init__(
+        self,
+        root: Path,
+        settings: LabelSettings,
+        thresholds: ClassThresholds,
+        names: dict[int, str],
+        reviewer: ClassReviewer | None,
+    ):
         self.root, self.settings, self.thresholds, self.names = root, settings, thresholds, names
+        self.reviewer = reviewer
+        self.relabeled = 0
         self.stats = LabelStats(no_label_classes=thresholds.unreachable)
         self.kept: Counter[int] = Counter()
         self.uncertain: Counter[int] = Counter()
@@ -205,16 +240,22 @@ class _Writer:
             return
         self.stats.images += 1
         dets = frame.detections
+        opinions: list[BoxOpinion] | None = None
+        if self.reviewer is not None and frame.image is not None and len(dets):
+            dets, opinions = self.reviewer.review(frame.image, dets)
         status = box_status(dets, self.thresholds, len(self.names))
         if self.settings.uncertain == "keep":
             status[status == UNCERTAIN] = DROPPED
         reasons = np.array([self._reason(s, c) for s, c in zip(status, dets.classes, strict=True)], dtype=object)
+        for k, opinion in enumerate(opinions or []):
+            if opinion.decision.startswith("dropped"):
+                reasons[k] = opinion.decision
         has_uncertain = bool((status == UNCERTAIN).any())
         if has_uncertain and self.settings.uncertain == "drop-image":
             reasons[status == KEPT] = "image left out: it has uncertain boxes"
             status[status == KEPT] = DROPPED
             self.stats.dropped_images += 1
-        self._record(frame, status, reasons)
+        self._record(frame, dets, status, reasons, opinions)
         kept = status == KEPT
         self.kept.update(int(c) for c in dets.classes[kept])
         self.uncertain.update(int(c) for c in dets.classes[status == UNCERTAIN])
@@ -247,12 +288,22 @@ class _Writer:
             return below
         return f"score < {self.thresholds.band_low:.3f}"
 
-    def _record(self, frame: Frame, status: np.ndarray, reasons: np.ndarray) -> None:
-        dets = frame.detections
+    def _record(
+        self,
+        frame: Frame,
+        dets: Detections,
+        status: np.ndarray,
+        reasons: np.ndarray,
+        opinions: list[BoxOpinion] | None,
+    ) -> None:
         xywhn = dets.xywhn(frame.shape)
         for i in range(len(dets)):
             c = int(dets.classes[i])
             x, y, w, h = xywhn[i]
+            head = ["", "", "", ""]
+            if opinions:
+                o = opinions[i]
+                head = [o.det_class, o.head_class, f"{o.head_score:.4f}", o.decision]
             self.record.writerow(
                 [
                     frame.item.id,
@@ -266,6 +317,7 @@ class _Writer:
                     f"{h:.6f}",
                     status[i],
                     reasons[i],
+                    *head,
                 ]
             )
 

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from yolossl import CycleConfig, run_cycle
+
+
+def test_the_head_reviews_every_candidate_and_the_record_keeps_both_opinions(tiny_dataset: Path, tmp_path: Path):
+    config = CycleConfig(
+        data=str(tiny_dataset / "data.yaml"),
+        unlabeled=[str(tiny_dataset / "unlabeled")],
+        rounds=1,
+        epochs=1,
+        round_epochs=1,
+        imgsz=64,
+        batch=8,
+        conf=0.003,
+        uncertain_low=0.002,
+        device="cpu",
+        workers=0,
+        fixmatch=True,
+        fixmatch_steps=3,
+        fixmatch_min_conf=0.0,
+        project=str(tmp_path / "runs"),
+        name="fm",
+    )
+    result = run_cycle(config)
+    round_dir = result.run_dir / "round_1"
+    assert (round_dir / "fixmatch_head.pt").is_file()
+    rows = list(csv.DictReader((round_dir / "pseudo" / "record.csv").open()))
+    assert rows and all(r["head_decision"] for r in rows)
+    for r in rows:
+        agrees = r["head_class_id"] == r["det_class_id"]
+        assert (r["head_decision"] == "agree") == agrees
+        if not agrees:  # min_head_conf 0: every disagreement relabels the box to the head's class
+            assert r["head_decision"] == f"relabeled {r['det_class_id']}->{r['head_class_id']}"
+            assert r["class_id"] == r["head_class_id"]
+    assert "FixMatch head:" in (result.run_dir / "cycle.log").read_text()
