@@ -51,6 +51,10 @@ class CycleConfig:
     """Pseudo-label with test-time augmentation (flip + smaller scale, fused by WBF)."""
     backend: str = "torch"
     """Inference runtime for pseudo-labeling: torch, onnxruntime, openvino or tensorrt."""
+    engine: str = "local"
+    """Pseudo-labeling engine: local (this process) or ray (a Ray Data pipeline; pip install 'yolossl[ray]')."""
+    ray_address: str | None = None
+    """An existing Ray cluster to join with engine ray (default: start a local one)."""
     fixmatch: bool = False
     """Double-check every candidate box's class with a FixMatch crop classifier trained each round."""
     fixmatch_mode: str = "relabel"
@@ -103,6 +107,7 @@ class CycleConfig:
             f"fixmatch_mode must be relabel or drop, got {self.fixmatch_mode!r}",
         )
         _check(self.fixmatch_steps >= 1, f"fixmatch_steps must be >= 1, got {self.fixmatch_steps}")
+        _check(self.engine in ("local", "ray"), f"engine must be local or ray, got {self.engine!r}")
         _check(self.leakage in LEAKAGE_MODES, f"leakage must be one of {LEAKAGE_MODES}, got {self.leakage!r}")
         _check(self.backend in BACKEND_NAMES, f"backend must be one of {BACKEND_NAMES}, got {self.backend!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

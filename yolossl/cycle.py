@@ -490,9 +490,31 @@ class _Cycle:
             else None
         )
         self.on_progress(ProgressEvent(index, "label", 0, total))
-        stats = pseudo_label(
-            detector, self.pool.images, round_dir / "pseudo", settings, thresholds, self.spec.names, advance, reviewer
-        )
+        if settings.engine == "ray":
+            from yolossl.label.ray_engine import pseudo_label_ray
+
+            stats = pseudo_label_ray(
+                [weights],
+                self.pool.images,
+                round_dir / "pseudo",
+                settings,
+                thresholds,
+                self.spec.names,
+                reviewer,
+                settings.shard_size,
+                settings.ray_address,
+            )
+        else:
+            stats = pseudo_label(
+                detector,
+                self.pool.images,
+                round_dir / "pseudo",
+                settings,
+                thresholds,
+                self.spec.names,
+                advance,
+                reviewer,
+            )
         logger.info(
             "Round %d: labeled %d images in %.1f s (%.0f img/s): %d boxes kept on %d images, %d uncertain "
             "(%d images masked), %d dropped",
@@ -555,6 +577,8 @@ class _Cycle:
             device=self.device.split(",")[0],
             backend=c.backend,
             tta=c.tta,
+            engine=c.engine,
+            ray_address=c.ray_address,
         )
 
     def _mark(self, steps: dict[str, Any], step: str, value: Any) -> None:

@@ -51,6 +51,10 @@ Tta = Annotated[
 Backend = Annotated[
     str | None, typer.Option(help=f"Inference runtime: {' | '.join(BACKEND_NAMES)}. Default: {D.backend}.")
 ]
+Engine = Annotated[
+    str | None, typer.Option(help="Pseudo-labeling engine: local, or ray (pip install 'yolossl[ray]'). Default: local.")
+]
+RayAddress = Annotated[str | None, typer.Option(help="With --engine ray: an existing cluster (default: local Ray).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")]
 DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralytics format).")]

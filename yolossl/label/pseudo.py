@@ -101,6 +101,10 @@ class LabelSettings:
     backend: str = "torch"
     tta: bool = False
     workers: int | None = None
+    engine: str = "local"
+    """local: this process; ray: a Ray Data pipeline of shards over an actor pool (see ray_engine)."""
+    ray_address: str | None = None
+    shard_size: int = 1000
 
     def __post_init__(self) -> None:
         if self.uncertain not in UNCERTAIN_MODES:
@@ -109,6 +113,8 @@ class LabelSettings:
             raise YolosslError(
                 f"need 0 < min_conf ({self.floor}) <= uncertain_low ({self.band_low}) <= conf ({self.conf}) < 1"
             )
+        if self.engine not in ("local", "ray"):
+            raise YolosslError(f"--engine must be local or ray, got {self.engine!r}")
         if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
             raise YolosslError(f"--target-precision must be in (0, 1], got {self.target_precision}")
 
@@ -144,6 +150,17 @@ class LabelStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def add(self, other: LabelStats) -> None:
+        """Fold in the counts of another part of the same pool (a Ray shard)."""
+        for name in ("images", "images_with_boxes", "kept", "uncertain", "dropped", "masked_images", "dropped_images"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("kept_per_class", "uncertain_per_class"):
+            mine = getattr(self, name)
+            for cls, n in getattr(other, name).items():
+                mine[cls] = mine.get(cls, 0) + n
+        self.unreadable.extend(other.unreadable)
+        self.no_label_classes = sorted(set(self.no_label_classes) | set(other.no_label_classes))
 
     @classmethod
     def from_dict(cls, values: dict) -> LabelStats:
@@ -197,20 +214,44 @@ def pseudo_label(
     """
     start = time.perf_counter()
     partial = fresh_partial_dir(out_dir)
-    (partial / "labels").mkdir()
-    (partial / "images").mkdir()
-    writer = _Writer(partial, settings, thresholds, names, reviewer)
-    with open(partial / "record.csv", "w", newline="", encoding="utf-8") as record_file:
+    stats = label_into(detector, images, partial, settings, thresholds, names, on_progress, reviewer)
+    stats.wall_time_s = round(time.perf_counter() - start, 3)
+    finish_output(partial, out_dir, thresholds, stats)
+    return stats
+
+
+def label_into(
+    detector: Detector,
+    images: Sequence[ImageItem],
+    root: Path,
+    settings: LabelSettings,
+    thresholds: ClassThresholds,
+    names: dict[int, str],
+    on_progress: Callable[[int], None] | None = None,
+    reviewer: ClassReviewer | None = None,
+) -> LabelStats:
+    """Write `labels/`, `images/` and `record.csv` of `images` into the existing folder `root`.
+
+    The unit of work of both engines: the local one labels the whole pool into one folder, the
+    Ray one a shard per folder, merged afterwards in shard order (so both write the same bytes).
+    """
+    (root / "labels").mkdir(exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    writer = _Writer(root, settings, thresholds, names, reviewer)
+    with open(root / "record.csv", "w", newline="", encoding="utf-8") as record_file:
         writer.record = csv.writer(record_file)
         writer.record.writerow(RECORD_COLUMNS)
         keep_images = settings.uncertain == "mask" or reviewer is not None
         for frame in detector.run(images, settings.batch, keep_images, settings.workers, on_progress):
             writer.write(frame)
-    stats = writer.finish(time.perf_counter() - start)
+    return writer.finish(0.0)
+
+
+def finish_output(partial: Path, out_dir: Path, thresholds: ClassThresholds, stats: LabelStats) -> None:
+    """Add thresholds.json and stats.json to a finished labeling folder and move it into place."""
     thresholds.save(partial / "thresholds.json")
     (partial / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2))
     replace_dir(partial, out_dir)
-    return stats
 
 
 class _Writer:
@@ -378,6 +419,19 @@ def label_folders(
         raise YolosslError(f"{spec.yaml_path}: {len(spec.names)} classes, but the model has {len(detector.names)}")
     val = spec.val_items() if spec else []
     thresholds = choose_thresholds(detector, val, settings, len(names))
+    if settings.engine == "ray":
+        from yolossl.label.ray_engine import pseudo_label_ray
+
+        return pseudo_label_ray(
+            models,
+            pool.images,
+            out_dir,
+            settings,
+            thresholds,
+            names,
+            shard_size=settings.shard_size,
+            address=settings.ray_address,
+        )
     return pseudo_label(detector, pool.images, out_dir, settings, thresholds, names, on_progress)
 
 
