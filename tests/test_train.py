@@ -56,3 +56,48 @@ def test_trained_weights_validate(tiny_weights: Path) -> None:
     metrics = validate_detector(tiny_weights, data_yaml, TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu"))
     assert 0.0 <= metrics.map50_95 <= metrics.map50 <= 1.0
     assert (tiny_weights.parents[1] / "results.csv").is_file()
+
+
+def test_multi_gpu_training_arguments_pass_through(tmp_path: Path, monkeypatch) -> None:
+    """--device 0,1 reaches Ultralytics' DDP launcher unchanged, each round in its own save dir, and the
+    metrics come from a validation in this process (the DDP workers' metrics stay in theirs)."""
+    from ultralytics import YOLO
+
+    import yolossl.train as train_module
+    from yolossl.train import Metrics, train_detector
+
+    seen: dict = {}
+
+    def fake_train(self, **kwargs):  # what Ultralytics' multi-GPU launch returns to the parent: no metrics
+        seen.update(kwargs)
+        weights = Path(kwargs["project"]) / kwargs["name"] / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True)
+        weights.write_bytes(b"weights")
+        return None
+
+    validated = []
+    monkeypatch.setattr(YOLO, "train", fake_train)
+    monkeypatch.setattr(
+        train_module, "validate_detector", lambda w, d, s: validated.append(s.device) or Metrics(0.5, 0.3, 0.6, 0.4)
+    )
+    settings = TrainSettings(epochs=2, imgsz=64, batch=16, device="0,1", workers=4)
+    result = train_detector("yolo11n.yaml", tmp_path / "data.yaml", tmp_path / "run" / "round_2" / "train", settings)
+    assert seen["device"] == "0,1" and seen["batch"] == 16 and isinstance(seen["batch"], int)
+    assert seen["project"] == str((tmp_path / "run" / "round_2").resolve()) and seen["name"] == "train"
+    assert result.metrics == Metrics(0.5, 0.3, 0.6, 0.4) and validated == ["0,1"]
+
+
+def test_validation_runs_on_the_first_of_several_devices(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from ultralytics import YOLO
+
+    seen: dict = {}
+
+    def fake_val(self, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(box=SimpleNamespace(map50=0.5, map=0.3, mp=0.6, mr=0.4))
+
+    monkeypatch.setattr(YOLO, "val", fake_val)
+    metrics = validate_detector(Path("yolo11n.yaml"), tmp_path / "d.yaml", TrainSettings(1, 64, 8, device="0,1"))
+    assert seen["device"] == "0" and metrics.map50_95 == 0.3
