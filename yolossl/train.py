@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,7 +179,10 @@ def train_detector(
     }
     start = time.perf_counter()
     try:
-        results = model.train(**args)
+        with warnings.catch_warnings():
+            # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
+            warnings.filterwarnings("ignore", message=".*get_trial_id.*")
+            results = model.train(**args)
     except (FileNotFoundError, SyntaxError, TypeError) as e:
         raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({_first_line(e)})") from e
     wall = time.perf_counter() - start
