@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=0.1, help="candidates the head sees and learns from")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--min-head-conf", type=float, default=0.8)
+    parser.add_argument("--head-weight", type=float, default=0.5, help="how much the head's probability sets scores")
     args = parser.parse_args()
     use_offline_defaults()
 
@@ -64,7 +65,9 @@ def main() -> None:
             classes, scores = dets.classes, dets.scores
             if arm != "detector alone":
                 mode = "relabel" if arm.endswith("relabel") else "drop"
-                classes, scores, _ = combine(classes, scores, probs[item.id], mode, args.min_head_conf)
+                classes, scores, _ = combine(
+                    classes, scores, probs[item.id], mode, args.min_head_conf, args.head_weight
+                )
             predictions[item.id] = (classes, scores, dets.xywhn(image.shape[:2]))
         q = label_quality(predictions, truth, args.conf)
         baseline = baseline or q

@@ -57,11 +57,20 @@ def test_labeled_box_crops_cover_every_true_box(tiny_dataset: Path) -> None:
 def test_combine(mode, expected_classes, expected_scores, decisions) -> None:
     det_classes, det_scores = np.array([0, 1, 1]), np.array([0.9, 0.8, 0.7])
     head = np.array([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9], [0.5, 0.1, 0.4]])  # agree, confident other, unsure
-    classes, scores, said = combine(det_classes, det_scores, head, mode=mode, min_head_conf=0.8)
+    classes, scores, said = combine(det_classes, det_scores, head, mode=mode, min_head_conf=0.8, head_weight=0.0)
     assert classes.tolist() == expected_classes and scores.tolist() == expected_scores and said == decisions
     assert det_classes.tolist() == [0, 1, 1]  # inputs untouched
     with pytest.raises(YolosslError, match="must be one of"):
         combine(det_classes, det_scores, head, mode="vote")
+
+
+def test_scores_blend_the_two_opinions() -> None:
+    det_classes, det_scores = np.array([0, 1]), np.array([0.64, 0.64])
+    head = np.array([[0.81, 0.19], [0.01, 0.99]])  # both boxes confirmed, with 0.81 and 0.99
+    _, scores, _ = combine(det_classes, det_scores, head, head_weight=0.5)
+    assert scores.tolist() == pytest.approx([(0.64 * 0.81) ** 0.5, (0.64 * 0.99) ** 0.5])
+    _, unchanged, _ = combine(det_classes, det_scores, head, head_weight=0.0)
+    assert unchanged.tolist() == [0.64, 0.64]
 
 
 def test_head_save_and_load(tmp_path: Path) -> None:

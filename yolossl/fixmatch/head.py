@@ -9,6 +9,9 @@ opinions per box:
   box the head's class, `drop` removes it (score 0);
 - the head is unsure: the detector's class stands.
 
+Scores blend both opinions: det_score ** (1 - head_weight) * p_head(kept class) ** head_weight, so a
+box the head confirms gains score and one it doubts loses it (head_weight 0: the detector's scores).
+
     >>> head = fit_head(train_crops, train_labels, pool_crops, names, FixMatchConfig(steps=800))
     >>> classes, scores, decisions = combine(det.classes, det.scores, head.predict_proba(image, det.xyxy))
 """
@@ -79,6 +82,7 @@ def combine(
     head_probs: np.ndarray,
     mode: str = "relabel",
     min_head_conf: float = 0.8,
+    head_weight: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(classes, scores, decision per box) after taking the head's opinion into account."""
     if mode not in COMBINE_MODES:
@@ -99,6 +103,9 @@ def combine(
         else:
             scores[k] = 0.0
             decisions.append(f"dropped: head says {int(head)}")
+    kept = scores > 0
+    agreement = head_probs[np.arange(len(classes)), classes]
+    scores[kept] = scores[kept] ** (1 - head_weight) * agreement[kept] ** head_weight
     return classes, scores, decisions
 
 
@@ -109,6 +116,7 @@ class HeadReviewer:
     head: FixMatchHead
     mode: str = "relabel"
     min_head_conf: float = 0.8
+    head_weight: float = 0.5
 
     def review(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list[BoxOpinion]]:
         probs = self.head.predict_proba(image, detections.xyxy)
