@@ -21,7 +21,7 @@ def _pseudo_items(tiny_dataset: Path, tmp_path: Path) -> list[ImageItem]:
     return items
 
 
-def test_round_dataset_links_images_and_copies_labels(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_round_dataset_links_images_and_labels(tiny_dataset: Path, tmp_path: Path) -> None:
     spec = load_data_yaml(tiny_dataset / "data.yaml")
     run = tmp_path / "run"
     val_images = mirror_split(spec.val_items(), run / "val", len(spec.names))
@@ -40,9 +40,9 @@ def test_round_dataset_links_images_and_copies_labels(tiny_dataset: Path, tmp_pa
     for item in pseudo:
         link = dataset / "images" / "pseudo" / f"{item.id}.jpg"
         assert os.readlink(link) == str(item.path.resolve())
-        assert (
-            dataset / "labels" / "pseudo" / f"{item.id}.txt"
-        ).read_text() == "1 0.500000 0.500000 0.250000 0.250000\n"
+        label = dataset / "labels" / "pseudo" / f"{item.id}.txt"
+        assert label.read_bytes() == item.label.read_bytes()
+        assert os.path.samefile(label, item.label)  # our own labels are hard-linked, not copied
     for item in spec.train_items():
         assert (dataset / "labels" / "labeled" / f"{item.id}.txt").read_bytes() == item.label.read_bytes()
     assert len(list((run / "val" / "labels").glob("*.txt"))) == 6
