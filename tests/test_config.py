@@ -75,3 +75,12 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     config = CycleConfig(data="d.yaml", unlabeled=["a", "b"], rounds=2, device="0,1", train_args={"nbs": 16})
     save_config(config, tmp_path / "config.yaml")
     assert resolve_config({}, tmp_path / "config.yaml") == config
+
+
+def test_an_explicit_conf_turns_the_default_target_precision_off(tmp_path: Path) -> None:
+    assert resolve_config({}).target_precision == CycleConfig().target_precision == 0.8
+    assert resolve_config({"conf": 0.5}).target_precision is None
+    assert resolve_config({"conf": 0.5, "target_precision": 0.9}).target_precision == 0.9
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("conf: 0.4\n")
+    assert resolve_config({}, cfg).target_precision is None

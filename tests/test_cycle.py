@@ -26,6 +26,7 @@ def _tiny_config(tiny_dataset: Path, tmp_path: Path, **overrides) -> CycleConfig
         imgsz=64,
         batch=8,
         conf=0.001,  # a one-epoch model is never confident: keep its boxes so that rounds have pseudo-labels
+        target_precision=None,
         device="cpu",
         workers=0,
         project=str(tmp_path / "runs"),

@@ -44,6 +44,7 @@ def run(tmp_path_factory) -> Path:
         imgsz=64,
         batch=8,
         conf=0.002,
+        target_precision=None,
         uncertain_low=0.001,
         device="cpu",
         workers=0,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from yolossl.config import CycleConfig
+from yolossl.config import CycleConfig, conf_alone_means_one_threshold
 from yolossl.cycle import CycleResult, run_cycle
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.errors import YolosslError
@@ -182,7 +182,7 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
             if arm in config.arms or (arm == "yolossl" and {"supervised", "oracle"} & set(config.arms)):
                 if on_arm:
                     on_arm(arm, seed)
-                options = config.cycle if arm == "yolossl" else SEED_WORKFLOW
+                options = conf_alone_means_one_threshold(config.cycle) if arm == "yolossl" else SEED_WORKFLOW
                 arm_config = CycleConfig(**{**asdict(base), **options, "name": arm, "start_weights": r0_weights})
                 start = time.perf_counter()
                 cycles[arm] = run_cycle(arm_config)

@@ -38,10 +38,11 @@ class CycleConfig:
     model: str = "yolo11n.yaml"
     """Start model: a .yaml builds from scratch (offline); a .pt is pretrained or a previous run."""
     conf: float = 0.25
-    """Keep predicted boxes scoring at least this. Chosen by measurement on the demo (README,
-    'Choosing --conf'): 0.25 ended 3 rounds at 0.360 mAP50-95, 0.5 at 0.296."""
-    target_precision: float | None = None
-    """Instead of one `conf`, pick each class's threshold as the lowest reaching this precision on val."""
+    """Keep predicted boxes scoring at least this, for every class, when `target_precision` is None."""
+    target_precision: float | None = 0.8
+    """Pick each class's threshold as the lowest reaching this precision on val; None: use `conf`.
+    Chosen by measurement (benchmarks/RESULTS.md): one global threshold either floods a round with a
+    weak class's mistakes or starves the strong classes."""
     uncertain: str = "mask"
     """Boxes between `uncertain_low` and the kept threshold: mask (grey them out in the round's copy
     of the image), drop-image (leave such images out), or keep (treat them as background)."""
@@ -85,8 +86,9 @@ class CycleConfig:
     """Also train on pool images with no kept box, as background (the docs' workflow). Default: leave them out."""
     leakage: str = "hash"
     """Leave out unlabeled images that copy a val image: hash (byte-identical), phash (near-identical), off."""
-    labeled_repeat: int | None = 1
-    """Each labeled image appears this many times per round; None: enough to be a third of the round's images."""
+    labeled_repeat: int | None = None
+    """Each labeled image appears this many times per round; None: enough to be a third of the round's
+    images, so that the human labels are not drowned by pseudo-labels (benchmarks/RESULTS.md)."""
     train_args: dict[str, Any] = field(default_factory=dict)
     """Any other Ultralytics training argument, passed through (e.g. {'mosaic': 0.5})."""
 
@@ -167,7 +169,17 @@ def resolve_config(
             merged["train_args"] = {**merged.get("train_args", {}), **value}
         else:
             merged[key] = value
+    chosen = conf_alone_means_one_threshold({**file_values, **given})
+    if "target_precision" in chosen:
+        merged["target_precision"] = chosen["target_precision"]
     return CycleConfig(**merged)
+
+
+def conf_alone_means_one_threshold(options: dict[str, Any]) -> dict[str, Any]:
+    """A `conf` chosen without a `target_precision` asks for one global threshold: turn the default off."""
+    if "conf" in options and "target_precision" not in options:
+        return {**options, "target_precision": None}
+    return options
 
 
 def save_config(config: CycleConfig, path: Path) -> None:

@@ -173,6 +173,7 @@ def round_dir(tmp_path_factory) -> Path:
         imgsz=64,
         batch=8,
         conf=0.003,
+        target_precision=None,
         uncertain_low=0.002,
         device="cpu",
         workers=0,

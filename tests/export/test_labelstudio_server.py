@@ -86,6 +86,7 @@ def review_export(tmp_path_factory) -> tuple[Path, Path, Path]:
         imgsz=64,
         batch=8,
         conf=0.003,
+        target_precision=None,
         uncertain_low=0.002,
         device="cpu",
         workers=0,

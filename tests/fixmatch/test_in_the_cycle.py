@@ -16,6 +16,7 @@ def test_the_head_reviews_every_candidate_and_the_record_keeps_both_opinions(tin
         imgsz=64,
         batch=8,
         conf=0.003,
+        target_precision=None,
         uncertain_low=0.002,
         device="cpu",
         workers=0,

@@ -29,11 +29,17 @@ Device = Annotated[
     str | None, typer.Option(help="cpu, 0, or 0,1,... for multi-GPU. Default: CUDA if available, else CPU.")
 ]
 Conf = Annotated[
-    float | None, typer.Option(help=f"Keep pseudo boxes scoring at least this (every class). Default: {D.conf}.")
+    float | None,
+    typer.Option(
+        help=f"Keep pseudo boxes scoring at least this, every class (turns --target-precision off). Default: {D.conf}."
+    ),
 ]
 TargetPrecision = Annotated[
     float | None,
-    typer.Option(help="Instead of --conf: per class, the lowest threshold reaching this precision on val."),
+    typer.Option(
+        help="Instead of --conf: per class, the lowest threshold reaching this precision on val. "
+        f"Cycle default: {D.target_precision}."
+    ),
 ]
 Uncertain = Annotated[
     str | None,

@@ -108,7 +108,7 @@ def cycle(
         ),
     ] = None,
     labeled_repeat: Annotated[
-        int | None, typer.Option(help="Link each labeled image this many times per round (oversampling). Default: 1.")
+        int | None, typer.Option(help="Repeat each labeled image this often per round. Default: enough to be a third.")
     ] = None,
     train_arg: Annotated[
         list[str] | None,
