@@ -60,6 +60,7 @@ def test_every_option_is_explained_in_one_line() -> None:
         "--config",
     ):
         assert flag in result.output
+    assert "yolossl[ray]" in result.output  # extras' brackets survive rich markup
     assert runner.invoke(app, ["--help"]).exit_code == 0
 
 
