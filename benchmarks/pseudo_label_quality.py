@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from yolossl.data import load_data_yaml, read_yolo_labels, scan_image_folders
-from yolossl.label import PredictSettings, predict_images
+from yolossl.label.engine import Detector
 from yolossl.quality import label_quality
 from yolossl.train import use_offline_defaults
 
@@ -34,12 +34,15 @@ def main() -> None:
 
     names = load_data_yaml(args.data).names
     pool = scan_image_folders([args.pool])
-    settings = PredictSettings(conf=min(args.thresholds), imgsz=args.imgsz, batch=32, device="cpu")
+    detector = Detector([args.weights], imgsz=args.imgsz, conf=min(args.thresholds))
     predictions, truth = {}, {}
-    for p in predict_images(args.weights, pool.images, settings, unreadable=[]):
-        predictions[p.item.id] = (p.classes, p.scores, p.xywhn)
-        label = args.truth / f"{p.item.path.stem}.txt"
-        truth[p.item.id] = read_yolo_labels(label) if label.is_file() else np.zeros((0, 5))
+    for frame in detector.run(pool.images, batch=32):
+        if frame.detections is None:
+            continue  # unreadable: not an image the cycle would label either
+        d = frame.detections
+        predictions[frame.item.id] = (d.classes, d.scores, d.xywhn(frame.shape))
+        label = args.truth / f"{frame.item.path.stem}.txt"
+        truth[frame.item.id] = read_yolo_labels(label) if label.is_file() else np.zeros((0, 5))
 
     print(f"{len(pool)} images, {sum(len(t) for t in truth.values())} true boxes; weights {args.weights}")
     header = f"{'conf':>5} {'boxes':>6} {'precision':>9} {'recall':>6} {'wrong cls':>9}  per-class recall"
