@@ -14,9 +14,35 @@ os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolossl-tests-
 
 import pytest
 
+from yolossl.config import CycleConfig
 from yolossl.demo import DemoSpec, write_demo_dataset
 
 TINY = DemoSpec(n_labeled=8, n_unlabeled=12, n_val=6, size=64, seed=1)
+
+
+def tiny_cycle_config(dataset: Path, project: Path, **overrides) -> CycleConfig:
+    """A one-round, one-epoch cycle on a tiny dataset folder, on CPU.
+
+    A one-epoch model is never confident: a near-zero global `conf` keeps its boxes, so that the
+    round has pseudo-labels (and uncertain ones) to write, export and report.
+    """
+    values = dict(
+        data=str(dataset / "data.yaml"),
+        unlabeled=[str(dataset / "unlabeled")],
+        rounds=1,
+        epochs=1,
+        round_epochs=1,
+        imgsz=64,
+        batch=8,
+        conf=0.003,
+        target_precision=None,
+        uncertain_low=0.002,
+        device="cpu",
+        workers=0,
+        project=str(project),
+        name="r",
+    )
+    return CycleConfig(**{**values, **overrides})
 
 
 @pytest.fixture

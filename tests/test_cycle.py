@@ -13,26 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import tiny_cycle_config
 from yolossl import CycleConfig, Metrics, YolosslError, resume_cycle, run_cycle
 
 
 def _tiny_config(tiny_dataset: Path, tmp_path: Path, **overrides) -> CycleConfig:
-    values = dict(
-        data=str(tiny_dataset / "data.yaml"),
-        unlabeled=[str(tiny_dataset / "unlabeled")],
-        rounds=2,
-        epochs=1,
-        round_epochs=1,
-        imgsz=64,
-        batch=8,
-        conf=0.001,  # a one-epoch model is never confident: keep its boxes so that rounds have pseudo-labels
-        target_precision=None,
-        device="cpu",
-        workers=0,
-        project=str(tmp_path / "runs"),
-        name="e2e",
-    )
-    return CycleConfig(**{**values, **overrides})
+    values = {"rounds": 2, "conf": 0.001, "uncertain_low": None, "name": "e2e"}
+    return tiny_cycle_config(tiny_dataset, tmp_path / "runs", **{**values, **overrides})
 
 
 def _checksums(root: Path) -> dict[str, str]:

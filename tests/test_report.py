@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from yolossl import CycleConfig, run_cycle
+from tests.conftest import tiny_cycle_config
+from yolossl import run_cycle
 from yolossl.cli import app
 from yolossl.errors import YolosslError
 from yolossl.report import (
@@ -35,23 +36,7 @@ def run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("report")
     write_demo_dataset(root / "data", TINY)
-    config = CycleConfig(
-        data=str(root / "data" / "data.yaml"),
-        unlabeled=[str(root / "data" / "unlabeled")],
-        rounds=2,
-        epochs=1,
-        round_epochs=1,
-        imgsz=64,
-        batch=8,
-        conf=0.002,
-        target_precision=None,
-        uncertain_low=0.001,
-        device="cpu",
-        workers=0,
-        patience=3,
-        project=str(root / "runs"),
-        name="r",
-    )
+    config = tiny_cycle_config(root / "data", root / "runs", rounds=2, conf=0.002, uncertain_low=0.001, patience=3)
     return run_cycle(config).run_dir
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from yolossl import CycleConfig, run_cycle
+from tests.conftest import tiny_cycle_config
+from yolossl import run_cycle
 from yolossl.cli import app
 from yolossl.errors import YolosslError
 from yolossl.export import EXPORT_FORMATS, export_source, import_annotations
@@ -164,22 +165,7 @@ def round_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("exportrun")
     write_demo_dataset(root / "data", TINY)
-    config = CycleConfig(
-        data=str(root / "data" / "data.yaml"),
-        unlabeled=[str(root / "data" / "unlabeled")],
-        rounds=1,
-        epochs=1,
-        round_epochs=1,
-        imgsz=64,
-        batch=8,
-        conf=0.003,
-        target_precision=None,
-        uncertain_low=0.002,
-        device="cpu",
-        workers=0,
-        project=str(root / "runs"),
-        name="r",
-    )
+    config = tiny_cycle_config(root / "data", root / "runs")
     return run_cycle(config).run_dir / "round_1"
 
 

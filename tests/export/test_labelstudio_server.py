@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from yolossl import CycleConfig, run_cycle
+from tests.conftest import tiny_cycle_config
+from yolossl import run_cycle
 from yolossl.export import export_source, import_annotations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,22 +78,7 @@ def review_export(tmp_path_factory) -> tuple[Path, Path, Path]:
 
     root = tmp_path_factory.mktemp("ls")
     write_demo_dataset(root / "data", TINY)
-    config = CycleConfig(
-        data=str(root / "data" / "data.yaml"),
-        unlabeled=[str(root / "data" / "unlabeled")],
-        rounds=1,
-        epochs=1,
-        round_epochs=1,
-        imgsz=64,
-        batch=8,
-        conf=0.003,
-        target_precision=None,
-        uncertain_low=0.002,
-        device="cpu",
-        workers=0,
-        project=str(root / "runs"),
-        name="r",
-    )
+    config = tiny_cycle_config(root / "data", root / "runs")
     round_dir = run_cycle(config).run_dir / "round_1"
     export = export_source(round_dir, "labelstudio", root / "review", review=4)
     return round_dir, export, root / "data" / "data.yaml"

@@ -3,28 +3,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from yolossl import CycleConfig, run_cycle
+from tests.conftest import tiny_cycle_config
+from yolossl import run_cycle
 
 
 def test_the_head_reviews_every_candidate_and_the_record_keeps_both_opinions(tiny_dataset: Path, tmp_path: Path):
-    config = CycleConfig(
-        data=str(tiny_dataset / "data.yaml"),
-        unlabeled=[str(tiny_dataset / "unlabeled")],
-        rounds=1,
-        epochs=1,
-        round_epochs=1,
-        imgsz=64,
-        batch=8,
-        conf=0.003,
-        target_precision=None,
-        uncertain_low=0.002,
-        device="cpu",
-        workers=0,
-        fixmatch=True,
-        fixmatch_steps=3,
-        fixmatch_min_conf=0.0,
-        project=str(tmp_path / "runs"),
-        name="fm",
+    config = tiny_cycle_config(
+        tiny_dataset, tmp_path / "runs", fixmatch=True, fixmatch_steps=3, fixmatch_min_conf=0.0, name="fm"
     )
     result = run_cycle(config)
     round_dir = result.run_dir / "round_1"
