@@ -2,7 +2,8 @@
 
 Reads a finished `yolossl cycle` run and, starting from its round-0 weights, fine-tunes on the
 labeled data only, round by round, with as many optimizer steps as the cycle's round took
-(epochs scaled by images_used / labeled_images). Prints both side by side: the part of the
+(epochs scaled by the round's images per epoch, repeated labeled images
+counted each time, over the labeled images). Prints both side by side: the part of the
 cycle's gain that the control also gets came from training longer, not from the pseudo-labels.
 
     python benchmarks/labeled_only_control.py runs/cycle/exp
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
 
 from yolossl.config import CycleConfig
+from yolossl.cycle import RoundResult
 from yolossl.train import TrainSettings, resolve_device, train_detector, use_offline_defaults
 
 
@@ -49,7 +52,8 @@ def main() -> None:
     control = [float(rows[0]["map50_95"])]
     for row in rows[1:]:
         index = int(row["round"])
-        steps_ratio = int(row["images_used"]) / int(row["labeled_images"])
+        trained = RoundResult.from_dict(json.loads((args.run / f"round_{index}" / "metrics.json").read_text()))
+        steps_ratio = trained.train_images / trained.labeled_images
         epochs = math.ceil(config.round_epochs * steps_ratio)
         out = args.run / "control" / f"round_{index}"
         result = train_detector(str(weights), labeled_yaml, out, replace(settings, epochs=epochs))
