@@ -38,15 +38,34 @@ def test_the_weak_view_gives_no_gradient() -> None:
     assert weak.grad is None and strong.grad is not None and strong.grad.abs().sum() > 0
 
 
-def test_ema_moves_by_the_decay() -> None:
+def test_ema_warms_up_then_moves_by_the_decay() -> None:
     model = nn.Linear(2, 1)
     ema = EMA(model, decay=0.9)
     before = ema.model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(1.0)
     ema.update(model)
+    warm = 2 / 11  # the first update barely remembers the random initial weights
+    torch.testing.assert_close(ema.model.weight, warm * before + (1 - warm) * model.weight.detach())
+    for _ in range(200):
+        ema.update(model)
+    before = ema.model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
     torch.testing.assert_close(ema.model.weight, 0.9 * before + 0.1 * model.weight.detach())
     assert not ema.model.weight.requires_grad
+
+
+def test_ema_of_a_short_run_forgets_the_initial_weights() -> None:
+    model = nn.Linear(2, 1)
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        ema.model.weight.fill_(0.0)  # the "random init"
+    for _ in range(1000):
+        ema.update(model)
+    assert ema.model.weight.min().item() > 0.99
 
 
 def test_weak_and_strong_views_differ() -> None:

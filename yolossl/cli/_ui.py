@@ -58,7 +58,7 @@ Backend = Annotated[
     str | None, typer.Option(help=f"Inference runtime: {' | '.join(BACKEND_NAMES)}. Default: {D.backend}.")
 ]
 Engine = Annotated[
-    str | None, typer.Option(help="Pseudo-labeling engine: local, or ray (pip install 'yolossl\\[ray]'). Default: local.")
+    str | None, typer.Option(help="Labeling engine: local, or ray (pip install 'yolossl\\[ray]'). Default: local.")
 ]
 RayAddress = Annotated[str | None, typer.Option(help="With --engine ray: an existing cluster (default: local Ray).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")]
