@@ -480,15 +480,13 @@ class _Cycle:
 
         settings = self._label_settings()
         detector = make_detector([weights], settings, export_dir=round_dir / "export")
-        thresholds = choose_thresholds(detector, self.val, settings, len(self.spec.names))
+        reviewer = (
+            self._fit_fixmatch_head(detector, settings, settings.band_low, round_dir) if self.config.fixmatch else None
+        )
+        thresholds = choose_thresholds(detector, self.val, settings, len(self.spec.names), reviewer)
         if thresholds.unreachable:
             missing = ", ".join(self.spec.names[i] for i in thresholds.unreachable)
             logger.warning("Round %d: no pseudo-labels for %s (%s is out of reach)", index, missing, thresholds.rule)
-        reviewer = (
-            self._fit_fixmatch_head(detector, settings, thresholds.band_low, round_dir)
-            if self.config.fixmatch
-            else None
-        )
         self.on_progress(ProgressEvent(index, "label", 0, total))
         if settings.engine == "ray":
             from yolossl.label.ray_engine import pseudo_label_ray

@@ -228,3 +228,28 @@ def test_the_label_command(tiny_weights, tiny_dataset, tmp_path) -> None:
     assert len(list((out / "labels").glob("*.txt"))) == 12
     result = CliRunner().invoke(app, [*args[:-2], "--uncertain", "sometimes"])
     assert result.exit_code == 2 and "--uncertain must be one of" in result.stderr
+
+
+def test_thresholds_are_measured_after_the_class_reviewer(tiny_weights, tiny_dataset) -> None:
+    """With the FixMatch head on, val precision must be that of the reviewed boxes the pool will get."""
+    from yolossl.data import load_data_yaml
+    from yolossl.label import Detector
+    from yolossl.label.pseudo import BoxOpinion, choose_thresholds
+
+    class EverythingIsACircle:
+        calls = 0
+
+        def review(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list[BoxOpinion]]:
+            self.calls += 1
+            circles = np.zeros_like(detections.classes)
+            return Detections(detections.xyxy, detections.scores, circles), [
+                BoxOpinion(int(c), 0, 1.0, "relabeled") for c in detections.classes
+            ]
+
+    settings = LabelSettings(target_precision=0.01, min_conf=0.001, uncertain_low=0.001, imgsz=64, batch=4)
+    detector = Detector([tiny_weights], imgsz=64, conf=settings.floor)
+    val = load_data_yaml(tiny_dataset / "data.yaml").val_items()
+    reviewer = EverythingIsACircle()
+    thresholds = choose_thresholds(detector, val, settings, len(NAMES), reviewer)
+    assert reviewer.calls > 0
+    assert set(thresholds.unreachable) >= {1, 2, 3, 4}  # no box of theirs survives the review

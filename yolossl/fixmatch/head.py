@@ -121,7 +121,7 @@ class HeadReviewer:
     def review(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list[BoxOpinion]]:
         probs = self.head.predict_proba(image, detections.xyxy)
         classes, scores, decisions = combine(
-            detections.classes, detections.scores, probs, self.mode, self.min_head_conf
+            detections.classes, detections.scores, probs, self.mode, self.min_head_conf, self.head_weight
         )
         opinions = [
             BoxOpinion(int(d), int(p.argmax()), float(p.max()), decision)

@@ -183,16 +183,28 @@ def make_detector(weights: Sequence[str | Path], settings: LabelSettings, export
 
 
 def choose_thresholds(
-    detector: Detector, val: Sequence[ImageItem], settings: LabelSettings, n_classes: int
+    detector: Detector,
+    val: Sequence[ImageItem],
+    settings: LabelSettings,
+    n_classes: int,
+    reviewer: ClassReviewer | None = None,
 ) -> ClassThresholds:
-    """One `conf` for all classes, or with `target_precision` per-class thresholds measured on val."""
+    """One `conf` for all classes, or with `target_precision` per-class thresholds measured on val.
+
+    With a `reviewer`, val boxes are measured after its review, as the pool's boxes will be judged:
+    the target precision then holds for what is actually kept.
+    """
     if settings.target_precision is None:
         return ClassThresholds.global_conf(n_classes, settings.conf, settings.band_low)
 
     def val_boxes() -> Iterator:
-        for frame in detector.run(val, batch=settings.batch, workers=settings.workers):
+        frames = detector.run(val, batch=settings.batch, workers=settings.workers, keep_images=reviewer is not None)
+        for frame in frames:
             if frame.detections is not None and frame.item.label is not None:
-                yield frame.detections, read_yolo_labels(frame.item.label), frame.shape
+                detections = frame.detections
+                if reviewer is not None and frame.image is not None and len(detections):
+                    detections, _ = reviewer.review(frame.image, detections)
+                yield detections, read_yolo_labels(frame.item.label), frame.shape
 
     return thresholds_for_precision(val_boxes(), n_classes, settings.target_precision, settings.band_low)
 
