@@ -89,3 +89,22 @@ def test_training_is_deterministic_and_learns_an_easy_task() -> None:
     assert [h.loss for h in a.history] == [h.loss for h in b.history]
     assert len(a.history) == 3 and all(0.0 <= h.mask_ratio <= 1.0 for h in a.history)
     assert (predict_proba(a.model, crops).argmax(1) == labels).mean() > 0.9
+
+
+def test_batchnorm_statistics_are_re_estimated_for_the_kept_weights() -> None:
+    import albumentations as A
+
+    from yolossl.fixmatch.model import crop_classifier
+    from yolossl.fixmatch.train import recalibrate_batchnorm
+
+    model = crop_classifier(3, width=4)
+    first_conv, first_norm = model[0], model[1]
+    first_norm.running_mean.fill_(100.0)  # stale: gathered for other weights, on other views
+    crops = np.random.default_rng(1).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    same = A.Compose([])
+    recalibrate_batchnorm(model, crops, same, torch.device("cpu"), 8, np.random.default_rng(0), batches=1)
+    picked = crops[np.random.default_rng(0).integers(len(crops), size=8)]
+    with torch.no_grad():
+        expected = first_conv(views(picked, same)).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(first_norm.running_mean, expected, atol=1e-4, rtol=1e-4)
+    assert not model.training
