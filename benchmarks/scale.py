@@ -93,11 +93,12 @@ def merge_once(count: int) -> dict:
     (work / "labels").mkdir(parents=True)
     (work / "val").mkdir()
     image = next(ensure_scenes(2000, 64).glob("*.jpg"))
-    items = []
     for i in range(count):
         label = work / "labels" / f"{i:07d}.txt"
         label.write_text("0 0.500000 0.500000 0.100000 0.100000\n1 0.300000 0.300000 0.100000 0.100000\n")
-        items.append(ImageItem(f"{i:07d}", image, label))
+    # Items are handed over as a stream, as build_round_dataset takes them: the peak is the merge's
+    # own, not that of a list the caller chose to hold.
+    items = (ImageItem(f"{i:07d}", image, work / "labels" / f"{i:07d}.txt") for i in range(count))
     _reset_peak()
     start = time.perf_counter()
     build_round_dataset(work / "round", [], items, work / "val", {0: "a", 1: "b"})
