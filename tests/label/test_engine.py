@@ -142,3 +142,12 @@ def test_bad_requests_are_clear(tiny_weights: Path, tmp_path: Path) -> None:
         Detector([tiny_weights], backend="tflite")
     with pytest.raises(YolosslError, match="no model given"):
         Detector([])
+
+
+def test_the_detector_keeps_every_core_for_the_model(tiny_weights) -> None:
+    """Ultralytics' select_device leaves a core for dataloaders (1 thread of 2): labeling halved its speed."""
+    import torch
+
+    before = torch.get_num_threads()
+    Detector([tiny_weights], imgsz=64)
+    assert torch.get_num_threads() == before
