@@ -101,3 +101,11 @@ def test_validation_runs_on_the_first_of_several_devices(tmp_path: Path, monkeyp
     monkeypatch.setattr(YOLO, "val", fake_val)
     metrics = validate_detector(Path("yolo11n.yaml"), tmp_path / "d.yaml", TrainSettings(1, 64, 8, device="0,1"))
     assert seen["device"] == "0" and metrics.map50_95 == 0.3
+
+
+def test_ultralytics_does_not_keep_half_the_cores_after_validating(tiny_weights, tiny_dataset) -> None:
+    """Its select_device sets torch to cores - 1 threads; what runs next (labeling, the head) needs them all."""
+    before = torch.get_num_threads()
+    settings = TrainSettings(epochs=1, imgsz=64, batch=4, device="cpu", workers=0)
+    validate_detector(tiny_weights, tiny_dataset / "data.yaml", settings)
+    assert torch.get_num_threads() == before

@@ -16,7 +16,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,23 @@ def load_model(source: str | Path):
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Undo Ultralytics' thread choice on the way out.
+
+    Its `select_device` sets torch to (cores - 1) threads, leaving one to dataloader workers: right
+    while it trains, half the machine on 2 cores for whatever runs next in the process (labeling,
+    the FixMatch head).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_detector(
     model_source: str | Path,
     data_yaml: Path,
@@ -182,7 +200,8 @@ def train_detector(
         with warnings.catch_warnings():
             # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
             warnings.filterwarnings("ignore", message=".*get_trial_id.*")
-            results = model.train(**args)
+            with torch_threads_kept():
+                results = model.train(**args)
     except (FileNotFoundError, SyntaxError, TypeError) as e:
         raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({_first_line(e)})") from e
     wall = time.perf_counter() - start
@@ -201,17 +220,18 @@ def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -
     ensure_fonts()
     model = load_model(weights)
     device = settings.device.split(",")[0]  # validation runs on one device
-    results = model.val(
-        data=str(data_yaml),
-        imgsz=settings.imgsz,
-        batch=settings.batch,
-        device=device,
-        plots=False,
-        verbose=False,
-        project=str(weights.parent.parent),
-        name="val",
-        exist_ok=True,
-    )
+    with torch_threads_kept():
+        results = model.val(
+            data=str(data_yaml),
+            imgsz=settings.imgsz,
+            batch=settings.batch,
+            device=device,
+            plots=False,
+            verbose=False,
+            project=str(weights.parent.parent),
+            name="val",
+            exist_ok=True,
+        )
     metrics = _metrics_from(results)
     if metrics is None:
         raise YolosslError(f"{weights}: validation returned no box metrics")

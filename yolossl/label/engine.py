@@ -113,11 +113,10 @@ class Detector:
 
         self.imgsz = _round_to_stride(imgsz)
         self.conf, self.iou, self.max_det, self.tta = conf, iou, max_det, tta
-        threads = torch.get_num_threads()
-        self.device = select_device(str(device).split(",")[0], verbose=False)
-        # select_device leaves one core to training's dataloader workers (on 2 cores: torch gets 1);
-        # labeling decodes in a light thread and wants every core for the model.
-        torch.set_num_threads(threads)
+        from yolossl.train import torch_threads_kept
+
+        with torch_threads_kept():  # labeling decodes in a light thread and wants every core for the model
+            self.device = select_device(str(device).split(",")[0], verbose=False)
         self.half = self.device.type == "cuda" if half is None else half
         self.models = [self._load(Path(w), backend, export_dir) for w in weights]
         names = [dict(m.names) for m in self.models]
