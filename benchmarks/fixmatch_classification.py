@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--tau", type=float, default=FixMatchConfig.tau, help="pseudo-label confidence threshold")
+    parser.add_argument("--mu", type=int, default=FixMatchConfig.mu, help="unlabeled crops per labeled crop in a batch")
+    parser.add_argument("--lambda-u", type=float, default=FixMatchConfig.lambda_u, help="weight of the unlabeled loss")
     args = parser.parse_args()
 
     rows = []
@@ -54,7 +57,14 @@ def main() -> None:
         labeled, labels = shape_crops(args.labeled, rng, args.size)
         pool, _ = shape_crops(args.unlabeled, rng, args.size)
         val, val_labels = shape_crops(args.val, rng, args.size)
-        config = FixMatchConfig(steps=args.steps, seed=seed, log_every=max(1, args.steps // 5))
+        config = FixMatchConfig(
+            steps=args.steps,
+            seed=seed,
+            tau=args.tau,
+            mu=args.mu,
+            lambda_u=args.lambda_u,
+            log_every=max(1, args.steps // 5),
+        )
         start = time.perf_counter()
         only = train_fixmatch(labeled, labels, None, len(BENCH_CLASS_NAMES), replace(config, lambda_u=0.0))
         middle = time.perf_counter()
@@ -81,7 +91,7 @@ def main() -> None:
 
     print(
         f"\n{len(BENCH_CLASS_NAMES)} classes, {args.labeled} labeled + {args.unlabeled} unlabeled crops per class, "
-        f"{args.steps} steps, {args.seeds} seeds\n"
+        f"{args.steps} steps, tau {args.tau}, mu {args.mu}, lambda_u {args.lambda_u}, {args.seeds} seeds\n"
     )
     print("| arm | val accuracy | wall time per seed |\n|---|---|---|")
     print(f"| labeled only | {stat(0)} | {statistics.fmean(r[2] for r in rows):.0f} s |")
