@@ -52,6 +52,7 @@ def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: s
         ({"conf": 1.5}, "conf must be between 0 and 1"),
         ({"rounds": -1}, "rounds must be >= 0"),
         ({"epochs": 0}, "epochs must be >= 1"),
+        ({"fixmatch_tau": 0.0}, r"fixmatch_tau must be in \(0, 1\]"),
         ({"train_args": {"imgsz": 320}}, r"train_args cannot set \['imgsz'\]"),
     ],
 )

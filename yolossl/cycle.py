@@ -558,7 +558,7 @@ class _Cycle:
             labels,
             unlabeled,
             self.spec.names,
-            FixMatchConfig(steps=c.fixmatch_steps, seed=c.seed, device=device),
+            FixMatchConfig(steps=c.fixmatch_steps, tau=c.fixmatch_tau, seed=c.seed, device=device),
         )
         head.save(round_dir / "fixmatch_head.pt")
         return HeadReviewer(head, c.fixmatch_mode, c.fixmatch_min_conf)
