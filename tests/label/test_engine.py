@@ -8,7 +8,7 @@ import pytest
 
 from yolossl.data import ImageItem, scan_image_folders
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detections, Detector, letterbox, read_image
+from yolossl.label.engine import Detections, Detector, letterbox, load_letterboxed, read_image, to_model_layout
 from yolossl.label.fusion import fuse_detections
 from yolossl.quality import box_iou
 
@@ -26,6 +26,17 @@ def test_letterbox_keeps_aspect_and_centres() -> None:
     assert boxed.shape == (64, 64, 3)
     assert (boxed[:16] == 114).all() and (boxed[48:] == 114).all()  # 100x50 -> 64x32, padded above and below
     assert (boxed[16:48] == 200).all()
+
+
+def test_model_layout_is_rgb_channels_first() -> None:
+    image = np.zeros((2, 3, 3), dtype=np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 20, 30  # B, G, R
+    image[1, 2] = (1, 2, 3)
+    chw = to_model_layout(image)
+    assert chw.shape == (3, 2, 3) and chw.flags.c_contiguous
+    assert (chw[0] == np.array([[30, 30, 30], [30, 30, 3]])).all()  # R first
+    assert (chw[1] == np.array([[20, 20, 20], [20, 20, 2]])).all()
+    assert (chw[2] == np.array([[10, 10, 10], [10, 10, 1]])).all()
 
 
 def test_unreadable_files_read_as_none(tmp_path: Path) -> None:
@@ -77,6 +88,21 @@ def test_frames_come_in_order_with_unreadable_ones_marked(tiny_dataset: Path, ti
     for frame in (frames[0], frames[2]):
         d = frame.detections
         assert (d.xyxy >= 0).all() and (d.xyxy[:, [0, 2]] <= 64).all() and (d.scores >= 0.001).all()
+
+
+def test_model_input_is_what_ultralytics_predictor_feeds(tiny_dataset: Path, tiny_weights: Path) -> None:
+    """Decoding, letterbox, channel order and scaling must give the predictor's own input tensor, exactly."""
+    import torch
+    from ultralytics import YOLO
+
+    path = _pool(tiny_dataset)[0].path
+    model = YOLO(str(tiny_weights))
+    model.predict(str(path), imgsz=64, verbose=False)  # sets up the predictor
+    theirs = model.predictor.preprocess([cv2.imread(str(path))])
+    detector = Detector([tiny_weights], imgsz=64)
+    ours = detector._to_tensor([load_letterboxed(path, 64)[1]])
+    assert ours.shape == theirs.shape == (1, 3, 64, 64)
+    assert torch.equal(ours, theirs.float())
 
 
 def test_boxes_map_back_to_the_original_image(tiny_dataset: Path, tiny_weights: Path, tmp_path: Path) -> None:

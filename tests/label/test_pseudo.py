@@ -25,7 +25,7 @@ from yolossl.label import (
 )
 from yolossl.label.engine import Detections, Frame, read_image
 from yolossl.label.filters import FILL
-from yolossl.label.pseudo import label_folders
+from yolossl.label.pseudo import label_folders, write_behind
 
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross", 4: "ring"}
 
@@ -253,3 +253,24 @@ def test_thresholds_are_measured_after_the_class_reviewer(tiny_weights, tiny_dat
     thresholds = choose_thresholds(detector, val, settings, len(NAMES), reviewer)
     assert reviewer.calls > 0
     assert set(thresholds.unreachable) >= {1, 2, 3, 4}  # no box of theirs survives the review
+
+
+def test_write_behind_keeps_order_and_raises_the_first_error() -> None:
+    import threading
+
+    written: list[int] = []
+    threads: set[str] = set()
+
+    def write(frame: int) -> None:
+        threads.add(threading.current_thread().name)
+        if frame == 7:
+            raise OSError("disk full")
+        written.append(frame)
+
+    write_behind(iter(range(5)), write, ahead=2)
+    assert written == [0, 1, 2, 3, 4]
+    assert threads and threading.current_thread().name not in threads  # off the model's thread
+    written.clear()
+    with pytest.raises(OSError, match="disk full"):
+        write_behind(iter(range(20)), write, ahead=2)
+    assert written[:7] == list(range(7)) and 7 not in written

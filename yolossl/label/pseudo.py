@@ -17,8 +17,9 @@ import csv
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -254,9 +255,26 @@ def label_into(
         writer.record = csv.writer(record_file)
         writer.record.writerow(RECORD_COLUMNS)
         keep_images = settings.uncertain == "mask" or reviewer is not None
-        for frame in detector.run(images, settings.batch, keep_images, settings.workers, on_progress):
-            writer.write(frame)
+        frames = detector.run(images, settings.batch, keep_images, settings.workers, on_progress)
+        write_behind(frames, writer.write, ahead=2 * settings.batch)
     return writer.finish(0.0)
+
+
+def write_behind(frames: Iterator[Frame], write: Callable[[Frame], None], ahead: int) -> None:
+    """`write` each frame, in order, on a thread of its own while the model works on the next batch.
+
+    Label files, record rows and masked JPEGs are mostly system calls and encoding outside the GIL:
+    on the model's thread they add their time to every batch. At most `ahead` frames wait (they
+    may hold decoded images), and the first error a write raises is raised here.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="yolossl-write") as pool:
+        pending: deque[Future[None]] = deque()
+        for frame in frames:
+            pending.append(pool.submit(write, frame))
+            while pending and (len(pending) > ahead or pending[0].done()):
+                pending.popleft().result()
+        for future in pending:
+            future.result()
 
 
 def finish_output(partial: Path, out_dir: Path, thresholds: ClassThresholds, stats: LabelStats) -> None:
