@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--conf", type=float, default=0.25, help="kept threshold the boxes are scored at")
     parser.add_argument("--floor", type=float, default=0.1, help="candidates the head sees and learns from")
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--tau", type=float, default=FixMatchConfig.tau, help="the head's pseudo-target threshold")
     parser.add_argument("--min-head-conf", type=float, default=0.8)
     parser.add_argument("--head-weight", type=float, default=0.5, help="how much the head's probability sets scores")
     args = parser.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
     start = time.perf_counter()
     labeled, labels = labeled_box_crops(spec.train_items(), len(spec.names))
     unlabeled = np.concatenate([extract_crops(image, dets.xyxy) for _, image, dets in frames])
-    head, result = fit_head(labeled, labels, unlabeled, spec.names, FixMatchConfig(steps=args.steps))
+    head, result = fit_head(labeled, labels, unlabeled, spec.names, FixMatchConfig(steps=args.steps, tau=args.tau))
     probs = {item.id: head.predict_proba(image, dets.xyxy) for item, image, dets in frames}
     head_time = time.perf_counter() - start
 
