@@ -285,7 +285,7 @@ def load_letterboxed(path: Path, imgsz: int, keep_original: bool = False) -> Loa
 
 def to_model_layout(boxed: np.ndarray) -> np.ndarray:
     """A letterboxed BGR (H, W, 3) image as the contiguous RGB (3, H, W) array the model reads."""
-    return np.ascontiguousarray(cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))
+    return np.ascontiguousarray(boxed.transpose(2, 0, 1)[::-1])  # one copy does both
 
 
 def read_image(path: Path, imgsz: int | None = None) -> np.ndarray | None:
