@@ -256,7 +256,7 @@ def label_into(
         writer.record.writerow(RECORD_COLUMNS)
         keep_images = settings.uncertain == "mask" or reviewer is not None
         frames = detector.run(images, settings.batch, keep_images, settings.workers, on_progress)
-        write_behind(frames, writer.write, ahead=2 * settings.batch)
+        write_behind(frames, writer.write, ahead=settings.batch)  # one batch behind the model: enough to overlap
     return writer.finish(0.0)
 
 
