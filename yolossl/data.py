@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from yolossl.errors import YolosslError
+from yolossl.errors import YolosslError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def load_data_yaml(path: str | Path) -> DatasetSpec:
     try:
         meta = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise YolosslError(f"{yaml_path}: not valid YAML ({_first_line(e)})") from e
+        raise YolosslError(f"{yaml_path}: not valid YAML ({first_line(e)})") from e
     if not isinstance(meta, dict):
         raise YolosslError(f"{yaml_path}: expected a mapping with 'train', 'val' and 'names'")
     for key in ("train", "val"):
@@ -258,7 +258,3 @@ def read_yolo_labels(path: Path) -> np.ndarray:
         return np.array(rows, dtype=np.float64)
     except ValueError as e:
         raise YolosslError(f"{path}: label values must be numbers ({e})") from e
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -8,3 +8,9 @@ class YolosslError(Exception):
 
     The CLI prints it as one line and exits with code 2; it never becomes a traceback.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (or its type): enough for a one-line error."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolossl.errors import YolosslError
+from yolossl.errors import YolosslError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +129,15 @@ def load_model(source: str | Path):
     try:
         return YOLO(source)
     except FileNotFoundError as e:
-        raise YolosslError(f"{source}: model not found ({_first_line(e)})") from e
+        raise YolosslError(f"{source}: model not found ({first_line(e)})") from e
     except Exception as e:
         if suffix == ".pt" and not Path(source).exists():
             raise YolosslError(
-                f"{source}: weights not found locally and the download failed ({_first_line(e)}). "
+                f"{source}: weights not found locally and the download failed ({first_line(e)}). "
                 f"Offline? Train from scratch with a model config such as '{Path(source).stem}.yaml', "
                 "or pass the path of a local .pt file."
             ) from e
-        raise YolosslError(f"{source}: could not load the model ({_first_line(e)})") from e
+        raise YolosslError(f"{source}: could not load the model ({first_line(e)})") from e
 
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -203,7 +203,7 @@ def train_detector(
             with torch_threads_kept():
                 results = model.train(**args)
     except (FileNotFoundError, SyntaxError, TypeError) as e:
-        raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({_first_line(e)})") from e
+        raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({first_line(e)})") from e
     wall = time.perf_counter() - start
     weights = save_dir / "weights" / "best.pt"
     if not weights.is_file():
@@ -261,8 +261,3 @@ def _metrics_from(results: Any) -> Metrics | None:
     if box is None:
         return None
     return Metrics(map50=float(box.map50), map50_95=float(box.map), precision=float(box.mp), recall=float(box.mr))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
