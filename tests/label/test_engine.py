@@ -168,6 +168,10 @@ def test_bad_requests_are_clear(tiny_weights: Path, tmp_path: Path) -> None:
         Detector([tiny_weights], backend="tflite")
     with pytest.raises(YolosslError, match="no model given"):
         Detector([])
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_text("not a model")
+    with pytest.raises(YolosslError, match=r"corrupt\.pt: could not load the model"):
+        Detector([corrupt])
 
 
 def test_the_detector_keeps_every_core_for_the_model(tiny_weights) -> None:

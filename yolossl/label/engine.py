@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from yolossl.data import ImageItem
-from yolossl.errors import YolosslError
+from yolossl.errors import YolosslError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +129,14 @@ class Detector:
         from ultralytics.nn.autobackend import AutoBackend
 
         if not weights.is_file():
-            raise YolosslError(f"{weights}: model weights not found")
+            raise YolosslError(f"{weights}: model weights not found (labeling reads a local .pt file; pass its path)")
         source = weights if BACKENDS[backend] is None else self._export(weights, backend, export_dir)
         try:
             model = AutoBackend(model=str(source), device=self.device, fp16=self.half, fuse=True, verbose=False)
         except ImportError as e:
             raise YolosslError(f"--backend {backend} needs its runtime: {_INSTALL[backend]} ({e})") from e
+        except Exception as e:  # Ultralytics raises TypeError, RuntimeError, ... for a file it cannot load
+            raise YolosslError(f"{weights}: could not load the model ({first_line(e)})") from e
         model.eval()
         return model
 
