@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -13,10 +14,34 @@ from yolossl.train import TrainSettings, describe_device, load_model, resolve_de
 def test_device_is_cuda_when_present_else_cpu(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device(None) == "cpu"
-    assert describe_device("cpu") == "CPU"
+    assert describe_device("cpu") == f"CPU ({torch.get_num_threads()} torch threads)"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device(None) == "0"
     assert resolve_device("") == "0"
+
+
+def test_the_cli_keeps_every_core_torch_would_use() -> None:
+    """`import ultralytics` sets OMP_NUM_THREADS=1 when unset; the CLI must not inherit that for labeling."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    default = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True, text=True
+    )
+    ours = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from yolossl.cli._ui import setup_logging; setup_logging(True, False);"
+            "import ultralytics, torch; from yolossl.train import describe_device; print(describe_device('cpu'))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.strip() == f"CPU ({int(default.stdout)} torch threads)"
 
 
 def test_device_passes_through_as_given() -> None:

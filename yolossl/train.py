@@ -66,13 +66,18 @@ class TrainResult:
 
 
 def use_offline_defaults() -> None:
-    """Keep Ultralytics from probing the network or pip-installing at run time.
+    """Keep Ultralytics from probing the network or pip-installing at run time, and from taking cores.
 
-    Call before the first `import ultralytics` (the CLI and the tests do). Values the user has
-    already set win. Named weights still download where the network allows it.
+    Call before the first `import ultralytics` (the CLI and the benchmarks do). Values the user
+    has already set win. Named weights still download where the network allows it.
+
+    Torch is imported here, first: `import ultralytics` sets OMP_NUM_THREADS=1 when it is unset
+    (meant for its training dataloaders), and a torch imported after that runs labeling and the
+    FixMatch head on one core. Ultralytics' trainer still picks its own thread count.
     """
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    import torch  # noqa: F401  (its thread pool is sized from the environment as the user left it)
 
 
 def ensure_fonts() -> None:
@@ -109,7 +114,8 @@ def describe_device(device: str) -> str:
     import torch
 
     if device == "cpu" or not torch.cuda.is_available():
-        return "CPU" + ("" if device == "cpu" else f" (asked for '{device}', but CUDA is not available)")
+        cpu = f"CPU ({torch.get_num_threads()} torch threads)"
+        return cpu + ("" if device == "cpu" else f", asked for '{device}' but CUDA is not available")
     ids = [d.strip() for d in device.split(",") if d.strip()]
     names = [f"CUDA:{i} ({torch.cuda.get_device_name(int(i))})" for i in ids if i.isdigit()]
     return ", ".join(names) or device
