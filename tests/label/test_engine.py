@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import cv2
@@ -8,7 +9,7 @@ import pytest
 
 from yolossl.data import ImageItem, scan_image_folders
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detections, Detector, letterbox, load_letterboxed, read_image, to_model_layout
+from yolossl.label.engine import Detections, Detector, letterbox, load_letterboxed, read_image, to_rgb
 from yolossl.label.fusion import fuse_detections
 from yolossl.quality import box_iou
 
@@ -28,15 +29,24 @@ def test_letterbox_keeps_aspect_and_centres() -> None:
     assert (boxed[16:48] == 200).all()
 
 
-def test_model_layout_is_rgb_channels_first() -> None:
+def test_to_rgb_swaps_channels_and_leaves_the_original() -> None:
     image = np.zeros((2, 3, 3), dtype=np.uint8)
     image[..., 0], image[..., 1], image[..., 2] = 10, 20, 30  # B, G, R
     image[1, 2] = (1, 2, 3)
-    chw = to_model_layout(image)
-    assert chw.shape == (3, 2, 3) and chw.flags.c_contiguous
-    assert (chw[0] == np.array([[30, 30, 30], [30, 30, 3]])).all()  # R first
-    assert (chw[1] == np.array([[20, 20, 20], [20, 20, 2]])).all()
-    assert (chw[2] == np.array([[10, 10, 10], [10, 10, 1]])).all()
+    rgb = to_rgb(image)
+    assert rgb.shape == (2, 3, 3) and rgb.flags.c_contiguous
+    assert (rgb[0, 0] == (30, 20, 10)).all() and (rgb[1, 2] == (3, 2, 1)).all()
+    assert (image[1, 2] == (1, 2, 3)).all()  # the original stays BGR: masked copies are written from it
+
+
+def test_batch_is_channels_last_and_the_model_gets_its_own_layout(tiny_dataset: Path, tiny_weights: Path) -> None:
+    import torch
+
+    detector = Detector([tiny_weights], imgsz=64)
+    batch = detector._to_tensor([load_letterboxed(item.path, 64)[1] for item in _pool(tiny_dataset)[:2]])
+    assert batch.shape == (2, 3, 64, 64) and batch.is_contiguous(memory_format=torch.channels_last)
+    if platform.machine() in ("x86_64", "AMD64"):  # where Ultralytics runs PyTorch models channels-last on CPU
+        assert detector._layouts == [torch.channels_last]
 
 
 def test_unreadable_files_read_as_none(tmp_path: Path) -> None:

@@ -119,6 +119,7 @@ class Detector:
             self.device = select_device(str(device).split(",")[0], verbose=False)
         self.half = self.device.type == "cuda" if half is None else half
         self.models = [self._load(Path(w), backend, export_dir) for w in weights]
+        self._layouts = [_input_layout(m, torch) for m in self.models]
         names = [dict(m.names) for m in self.models]
         if any(n != names[0] for n in names[1:]):
             raise YolosslError("ensemble models must have the same classes in the same order")
@@ -190,12 +191,13 @@ class Detector:
                 on_progress(len(chunk))
 
     def _to_tensor(self, images: list[np.ndarray]) -> Any:
-        """Letterboxed RGB CHW uint8 images to the model's input: NCHW, 0-1, FP16 where the model is.
+        """Letterboxed RGB (H, W, 3) uint8 images to the model's input: NCHW, 0-1, FP16 where the model is.
 
-        The channel swap and transpose were done per image in the decoding threads: on the model's
-        thread they cost as much as NMS.
+        The batch stays in the decoders' channels-last memory (a permuted view, not a copy): that
+        is the layout Ultralytics runs PyTorch models in on CPU, so the first convolution need not
+        convert it. `_detect` makes it contiguous for models that want NCHW.
         """
-        x = self._torch.from_numpy(np.stack(images)).to(self.device)
+        x = self._torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2)
         return (x.half() if self.half else x.float()).div_(255)
 
     def _detect(self, tensor: Any, shapes: list[tuple[int, int]]) -> list[Detections]:
@@ -205,9 +207,9 @@ class Detector:
         per_image: list[list[Detections]] = [[] for _ in shapes]
         size = tensor.shape[2:]
         with self._torch.inference_mode():
-            for model in self.models:
+            for model, layout in zip(self.models, self._layouts, strict=True):
                 for view, undo in self._views(tensor):
-                    raw = model(view)
+                    raw = model(view.contiguous(memory_format=layout))  # a no-op where the layouts agree
                     kept = nms.non_max_suppression(
                         raw, self.conf, self.iou, max_det=self.max_det, end2end=getattr(model, "end2end", False)
                     )
@@ -240,6 +242,18 @@ class Detector:
         padded[:, :, :side, :side] = small
         scale = side / self.imgsz
         yield padded, lambda b: b / scale
+
+
+def _input_layout(model: Any, torch: Any) -> Any:
+    """The memory layout a loaded model computes in: channels-last where Ultralytics converted the
+    PyTorch model to it (CPU), plain NCHW for everything else (CUDA, exported runtimes)."""
+    module = getattr(getattr(model, "backend", None), "model", None)
+    if isinstance(module, torch.nn.Module):
+        kernels = (p for p in module.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+        first = next(kernels, None)
+        if first is not None and not first.is_contiguous() and first.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+    return torch.contiguous_format
 
 
 def _round_to_stride(size: int, stride: int = 32) -> int:
@@ -276,18 +290,19 @@ def _prefetch(
 def load_letterboxed(path: Path, imgsz: int, keep_original: bool = False) -> Loaded:
     """(original or None, letterboxed square as the model takes it or None if unreadable, decoded (h, w)).
 
-    The square is RGB and channels-first (3, imgsz, imgsz) uint8, ready to stack into a batch.
+    The square is RGB (imgsz, imgsz, 3) uint8, ready to stack into a channels-last batch.
     """
     image = read_image(path, imgsz)
     if image is None:
         return None, None, (0, 0)
     h, w = image.shape[:2]
-    return (image if keep_original else None), to_model_layout(letterbox(image, imgsz)), (h, w)
+    return (image if keep_original else None), to_rgb(letterbox(image, imgsz)), (h, w)
 
 
-def to_model_layout(boxed: np.ndarray) -> np.ndarray:
-    """A letterboxed BGR (H, W, 3) image as the contiguous RGB (3, H, W) array the model reads."""
-    return np.ascontiguousarray(boxed.transpose(2, 0, 1)[::-1])  # one copy does both
+def to_rgb(boxed: np.ndarray) -> np.ndarray:
+    """The letterboxed BGR square as RGB, the channel order Ultralytics models take (a new array:
+    the letterboxed one may be the decoded original, which writers still need in BGR)."""
+    return cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: Path, imgsz: int | None = None) -> np.ndarray | None:
