@@ -301,6 +301,7 @@ class _Writer:
         self.stats = LabelStats(no_label_classes=thresholds.unreachable)
         self.kept: Counter[int] = Counter()
         self.uncertain: Counter[int] = Counter()
+        self._reasons: dict[tuple[str, int], str] = {}
         self.record: csv.writer
 
     def write(self, frame: Frame) -> None:
@@ -317,38 +318,48 @@ class _Writer:
         status = box_status(dets, self.thresholds, len(self.names))
         if self.settings.uncertain == "keep":
             status[status == UNCERTAIN] = DROPPED
-        reasons = np.array([self._reason(s, c) for s, c in zip(status, dets.classes, strict=True)], dtype=object)
+        classes = dets.classes.tolist()
+        reasons = [self._reason(s, c) for s, c in zip(status.tolist(), classes, strict=True)]
         for k, opinion in enumerate(opinions or []):
             if opinion.decision.startswith("dropped"):
                 reasons[k] = opinion.decision
-        has_uncertain = bool((status == UNCERTAIN).any())
+        kept, uncertain = status == KEPT, status == UNCERTAIN
+        has_uncertain = bool(uncertain.any())
         if has_uncertain and self.settings.uncertain == "drop-image":
-            reasons[status == KEPT] = "image left out: it has uncertain boxes"
-            status[status == KEPT] = DROPPED
+            left_out = "image left out: it has uncertain boxes"
+            reasons = [left_out if s == KEPT else r for s, r in zip(status, reasons, strict=True)]
+            status[kept] = DROPPED
+            kept = status == KEPT
             self.stats.dropped_images += 1
-        self._record(frame, dets, status, reasons, opinions)
-        kept = status == KEPT
-        self.kept.update(int(c) for c in dets.classes[kept])
-        self.uncertain.update(int(c) for c in dets.classes[status == UNCERTAIN])
-        self.stats.kept += int(kept.sum())
-        self.stats.uncertain += int((status == UNCERTAIN).sum())
-        self.stats.dropped += int((status == DROPPED).sum())
-        self.stats.images_with_boxes += bool(kept.any())
+        xywhn = dets.xywhn(frame.shape)
+        self._record(frame, dets, xywhn, status, reasons, opinions)
+        self.kept.update(dets.classes[kept].tolist())
+        self.uncertain.update(dets.classes[uncertain].tolist())
+        n_kept, n_uncertain = int(kept.sum()), int(uncertain.sum())
+        self.stats.kept += n_kept
+        self.stats.uncertain += n_uncertain
+        self.stats.dropped += len(dets) - n_kept - n_uncertain
+        self.stats.images_with_boxes += n_kept > 0
         if has_uncertain and self.settings.uncertain == "drop-image":
             return
-        if not kept.any() and self.settings.skip_empty:
+        if not n_kept and self.settings.skip_empty:
             return
-        write_yolo_labels(
-            self.root / "labels" / f"{item.id}.txt", dets.classes[kept], dets.select(kept).xywhn(frame.shape)
-        )
+        write_yolo_labels(self.root / "labels" / f"{item.id}.txt", dets.classes[kept], xywhn[kept])
         if has_uncertain and self.settings.uncertain == "mask" and frame.image is not None:
-            masked = mask_uncertain(frame.image, dets.xyxy[status == UNCERTAIN], dets.xyxy[kept])
+            masked = mask_uncertain(frame.image, dets.xyxy[uncertain], dets.xyxy[kept])
             self._write_image(item, masked)
             self.stats.masked_images += 1
         else:
             link_file(item.path, self.root / "images" / f"{item.id}{item.path.suffix}")
 
     def _reason(self, status: str, cls: int) -> str:
+        """Why a box of class `cls` got `status`; a handful of distinct texts, so each is made once."""
+        key = (status, cls)
+        if key not in self._reasons:
+            self._reasons[key] = self._explain(status, cls)
+        return self._reasons[key]
+
+    def _explain(self, status: str, cls: int) -> str:
         limit = self.thresholds.kept.get(int(cls), float("inf"))
         below = f"score < {limit:.3f}" if limit != float("inf") else "class threshold unreachable on val"
         if status == KEPT:
@@ -363,34 +374,24 @@ class _Writer:
         self,
         frame: Frame,
         dets: Detections,
+        xywhn: np.ndarray,
         status: np.ndarray,
-        reasons: np.ndarray,
+        reasons: list[str],
         opinions: list[BoxOpinion] | None,
     ) -> None:
-        xywhn = dets.xywhn(frame.shape)
-        for i in range(len(dets)):
-            c = int(dets.classes[i])
-            x, y, w, h = xywhn[i]
+        image_id, image = frame.item.id, frame.item.path
+        rows = []
+        for i, (c, score, (x, y, w, h)) in enumerate(
+            zip(dets.classes.tolist(), dets.scores.tolist(), xywhn.tolist(), strict=True)
+        ):
             head = ["", "", "", ""]
             if opinions:
                 o = opinions[i]
                 head = [o.det_class, o.head_class, f"{o.head_score:.4f}", o.decision]
-            self.record.writerow(
-                [
-                    frame.item.id,
-                    frame.item.path,
-                    c,
-                    self.names.get(c, str(c)),
-                    f"{dets.scores[i]:.5f}",
-                    f"{x:.6f}",
-                    f"{y:.6f}",
-                    f"{w:.6f}",
-                    f"{h:.6f}",
-                    status[i],
-                    reasons[i],
-                    *head,
-                ]
-            )
+            name = self.names.get(c, str(c))
+            box = [f"{x:.6f}", f"{y:.6f}", f"{w:.6f}", f"{h:.6f}"]
+            rows.append([image_id, image, c, name, f"{score:.5f}", *box, status[i], reasons[i], *head])
+        self.record.writerows(rows)
 
     def _write_image(self, item: ImageItem, image: np.ndarray) -> None:
         suffix = item.path.suffix.lower() if item.path.suffix.lower() in _WRITABLE_SUFFIXES else ".png"
@@ -407,7 +408,8 @@ class _Writer:
 
 def write_yolo_labels(path: Path, classes: np.ndarray, xywhn: np.ndarray) -> None:
     """One `class xc yc w h` line per box, 6 decimals; an empty file for no boxes."""
-    lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, (x, y, w, h) in zip(classes, xywhn, strict=True)]
+    rows = zip(classes.tolist(), xywhn.tolist(), strict=True)
+    lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, (x, y, w, h) in rows]
     path.write_text("".join(lines), encoding="utf-8")
 
 
@@ -437,6 +439,7 @@ def label_folders(
     thresholds on. `out_dir` must be new or an earlier output of this command: it is replaced whole.
     """
     from yolossl.data import load_data_yaml, scan_image_folders
+    from yolossl.train import describe_device
 
     _check_replaceable(out_dir)
     if settings.target_precision is not None and data is None:
@@ -444,6 +447,7 @@ def label_folders(
     spec = load_data_yaml(data) if data is not None else None
     pool = scan_image_folders(folders)
     detector = make_detector(models, settings, export_dir=out_dir.parent / f".{out_dir.name}-export")
+    logger.info("Labeling %d images on %s", len(pool.images), describe_device(settings.device))
     names = spec.names if spec else detector.names
     if spec and len(spec.names) != len(detector.names):
         raise YolosslError(f"{spec.yaml_path}: {len(spec.names)} classes, but the model has {len(detector.names)}")
