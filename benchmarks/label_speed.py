@@ -92,12 +92,14 @@ def main() -> None:
     a, b, c, d = (results[k]["images_per_s"] for k in ("a", "b", "c", "d"))
     print(f"\nmodel {weights}, imgsz {args.imgsz}, {args.images} images, {os.cpu_count()} CPU cores\n")
     print(f"images/s: the median of {args.repeat} runs (each run's figure in brackets); peak RSS: the largest\n")
-    print("| arm | what | images/s | peak RSS (MB) | RSS after imports (MB) |\n|---|---|---|---|---|")
+    print("| arm | what | images/s | peak RSS (MB) | RSS after imports (MB) | torch threads |")
+    print("|---|---|---|---|---|---|")
     for arm, title, _ in arms:
         r = results[arm]
         each = ", ".join(f"{v['images_per_s']:.1f}" for v in runs[arm])
         speed = f"{r['images_per_s']:.1f}" + (f" ({each})" if len(runs[arm]) > 1 else "")
-        print(f"| ({arm}) | {title} | {speed} | {r['peak_rss_mb']:.0f} | {r['baseline_mb']:.0f} |")
+        rss = f"{r['peak_rss_mb']:.0f} | {r['baseline_mb']:.0f}"
+        print(f"| ({arm}) | {title} | {speed} | {rss} | {r['torch_threads']} |")
     print(f"\n(d)/(a) = {d / a:.2f} (target >= 1.5), (d)/(b) = {d / b:.2f} (>= 0.95), (d)/(c) = {d / c:.2f} (>= 0.9)")
     growth = results["d-big"]["peak_rss_mb"] / results["d"]["peak_rss_mb"] - 1
     print(f"peak RSS, {args.big} vs {args.images} images: {growth:+.1%} (target within 10%)")
@@ -115,7 +117,7 @@ def run_arm(args: argparse.Namespace) -> dict:
     arm = args.arm
     # Every arm starts its clock (and its peak RSS) with the same libraries imported: the arms
     # measure work, not module imports (yolossl imports Ultralytics' backend lazily, on first use).
-    import torch  # noqa: F401
+    import torch
     import ultralytics.nn.autobackend
     import ultralytics.utils.nms  # noqa: F401
     from ultralytics import YOLO
@@ -142,22 +144,31 @@ def run_arm(args: argparse.Namespace) -> dict:
             pass
     elif arm == "c":
         start = ceiling(args, images)
-    else:
-        from yolossl.label import LabelSettings
-        from yolossl.label.pseudo import label_folders
+    else:  # the `yolossl label` command itself, in this process: what a user runs, minus interpreter start-up
+        from yolossl.cli import app
 
         backend = "onnxruntime" if arm == "e" else "torch"
-        uncertain = "keep" if arm == "d-keep" else "mask"
-        settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu", backend=backend, uncertain=uncertain)
+        out = ROOT / f"out-{arm}"
         if backend != "torch":  # export outside the timed part, as a user exports once
-            from yolossl.label import make_detector
+            from yolossl.label import LabelSettings, make_detector
 
-            make_detector([args.weights], settings, export_dir=ROOT / f".out-{arm}-export")
+            settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu", backend=backend)
+            make_detector([args.weights], settings, export_dir=out.parent / f".{out.name}-export")
+        command = ["label", str(args.folder), "--model", str(args.weights), "--out", str(out), "--quiet"]
+        command += ["--imgsz", str(args.imgsz), "--batch", str(args.batch), "--device", "cpu", "--backend", backend]
+        command += ["--uncertain", "keep" if arm == "d-keep" else "mask"]
         start = time.perf_counter()
-        label_folders([args.weights], [args.folder], ROOT / f"out-{arm}", settings)
+        app(command, standalone_mode=False)
     elapsed = time.perf_counter() - start
     peak = _rss_mb("VmHWM")
-    return {"images_per_s": len(images) / elapsed, "seconds": elapsed, "peak_rss_mb": peak, "baseline_mb": baseline}
+    threads = torch.get_num_threads()
+    return {
+        "images_per_s": len(images) / elapsed,
+        "seconds": elapsed,
+        "peak_rss_mb": peak,
+        "baseline_mb": baseline,
+        "torch_threads": threads,
+    }
 
 
 def _reset_peak_rss() -> None:
