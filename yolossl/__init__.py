@@ -4,9 +4,10 @@
     >>> result = run_cycle(CycleConfig(data="data.yaml", unlabeled=["imgs/"], rounds=3))
     >>> result.rounds[-1].metrics.map50_95
 
-Running offline (no network, or behind a firewall)? Set `YOLO_OFFLINE=1` and
-`YOLO_AUTOINSTALL=false` before importing Ultralytics, as the `yolossl` command does, and use a
-`.yaml` model or a local `.pt`.
+Call `yolossl.train.use_offline_defaults()` before anything imports Ultralytics, as the `yolossl`
+command does: Ultralytics then makes no network calls or pip installs at run time (use a `.yaml`
+model or a local `.pt` offline), and torch keeps every core for labeling (`import ultralytics`
+sets OMP_NUM_THREADS=1 when it is unset, which leaves a torch imported after it on one core).
 """
 
 from __future__ import annotations
