@@ -171,6 +171,31 @@ def test_onnxruntime_boxes_match_pytorch(tiny_dataset: Path, tiny_weights: Path,
     _same(torch_boxes, _boxes(onnx, items, batch=4), conf=0.001, min_iou=0.99, score_tol=1e-3)
 
 
+def test_a_named_weight_is_downloaded_or_the_failure_said(tmp_path: Path, monkeypatch) -> None:
+    """`--model yolo11n.pt` works as in the cycle: Ultralytics downloads it; offline, one clear line."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(YolosslError) as info:
+        Detector(["yolo11n.pt"])  # not on disk, and no network here
+    message = str(info.value)
+    assert message.startswith("yolo11n.pt: weights not found locally and the download failed")
+    assert "yolo11n.yaml" in message and "local .pt" in message and "\n" not in message
+
+
+def test_a_downloaded_named_weight_is_the_one_labeling_uses(tmp_path: Path, tiny_weights: Path, monkeypatch) -> None:
+    import shutil
+    from types import SimpleNamespace
+
+    import yolossl.train
+
+    def download(name):  # what Ultralytics does online: the file lands here, the model knows its path
+        shutil.copyfile(tiny_weights, tmp_path / str(name))
+        return SimpleNamespace(ckpt_path=str(tmp_path / str(name)))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(yolossl.train, "load_model", download)
+    assert Detector(["yolo11n.pt"], imgsz=64).names == Detector([tiny_weights], imgsz=64).names
+
+
 def test_bad_requests_are_clear(tiny_weights: Path, tmp_path: Path) -> None:
     with pytest.raises(YolosslError, match="model weights not found"):
         Detector([tmp_path / "nope.pt"])

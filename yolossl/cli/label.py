@@ -34,7 +34,13 @@ from yolossl.cli._ui import (
 def label(
     folders: Annotated[list[Path], typer.Argument(help="Folders of images to label, searched recursively.")],
     model: Annotated[
-        list[Path], typer.Option("--model", "-m", help="Weights (.pt); repeat for an ensemble fused by WBF.")
+        list[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Weights: a .pt path, or a released name (yolo11n.pt) downloaded when missing. "
+            "Repeat for an ensemble fused by WBF.",
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Output folder: labels/, images/, record.csv, thresholds.json.")],
     data: DataYaml = None,

@@ -130,7 +130,7 @@ class Detector:
         from ultralytics.nn.autobackend import AutoBackend
 
         if not weights.is_file():
-            raise YolosslError(f"{weights}: model weights not found (labeling reads a local .pt file; pass its path)")
+            weights = _named_weights(weights)
         source = weights if BACKENDS[backend] is None else self._export(weights, backend, export_dir)
         try:
             model = AutoBackend(model=str(source), device=self.device, fp16=self.half, fuse=True, verbose=False)
@@ -242,6 +242,16 @@ class Detector:
         padded[:, :, :side, :side] = small
         scale = side / self.imgsz
         yield padded, lambda b: b / scale
+
+
+def _named_weights(weights: Path) -> Path:
+    """A released Ultralytics weight named without a folder (`yolo11n.pt`) and not here: downloaded
+    as the cycle does it, or one error saying the download failed and what to pass instead."""
+    if weights.parent != Path(".") or weights.suffix != ".pt":
+        raise YolosslError(f"{weights}: model weights not found (labeling reads a local .pt file; pass its path)")
+    from yolossl.train import load_model
+
+    return Path(load_model(weights).ckpt_path)
 
 
 def _input_layout(model: Any, torch: Any) -> Any:
