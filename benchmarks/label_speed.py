@@ -155,9 +155,10 @@ def run_arm(args: argparse.Namespace) -> dict:
         out = ROOT / f"out-{arm}"
         if backend != "torch":  # export outside the timed part, as a user exports once
             from yolossl.label import LabelSettings, make_detector
+            from yolossl.label.pseudo import export_dir_for
 
             settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu", backend=backend)
-            make_detector([args.weights], settings, export_dir=out.parent / f".{out.name}-export")
+            make_detector([args.weights], settings, export_dir=export_dir_for(out))
         command = ["label", str(args.folder), "--model", str(args.weights), "--out", str(out), "--quiet"]
         command += ["--imgsz", str(args.imgsz), "--batch", str(args.batch), "--device", "cpu", "--backend", backend]
         command += ["--uncertain", "keep" if arm == "d-keep" else "mask"]

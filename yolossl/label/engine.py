@@ -119,7 +119,7 @@ class Detector:
             self.device = select_device(str(device).split(",")[0], verbose=False)
         self.half = self.device.type == "cuda" if half is None else half
         self.models = [self._load(Path(w), backend, export_dir) for w in weights]
-        self._layouts = [_input_layout(m, torch) for m in self.models]
+        self._layouts = [_input_layout(m) for m in self.models]
         names = [dict(m.names) for m in self.models]
         if any(n != names[0] for n in names[1:]):
             raise YolosslError("ensemble models must have the same classes in the same order")
@@ -254,9 +254,11 @@ def _named_weights(weights: Path) -> Path:
     return Path(load_model(weights).ckpt_path)
 
 
-def _input_layout(model: Any, torch: Any) -> Any:
+def _input_layout(model: Any) -> Any:
     """The memory layout a loaded model computes in: channels-last where Ultralytics converted the
     PyTorch model to it (CPU), plain NCHW for everything else (CUDA, exported runtimes)."""
+    import torch
+
     module = getattr(getattr(model, "backend", None), "model", None)
     if isinstance(module, torch.nn.Module):
         kernels = (p for p in module.parameters() if p.dim() == 4 and p.shape[-1] > 1)

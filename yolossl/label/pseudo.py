@@ -446,7 +446,7 @@ def label_folders(
         raise YolosslError("--target-precision picks thresholds on a val split: pass --data data.yaml")
     spec = load_data_yaml(data) if data is not None else None
     pool = scan_image_folders(folders)
-    detector = make_detector(models, settings, export_dir=out_dir.parent / f".{out_dir.name}-export")
+    detector = make_detector(models, settings, export_dir=export_dir_for(out_dir))
     logger.info("Labeling %d images on %s", len(pool.images), describe_device(settings.device))
     names = spec.names if spec else detector.names
     if spec and len(spec.names) != len(detector.names):
@@ -467,6 +467,12 @@ def label_folders(
             address=settings.ray_address,
         )
     return pseudo_label(detector, pool.images, out_dir, settings, thresholds, names, on_progress)
+
+
+def export_dir_for(out_dir: Path) -> Path:
+    """Where `yolossl label --out out_dir` keeps models exported for --backend: beside the output,
+    outside it (the output is replaced whole on the next run; the export is reused)."""
+    return out_dir.parent / f".{out_dir.name}-export"
 
 
 def _check_replaceable(out_dir: Path) -> None:
