@@ -107,3 +107,19 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     ).read_bytes()
     with pytest.raises(YolosslError, match="no round-0 model of seed 0"):
         run_bench(BenchConfig(**base, arms=("yolossl",), name="x", round0_from=str(tmp_path)))
+
+
+def test_the_hidden_truth_is_the_cleaned_labels(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The truth the arms are scored against is read strictly at the end: a bad user line must not reach it."""
+    from yolossl.bench import _make_split
+    from yolossl.data import load_data_yaml, read_yolo_labels
+
+    for label in (tiny_dataset / "labeled" / "labels").glob("*.txt"):
+        label.write_text(label.read_text() + "1 0.5 0.5 0.2\n")  # four columns
+    spec = load_data_yaml(tiny_dataset / "data.yaml")
+    split = _make_split(BenchConfig(data="d.yaml", label_fraction=0.5), spec, 0, tmp_path / "split")
+    truth = sorted(split.truth.glob("*.txt"))
+    assert len(truth) == 4
+    for path in truth:
+        rows = read_yolo_labels(path)
+        assert len(rows) and (rows[:, 0] >= 0).all()

@@ -22,7 +22,6 @@ import csv
 import json
 import logging
 import math
-import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from yolossl.config import CycleConfig, conf_alone_means_one_threshold
 from yolossl.cycle import CycleResult, run_cycle
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.errors import YolosslError
+from yolossl.labels import clean_label_file, format_labels
 from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.quality import label_quality
 from yolossl.train import TrainSettings, resolve_device, train_detector
@@ -251,8 +251,9 @@ def _make_split(config: BenchConfig, spec: Any, seed: int, out: Path) -> _Split:
     for item in hidden:
         # A flat folder of links: no labels/ beside it, so nothing can find the hidden labels.
         (pool / f"{item.id}{item.path.suffix}").symlink_to(item.path.resolve())
-        if item.label is not None:
-            shutil.copyfile(item.label, truth / f"{item.id}.txt")
+        if item.label is not None:  # cleaned, as training reads labels: one bad line can't end the bench
+            rows = clean_label_file(item.label, len(spec.names)).rows
+            (truth / f"{item.id}.txt").write_text(format_labels(rows), encoding="utf-8")
     (out / "labeled.txt").write_text("".join(f"{item.path.resolve()}\n" for item in labeled))
     meta = {"train": str((out / "labeled.txt").resolve()), "val": [str(p) for p in spec.val], "names": spec.names}
     labeled_yaml = out / "labeled.yaml"

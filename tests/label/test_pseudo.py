@@ -204,6 +204,24 @@ def test_target_precision_picks_thresholds_on_val(tiny_weights, tiny_dataset, tm
     assert thresholds.rule == "precision >= 0.5 per class on val" and set(thresholds.kept) == set(NAMES)
 
 
+def test_a_malformed_val_line_is_reported_and_dropped_not_fatal(tiny_weights, tiny_dataset, tmp_path, caplog) -> None:
+    """Thresholds are picked on val labels as the validator reads them: one bad line must not stop a run."""
+    settings = LabelSettings(target_precision=0.5, min_conf=0.001, uncertain_low=0.001, imgsz=64, batch=4)
+    data = tiny_dataset / "data.yaml"
+    label_folders([tiny_weights], [tiny_dataset / "unlabeled"], tmp_path / "clean", settings, data=data)
+    label = sorted((tiny_dataset / "val" / "labels").glob("*.txt"))[0]
+    broken = label.read_text() + "1 0.5 0.5 0.2\n"  # four columns
+    label.write_text(broken)
+    bad_line = broken.count("\n")
+    with caplog.at_level(logging.WARNING, logger="yolossl"):
+        label_folders([tiny_weights], [tiny_dataset / "unlabeled"], tmp_path / "broken", settings, data=data)
+    assert f"{label}:{bad_line}: " in caplog.text
+    assert label.read_text() == broken  # the user's file is reported, never rewritten
+    clean = ClassThresholds.load(tmp_path / "clean" / "thresholds.json")
+    dropped = ClassThresholds.load(tmp_path / "broken" / "thresholds.json")
+    assert dropped.kept == clean.kept and dropped.band_low == clean.band_low
+
+
 def test_the_label_command(tiny_weights, tiny_dataset, tmp_path) -> None:
     out = tmp_path / "o"
     args = [

@@ -29,7 +29,7 @@ import numpy as np
 
 from yolossl._fs import fresh_partial_dir, link_file, replace_dir
 from yolossl.config import UNCERTAIN_MODES
-from yolossl.data import ImageItem, read_yolo_labels
+from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.engine import Detections, Detector, Frame, why_unreadable
 from yolossl.label.filters import (
@@ -41,6 +41,7 @@ from yolossl.label.filters import (
     mask_uncertain,
     thresholds_for_precision,
 )
+from yolossl.labels import check_split, clean_label_file, log_split_report
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ def choose_thresholds(
     """One `conf` for all classes, or with `target_precision` per-class thresholds measured on val.
 
     With a `reviewer`, val boxes are measured after its review, as the pool's boxes will be judged:
-    the target precision then holds for what is actually kept.
+    the target precision then holds for what is actually kept. Val labels are read cleaned, as the
+    validator sees them: a malformed line is dropped (`check_split` reports it), not fatal mid-run.
     """
     if settings.target_precision is None:
         return ClassThresholds.global_conf(n_classes, settings.conf, settings.band_low)
@@ -205,7 +207,7 @@ def choose_thresholds(
                 detections = frame.detections
                 if reviewer is not None and frame.image is not None and len(detections):
                     detections, _ = reviewer.review(frame.image, detections)
-                yield detections, read_yolo_labels(frame.item.label), frame.shape
+                yield detections, clean_label_file(frame.item.label, n_classes).rows, frame.shape
 
     return thresholds_for_precision(val_boxes(), n_classes, settings.target_precision, settings.band_low)
 
@@ -451,7 +453,9 @@ def label_folders(
     names = spec.names if spec else detector.names
     if spec and len(spec.names) != len(detector.names):
         raise YolosslError(f"{spec.yaml_path}: {len(spec.names)} classes, but the model has {len(detector.names)}")
-    val = spec.val_items() if spec else []
+    val = spec.val_items() if spec and settings.target_precision is not None else []
+    if val:
+        log_split_report(check_split("val", val, spec.val, len(names)))
     thresholds = choose_thresholds(detector, val, settings, len(names))
     if settings.engine == "ray":
         from yolossl.label.ray_engine import pseudo_label_ray
