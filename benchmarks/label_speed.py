@@ -122,6 +122,7 @@ def run_arm(args: argparse.Namespace) -> dict:
     # Every arm starts its clock (and its peak RSS) with the same libraries imported: the arms
     # measure work, not module imports (yolossl imports Ultralytics' backend lazily, on first use).
     import torch
+    import torchvision  # noqa: F401  (Ultralytics' NMS takes torchvision's kernel once it is imported)
     import ultralytics.nn.autobackend
     import ultralytics.utils.nms  # noqa: F401
     from ultralytics import YOLO

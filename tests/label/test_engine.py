@@ -216,3 +216,24 @@ def test_the_detector_keeps_every_core_for_the_model(tiny_weights) -> None:
     before = torch.get_num_threads()
     Detector([tiny_weights], imgsz=64)
     assert torch.get_num_threads() == before
+
+
+def test_nms_runs_torchvisions_kernel(tiny_dataset: Path, tiny_weights: Path) -> None:
+    """Ultralytics falls back to a Python-loop NMS unless torchvision is imported: 4x slower at the
+    candidate floor. A fresh interpreter, as `yolossl label` starts, with the fallback made to fail."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from ultralytics.utils.nms import TorchNMS\n"
+        "TorchNMS.nms = staticmethod(lambda *a: sys.exit('the Python-loop NMS ran'))\n"
+        "from yolossl.data import scan_image_folders\n"
+        "from yolossl.label.engine import Detector\n"
+        f"items = scan_image_folders([{str(tiny_dataset / 'unlabeled')!r}]).images\n"
+        f"frames = list(Detector([{str(tiny_weights)!r}], imgsz=64, conf=0.001).run(items, batch=4))\n"
+        "print(sum(len(f.detections) for f in frames))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) > 0  # boxes went through NMS

@@ -109,6 +109,7 @@ class Detector:
         if backend not in BACKENDS:
             raise YolosslError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         import torch
+        import torchvision  # noqa: F401  Ultralytics' NMS runs torchvision's C++ kernel only once it is imported
         from ultralytics.utils.torch_utils import select_device
 
         self.imgsz = _round_to_stride(imgsz)
