@@ -8,7 +8,9 @@ process so that its peak RSS is its own:
   (c) bare batched forward + NMS over images already decoded and letterboxed in memory: the ceiling,
       with NMS at predict's default conf 0.25 and (c-floor) at 0.05, the floor yolossl label records
       candidate boxes down to (more boxes through NMS: the ceiling of the job (d) does)
-  (d) yolossl label (batch 32), uncertain boxes masked (the default) and --uncertain keep
+  (d) yolossl label (batch 32), uncertain boxes masked (the default) and --uncertain keep;
+      (d-glibc) the same with glibc's allocator untouched: every arm but this one keeps freed memory
+      for reuse, as yolossl's command does (`reuse_freed_memory`)
   (e) yolossl label --backend onnxruntime
   RSS check: (d) on a pool 10x larger (the same images linked 10 times)
 
@@ -43,9 +45,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from yolossl.train import use_offline_defaults
+    import yolossl.train
 
-    use_offline_defaults()
+    if args.arm == "d-glibc":  # what yolossl label gained by keeping freed memory mapped
+        yolossl.train.reuse_freed_memory = lambda: False
+    yolossl.train.use_offline_defaults()
     if args.arm:
         print(json.dumps(run_arm(args)))
         return
@@ -60,6 +64,7 @@ def main() -> None:
         ("c-floor", f"the same, NMS at conf {candidate_floor()} like (d)", folder),
         ("d", f"yolossl label, batch {args.batch} (uncertain: mask)", folder),
         ("d-keep", f"yolossl label, batch {args.batch}, --uncertain keep", folder),
+        ("d-glibc", "(d) with glibc's allocator as it comes (no reuse_freed_memory)", folder),
     ]
     if not args.skip_onnx:
         arms.append(("e", f"yolossl label --backend onnxruntime, batch {args.batch}", folder))

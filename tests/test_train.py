@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -134,3 +135,30 @@ def test_ultralytics_does_not_keep_half_the_cores_after_validating(tiny_weights,
     settings = TrainSettings(epochs=1, imgsz=64, batch=4, device="cpu", workers=0)
     validate_detector(tiny_weights, tiny_dataset / "data.yaml", settings)
     assert torch.get_num_threads() == before
+
+
+def test_freed_buffers_are_reused_not_faulted_in_again() -> None:
+    """Buffers of a batch's sizes freed and allocated again, as every labeling batch does: no fresh page faults."""
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's allocator only")
+    script = (
+        "import resource, numpy as np\n"
+        "from yolossl.train import use_offline_defaults\n"
+        "use_offline_defaults()\n"
+        "def batch():\n"
+        "    return [np.ones(n << 10, np.uint8) for n in (3072, 200, 5120, 40960, 1024, 3072)]\n"
+        "batch()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(5): batch()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    ours = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    assert int(ours.stdout) < 500  # glibc's defaults: ~15 000 pages faulted in again
+    env["MALLOC_TRIM_THRESHOLD_"] = "131072"  # an allocator setting the user made is left alone
+    theirs = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert int(theirs.stdout) > 5000

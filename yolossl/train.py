@@ -11,9 +11,12 @@ re-launching), and turns the results into plain dataclasses.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -73,11 +76,37 @@ def use_offline_defaults() -> None:
 
     Torch is imported here, first: `import ultralytics` sets OMP_NUM_THREADS=1 when it is unset
     (meant for its training dataloaders), and a torch imported after that runs labeling and the
-    FixMatch head on one core. Ultralytics' trainer still picks its own thread count.
+    FixMatch head on one core. Ultralytics' trainer still picks its own thread count. Freed memory
+    is kept for reuse (`reuse_freed_memory`).
     """
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    reuse_freed_memory()
     import torch  # noqa: F401  (its thread pool is sized from the environment as the user left it)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt() parameters
+_KEEP_BELOW = 1 << 30
+_ALLOCATOR_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "LD_PRELOAD")
+
+
+def reuse_freed_memory() -> bool:
+    """Keep the large buffers torch and OpenCV free for the next batch instead of returning them to the OS.
+
+    glibc maps each buffer over 32 MiB (and, as it adapts, smaller ones) afresh and unmaps it on
+    free, so every batch page-faults its tensors in again: ~700 faults per image when labeling at
+    imgsz 256 on CPU, about a tenth of the images/s on the bench VM (benchmarks/RESULTS.md).
+    The cost: the process holds its peak memory until it exits. glibc only; an allocator the user
+    chose (LD_PRELOAD, MALLOC_* or GLIBC_TUNABLES) is left alone. Returns whether it took effect.
+    """
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or any(os.environ.get(k) for k in _ALLOCATOR_ENV):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    mapped = libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BELOW) == 1 or libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+    return mapped and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW) == 1  # older glibc caps the first at 32 MiB
 
 
 def ensure_fonts() -> None:
