@@ -94,9 +94,9 @@ def reuse_freed_memory() -> bool:
     """Keep the large buffers torch and OpenCV free for the next batch instead of returning them to the OS.
 
     glibc maps each buffer over 32 MiB (and, as it adapts, smaller ones) afresh and unmaps it on
-    free, so every batch page-faults its tensors in again: ~700 faults per image when labeling at
-    imgsz 256 on CPU, about a tenth of the images/s on the bench VM (benchmarks/RESULTS.md).
-    The cost: the process holds its peak memory until it exits. glibc only; an allocator the user
+    free, so every batch page-faults its tensors in again: 700-1000 faults per image when labeling
+    at imgsz 256 on CPU, 8% of `yolossl label`'s images/s in benchmarks/label_speed.py. The cost:
+    up to 1 GiB of freed memory stays with the process until it exits. glibc only; an allocator the user
     chose (LD_PRELOAD, MALLOC_* or GLIBC_TUNABLES) is left alone. Returns whether it took effect.
     """
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or any(os.environ.get(k) for k in _ALLOCATOR_ENV):
