@@ -42,7 +42,6 @@ def main() -> None:
     use_offline_defaults()
     import numpy as np
     import torch
-    import torchvision  # noqa: F401  every arm gets Ultralytics' faster NMS path, as yolossl label does
     from ultralytics.utils import nms
 
     from yolossl.data import ImageItem

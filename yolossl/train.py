@@ -96,8 +96,9 @@ def reuse_freed_memory() -> bool:
     glibc maps each buffer over 32 MiB (and, as it adapts, smaller ones) afresh and unmaps it on
     free, so every batch page-faults its tensors in again: 700-1000 faults per image when labeling
     at imgsz 256 on CPU, 8% of `yolossl label`'s images/s in benchmarks/label_speed.py. The cost:
-    up to 1 GiB of freed memory stays with the process until it exits. glibc only; an allocator the user
-    chose (LD_PRELOAD, MALLOC_* or GLIBC_TUNABLES) is left alone. Returns whether it took effect.
+    up to 1 GiB of freed memory stays with the process until it exits. glibc only; an allocator
+    the user chose (LD_PRELOAD, MALLOC_* or GLIBC_TUNABLES) is left alone. Returns whether it took
+    effect.
     """
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or any(os.environ.get(k) for k in _ALLOCATOR_ENV):
         return False
@@ -105,8 +106,9 @@ def reuse_freed_memory() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
+    # Older glibc refuses an mmap threshold above 32 MiB: take that rather than nothing.
     mapped = libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BELOW) == 1 or libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
-    return mapped and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW) == 1  # older glibc caps the first at 32 MiB
+    return mapped and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW) == 1
 
 
 def ensure_fonts() -> None:
