@@ -93,12 +93,11 @@ def test_two_round_cycle_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_round_guard_rejects_a_worse_round_and_restarts_from_the_best(
-    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, monkeypatch
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
 ) -> None:
     """Scripted val scores 0.30, 0.20, 0.35 (patience 2): round 1 is rejected, round 2 starts from round 0 and wins."""
     import shutil
 
-    import yolossl.cycle
     from yolossl.train import TrainResult
 
     scores = iter([0.30, 0.20, 0.35])
@@ -112,8 +111,7 @@ def test_round_guard_rejects_a_worse_round_and_restarts_from_the_best(
         score = next(scores)
         return TrainResult(weights, Metrics(score + 0.2, score, 0.5, 0.5), save_dir, 0.1)
 
-    monkeypatch.setattr(yolossl.cycle, "train_detector", scripted_training)
-    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, patience=2))
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, patience=2), trainer=scripted_training)
     run = result.run_dir
     assert [r.accepted for r in result.rounds] == [True, False, True]
     assert starts == ["yolo11n.yaml", str(result.rounds[0].weights), str(result.rounds[0].weights)]
@@ -122,11 +120,10 @@ def test_round_guard_rejects_a_worse_round_and_restarts_from_the_best(
 
 
 def test_a_rejected_round_stops_the_cycle_with_patience_1(
-    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, monkeypatch
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
 ) -> None:
     import shutil
 
-    import yolossl.cycle
     from yolossl.train import TrainResult
 
     scores = iter([0.30, 0.20, 0.99])
@@ -138,8 +135,7 @@ def test_a_rejected_round_stops_the_cycle_with_patience_1(
         score = next(scores)
         return TrainResult(weights, Metrics(score, score, 0.5, 0.5), save_dir, 0.1)
 
-    monkeypatch.setattr(yolossl.cycle, "train_detector", scripted_training)
-    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=3))
+    result = run_cycle(_tiny_config(tiny_dataset, tmp_path, rounds=3), trainer=scripted_training)
     assert [r.index for r in result.rounds] == [0, 1] and result.best.index == 0
     assert not (result.run_dir / "round_2").exists()
 
@@ -273,7 +269,7 @@ def test_killed_run_resumes_to_the_same_result(step: str, marker: str, interrupt
     [(1, 100, 900, 1), (4, 100, 900, 4), (None, 100, 900, 5), (None, 100, 150, 1), (None, 100, 0, 1), (None, 0, 9, 1)],
 )
 def test_labeled_repeat(setting, n_labeled: int, n_pseudo: int, expected: int) -> None:
-    from yolossl.cycle import labeled_repeat
+    from yolossl.merge import labeled_repeat
 
     assert labeled_repeat(setting, n_labeled, n_pseudo) == expected
     if setting is None and n_labeled and n_pseudo:

@@ -34,6 +34,7 @@ import yaml
 
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold
 from yolossl.cycle import CycleResult, run_cycle
+from yolossl.cycle.state import new_run_dir
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.labels import clean_label_file, format_labels
@@ -157,9 +158,7 @@ class _Split:
 def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = None) -> BenchResult:
     """Run every arm on every seed under `project/name`; write bench.json, bench.md and the table rows."""
     project = Path(config.project)
-    run_dir = project / (config.name or _free_name(project))
-    if run_dir.exists():
-        raise YolosslError(f"{run_dir}: already exists; pick another --name")
+    run_dir = new_run_dir(project, config.name, prefix="bench")
     spec = load_data_yaml(config.data)
     run_dir.mkdir(parents=True)
     (run_dir / "bench_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
@@ -208,13 +207,6 @@ def _reused_round0(config: BenchConfig, seed: int) -> str | None:
     if not weights.is_file():
         raise YolosslError(f"{weights}: no round-0 model of seed {seed} to reuse")
     return str(weights)
-
-
-def _free_name(project: Path) -> str:
-    index = 1
-    while (project / f"bench{'' if index == 1 else index}").exists():
-        index += 1
-    return f"bench{'' if index == 1 else index}"
 
 
 def _base_cycle(config: BenchConfig, seed: int, split: _Split, seed_dir: Path) -> CycleConfig:

@@ -11,6 +11,7 @@ once per run. Labels are written cleaned (see `labels`), never copied blindly.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,19 @@ def mirror_split(items: Sequence[ImageItem], dest: Path, n_classes: int) -> Path
     _fill_split(items, partial / "images", partial / "labels", n_classes)
     replace_dir(partial, dest)
     return dest / "images"
+
+
+def labeled_repeat(setting: int | None, n_labeled: int, n_pseudo: int) -> int:
+    """How many times each labeled image appears in a round's dataset.
+
+    `None` (auto): enough that the human labels are at least a third of the images the round trains
+    on, so that pseudo-labels cannot drown them; an integer is used as given.
+    """
+    if setting is not None:
+        return setting
+    if not n_labeled or not n_pseudo:
+        return 1
+    return max(1, math.ceil(n_pseudo / (2 * n_labeled)))
 
 
 @dataclass(frozen=True)

@@ -457,20 +457,31 @@ def label_folders(
     if val:
         log_split_report(check_split("val", val, spec.val, len(names)))
     thresholds = choose_thresholds(detector, val, settings, len(names))
+    return label_pool(detector, models, pool.images, out_dir, settings, thresholds, names, on_progress)
+
+
+def label_pool(
+    detector: Detector,
+    weights: Sequence[str | Path],
+    images: Sequence[ImageItem],
+    out_dir: Path,
+    settings: LabelSettings,
+    thresholds: ClassThresholds,
+    names: dict[int, str],
+    on_progress: Callable[[int], None] | None = None,
+    reviewer: ClassReviewer | None = None,
+) -> LabelStats:
+    """Label a pool into `out_dir` on the engine `settings.engine` names: this process, or Ray's actors.
+
+    Ray's actors load `weights` themselves; the local engine uses `detector` (already loaded).
+    """
     if settings.engine == "ray":
         from yolossl.label.ray_engine import pseudo_label_ray
 
         return pseudo_label_ray(
-            models,
-            pool.images,
-            out_dir,
-            settings,
-            thresholds,
-            names,
-            shard_size=settings.shard_size,
-            address=settings.ray_address,
+            weights, images, out_dir, settings, thresholds, names, reviewer, settings.shard_size, settings.ray_address
         )
-    return pseudo_label(detector, pool.images, out_dir, settings, thresholds, names, on_progress)
+    return pseudo_label(detector, images, out_dir, settings, thresholds, names, on_progress, reviewer)
 
 
 def export_dir_for(out_dir: Path) -> Path:

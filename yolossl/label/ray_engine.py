@@ -93,7 +93,6 @@ def pseudo_label_ray(
     reviewer: ClassReviewer | None = None,
     shard_size: int = 1000,
     address: str | None = None,
-    actors: int | None = None,
 ) -> LabelStats:
     """Label `images` into `out_dir` with Ray; the folder ends up as the local engine would write it."""
     ray = require_ray()
@@ -111,7 +110,7 @@ def pseudo_label_ray(
         len(shards) - len(todo),
     )
     if todo:
-        _run_shards(ray, todo, shards, shards_dir, weights, settings, thresholds, names, reviewer, address, actors)
+        _run_shards(ray, todo, shards, shards_dir, weights, settings, thresholds, names, reviewer, address)
     stats = _merge_shards(shards_dir, len(shards), partial)
     stats.wall_time_s = round(time.perf_counter() - start, 3)
     shutil.rmtree(shards_dir)
@@ -130,14 +129,13 @@ def _run_shards(
     names: dict[int, str],
     reviewer: ClassReviewer | None,
     address: str | None,
-    actors: int | None,
 ) -> None:
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     gpus = int(ray.cluster_resources().get("GPU", 0)) if settings.device != "cpu" else 0
     cpus = int(ray.cluster_resources().get("CPU", 1))
     # one actor per GPU; on CPUs one per core but one, which Ray Data keeps for feeding the shards
-    size = actors or gpus or max(1, cpus - 1)
+    size = gpus or max(1, cpus - 1)
     rows = [{"shard": k, "ids": [i.id for i in shards[k]], "paths": [str(i.path) for i in shards[k]]} for k in todo]
     dataset = ray.data.from_items(rows).map_batches(
         ShardLabeler,

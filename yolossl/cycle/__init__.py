@@ -1,0 +1,91 @@
+"""The self-training cycle: round 0 on the labels, then N rounds of pseudo-label → merge → retrain.
+
+- `loop`: the rounds and the round guard (`Cycle`, given its trainer and labeler);
+- `inputs`: the splits checked and the pool scanned before the first round;
+- `labeler`: the default labeler of a round (`PoolLabeler`);
+- `state`: the run folder, `state.json` and resume, `cycle.log`;
+- `results`: `RoundResult`, `CycleResult`, `summary.csv`.
+
+    >>> result = run_cycle(CycleConfig(data="data.yaml", unlabeled=["imgs/"], rounds=3))
+    >>> result.rounds[-1].metrics.map50_95
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from yolossl.config import CycleConfig, save_config
+from yolossl.cycle.inputs import read_inputs
+from yolossl.cycle.labeler import Labeler, PoolLabeler
+from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
+from yolossl.cycle.results import CycleResult, RoundResult, best_round, summary_csv, summary_rows
+from yolossl.cycle.state import CONFIG_FILE, logging_to_run_folder, new_run_dir, read_run_config
+from yolossl.train import resolve_device
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Cycle",
+    "CycleResult",
+    "Labeler",
+    "PoolLabeler",
+    "ProgressCallback",
+    "ProgressEvent",
+    "RoundResult",
+    "Trainer",
+    "best_round",
+    "resume_cycle",
+    "run_cycle",
+    "summary_csv",
+    "summary_rows",
+]
+
+
+def run_cycle(
+    config: CycleConfig,
+    on_progress: ProgressCallback | None = None,
+    *,
+    trainer: Trainer | None = None,
+    labeler: Labeler | None = None,
+) -> CycleResult:
+    """Start a new run under `config.project` and carry it through all rounds.
+
+    `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round.
+    """
+    config = _with_demo_data(config)
+    run_dir = new_run_dir(Path(config.project), config.name, taken_hint=", or continue it with --resume {run_dir}")
+    inputs = read_inputs(config, run_dir / CONFIG_FILE)  # every input checked before any folder is made
+    run_dir.mkdir(parents=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    logger.info("Run folder: %s", run_dir)
+    with logging_to_run_folder(run_dir):
+        return Cycle(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
+
+
+def resume_cycle(
+    run_dir: str | Path,
+    rounds: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    *,
+    trainer: Trainer | None = None,
+    labeler: Labeler | None = None,
+) -> CycleResult:
+    """Continue an interrupted run from its last completed step; `rounds` may extend a finished run."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir, rounds)
+    logger.info("Resuming %s", run_dir)
+    inputs = read_inputs(config, run_dir / CONFIG_FILE)
+    with logging_to_run_folder(run_dir):
+        return Cycle(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
+
+
+def _with_demo_data(config: CycleConfig) -> CycleConfig:
+    """No `data` given: build (once) and use the bundled demo dataset and its unlabeled pool."""
+    if config.data:
+        return config
+    from yolossl.demo import DEMO_DIR, ensure_demo_dataset
+
+    data_yaml = ensure_demo_dataset(DEMO_DIR)
+    unlabeled = config.unlabeled or [str((DEMO_DIR / "unlabeled").resolve())]
+    return CycleConfig(**{**config.to_dict(), "data": str(data_yaml.resolve()), "unlabeled": unlabeled})

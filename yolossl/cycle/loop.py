@@ -1,0 +1,286 @@
+"""The self-training loop: round 0 on the labels, then N rounds of label → merge → train → guard.
+
+`Cycle` is given its trainer and labeler (defaults: Ultralytics' trainer through `train_detector`,
+and `PoolLabeler`), so another round strategy is another object, not another branch here. Each step
+records itself in `state.json` once its outputs are in place; a resumed run skips what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from yolossl._fs import write_text_atomic
+from yolossl.config import CycleConfig
+from yolossl.cycle.inputs import CycleInputs, log_inputs, write_data_report
+from yolossl.cycle.labeler import Labeler, PoolLabeler
+from yolossl.cycle.results import (
+    FINAL_WEIGHTS,
+    SUMMARY_FILE,
+    CycleResult,
+    RoundResult,
+    best_round,
+    rounds_without_gain,
+    summary_csv,
+)
+from yolossl.cycle.state import RunState
+from yolossl.errors import YolosslError
+from yolossl.label import LabelStats, training_items
+from yolossl.merge import build_round_dataset, labeled_repeat, mirror_split
+from yolossl.train import TrainResult, TrainSettings, describe_device, train_detector, validate_detector
+
+logger = logging.getLogger(__name__)
+
+Trainer = Callable[..., TrainResult]
+"""`train_detector`'s signature: (model, data_yaml, save_dir, settings, on_epoch) -> TrainResult."""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to `on_progress`: a step starting (`done == 0`) or advancing, of `total` units."""
+
+    round: int
+    step: str  # "label", "merge", "train"
+    done: int
+    total: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class Cycle:
+    """One run while it executes: `run()` does the rounds that are not done yet."""
+
+    def __init__(
+        self,
+        inputs: CycleInputs,
+        run_dir: Path,
+        device: str,
+        on_progress: ProgressCallback | None = None,
+        trainer: Trainer | None = None,
+        labeler: Labeler | None = None,
+    ) -> None:
+        self.inputs = inputs
+        self.config: CycleConfig = inputs.config
+        self.run_dir = run_dir
+        self.device = device
+        self.on_progress = on_progress or (lambda event: None)
+        self.train = trainer or train_detector
+        self.label = labeler or PoolLabeler(inputs, device)
+        self.state = RunState(run_dir)
+        c = self.config
+        self.settings = TrainSettings(
+            epochs=c.epochs,
+            imgsz=c.imgsz,
+            batch=c.batch,
+            device=device,
+            workers=c.workers,
+            seed=c.seed,
+            extra=c.train_args,
+        )
+
+    def run(self) -> CycleResult:
+        logger.info("Device: %s", describe_device(self.device))
+        log_inputs(self.inputs)
+        write_data_report(self.inputs, self.run_dir)
+        val_images = self._mirror_val()
+        result = CycleResult(self.run_dir, self.config, list(self.inputs.names.values()))
+        for index in range(self.config.rounds + 1):
+            if done := self.state.result(index):
+                result.rounds.append(RoundResult.from_dict(done))
+                continue
+            if rounds_without_gain(result.rounds) >= self.config.patience:
+                logger.info(
+                    "Stopping after round %d: %d round(s) without a gain on val (patience %d)",
+                    index - 1,
+                    rounds_without_gain(result.rounds),
+                    self.config.patience,
+                )
+                break
+            # The round guard: every round starts from the best round so far, never from a rejected one.
+            previous = best_round(result.rounds) if result.rounds else None
+            result.rounds.append(self._round(index, previous, val_images))
+            self._write_summary(result.rounds)
+        self._write_summary(result.rounds)
+        self._write_final_weights(result)
+        self._write_report()
+        return result
+
+    def _round(self, index: int, previous: RoundResult | None, val_images: Path) -> RoundResult:
+        """label (with the best weights so far) → merge → train → guard; round 0 only merges and trains."""
+        start = time.perf_counter()
+        round_dir = self.run_dir / f"round_{index}"
+        round_dir.mkdir(exist_ok=True)
+        stats = self._label(index, previous.weights, round_dir) if previous else LabelStats()
+        merged = self._merge(index, round_dir, val_images, with_pseudo=previous is not None)
+        start_model, epochs, trained = self._train(index, previous, round_dir, merged)
+        accepted = previous is None or trained.metrics.map50_95 >= previous.metrics.map50_95
+        if not accepted:
+            logger.warning(
+                "Round %d: rejected by the round guard (mAP50-95 %.3f < %.3f of round %d); the next round starts "
+                "from round %d",
+                index,
+                trained.metrics.map50_95,
+                previous.metrics.map50_95,
+                previous.index,
+                previous.index,
+            )
+        names = self.inputs.names
+        result = RoundResult(
+            index=index,
+            labeled_images=merged["labeled_images"],
+            pseudo_images=merged["pseudo_images"],
+            pseudo_boxes=stats.kept,
+            pseudo_boxes_per_class={names[c]: n for c, n in stats.kept_per_class.items()},
+            uncertain_boxes=stats.uncertain,
+            masked_images=stats.masked_images,
+            metrics=trained.metrics,
+            weights=trained.weights,
+            data_yaml=round_dir / "data.yaml",
+            wall_time_s=round(time.perf_counter() - start + stats.wall_time_s, 2),
+            accepted=accepted,
+            trained_from=str(start_model),
+            labeled_repeat=merged.get("labeled_repeat", 1),
+            skipped_images=len(stats.unreadable),
+            epochs=epochs,
+        )
+        write_text_atomic(round_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
+        self.state.finish_round(index, result.to_dict())
+        m = trained.metrics
+        logger.info(
+            "Round %d: mAP50 %.3f, mAP50-95 %.3f (P %.3f, R %.3f)", index, m.map50, m.map50_95, m.precision, m.recall
+        )
+        return result
+
+    def _label(self, index: int, weights: Path, round_dir: Path) -> LabelStats:
+        """Pseudo-label the pool, unless this round already did; the stats keep the time it took."""
+        if done := self.state.steps(index).get("label"):
+            return LabelStats.from_dict(done)
+        total, done_images = len(self.inputs.pool.images), 0
+
+        def advance(n: int) -> None:
+            nonlocal done_images
+            done_images += n
+            self.on_progress(ProgressEvent(index, "label", done_images, total))
+
+        stats = self.label(index, weights, round_dir, advance)
+        logger.info(
+            "Round %d: labeled %d images in %.1f s (%.0f img/s): %d boxes kept on %d images, %d uncertain "
+            "(%d images masked), %d dropped",
+            index,
+            stats.images,
+            stats.wall_time_s,
+            stats.images_per_s,
+            stats.kept,
+            stats.images_with_boxes,
+            stats.uncertain,
+            stats.masked_images,
+            stats.dropped,
+        )
+        self.state.mark(index, "label", stats.to_dict())
+        return stats
+
+    def _merge(self, index: int, round_dir: Path, val_images: Path, with_pseudo: bool) -> dict[str, Any]:
+        """The round's dataset: labeled images (repeated) + pseudo-labeled ones, and its data YAML."""
+        if done := self.state.steps(index).get("merge"):
+            return done
+        labeled = self.inputs.labeled
+        pseudo = list(training_items(round_dir / "pseudo", self.config.keep_empty)) if with_pseudo else []
+        repeat = labeled_repeat(self.config.labeled_repeat, len(labeled), len(pseudo))
+        total = len(labeled) + len(pseudo)
+        self.on_progress(ProgressEvent(index, "merge", 0, total))
+        built = build_round_dataset(
+            round_dir,
+            labeled,
+            pseudo,
+            val_images,
+            self.inputs.names,
+            labeled_repeat=repeat,
+            on_item=lambda done: self.on_progress(ProgressEvent(index, "merge", done, total)),
+        )
+        merged = {
+            "labeled_images": built.labeled_images,
+            "pseudo_images": built.pseudo_images,
+            "labeled_repeat": repeat,
+        }
+        self.state.mark(index, "merge", merged)
+        return merged
+
+    def _train(
+        self, index: int, previous: RoundResult | None, round_dir: Path, merged: dict[str, Any]
+    ) -> tuple[str, int, TrainResult]:
+        """Round 0 from `model` (or the user's start weights); later rounds fine-tune the best round so far."""
+        data_yaml = round_dir / "data.yaml"
+        if previous is None and self.config.start_weights:
+            return self.config.start_weights, 0, self._adopt_start_weights(round_dir, data_yaml)
+        fresh = previous is None or self.config.from_scratch
+        start_model = self.config.model if fresh else str(previous.weights)
+        epochs = self.config.epochs if previous is None else self.config.round_epochs
+        images = merged["labeled_images"] * merged["labeled_repeat"] + merged["pseudo_images"]
+        self.on_progress(ProgressEvent(index, "train", 0, epochs))
+        logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
+        settings = replace(self.settings, epochs=epochs)
+        return (
+            start_model,
+            epochs,
+            self.train(start_model, data_yaml, round_dir / "train", settings, self._on_epoch(index)),
+        )
+
+    def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
+        """Round 0 from weights the user already trained: copied into the run and validated, not retrained."""
+        source = Path(self.config.start_weights)
+        if not source.is_file():
+            raise YolosslError(f"{source}: start weights not found")
+        weights = round_dir / "train" / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, weights)
+        logger.info("Round 0: using %s as the supervised model (validating it, not training)", source)
+        return TrainResult(weights, validate_detector(weights, data_yaml, self.settings), weights.parents[1], 0.0)
+
+    def _on_epoch(self, index: int) -> Callable[[int, int, dict[str, float]], None]:
+        def report(epoch: int, epochs: int, values: dict[str, float]) -> None:
+            self.on_progress(ProgressEvent(index, "train", epoch, epochs))
+            shown = " ".join(f"{k} {v:.3f}" for k, v in values.items())
+            logger.info("Round %d epoch %d/%d: %s", index, epoch, epochs, shown)
+
+        return report
+
+    def _mirror_val(self) -> Path:
+        """The val split, mirrored once per run so that Ultralytics' cache never lands in the user's folder."""
+        val_dir = self.run_dir / "val"
+        if not self.state.flag("val_mirrored"):
+            mirror_split(self.inputs.val, val_dir, len(self.inputs.names))
+            self.state.set_flag("val_mirrored")
+        return val_dir / "images"
+
+    def _write_summary(self, rounds: list[RoundResult]) -> None:
+        write_text_atomic(self.run_dir / SUMMARY_FILE, summary_csv(rounds, list(self.inputs.names.values())))
+
+    def _write_final_weights(self, result: CycleResult) -> None:
+        best = result.best
+        target = self.run_dir / FINAL_WEIGHTS
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(".best.pt.tmp")
+        shutil.copyfile(best.weights, tmp)
+        os.replace(tmp, target)
+        logger.info("Final model: round %d (mAP50-95 %.3f), copied to %s", best.index, best.metrics.map50_95, target)
+
+    def _write_report(self) -> None:
+        """The HTML report; a plotting failure costs the report, never the finished run (and is said)."""
+        from yolossl.report import write_report
+
+        try:
+            path = write_report(self.run_dir)
+        except Exception as e:  # the run's results are already safe on disk; only the page is lost
+            logger.warning(
+                "The report could not be written (%s: %s); try 'yolossl report %s'", type(e).__name__, e, self.run_dir
+            )
+            return
+        logger.info("Report: %s", path)

@@ -1,0 +1,136 @@
+"""What a cycle produced: one `RoundResult` per round, the `CycleResult`, and `summary.csv`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yolossl.config import CycleConfig
+from yolossl.train import Metrics
+
+SUMMARY_FILE = "summary.csv"
+FINAL_WEIGHTS = "weights/best.pt"
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One round's outcome: what it trained on and how well the result does on val."""
+
+    index: int
+    labeled_images: int
+    pseudo_images: int
+    pseudo_boxes: int
+    pseudo_boxes_per_class: dict[str, int]
+    uncertain_boxes: int
+    masked_images: int
+    metrics: Metrics
+    weights: Path
+    data_yaml: Path
+    wall_time_s: float
+    accepted: bool = True
+    """False when the round guard rejected it: its val mAP50-95 fell below the best round before it."""
+    trained_from: str = ""
+    labeled_repeat: int = 1
+    epochs: int = 0
+    skipped_images: int = 0
+    """Pool images that could not be read this round (named in the log and in pseudo/stats.json)."""
+
+    @property
+    def train_images(self) -> int:
+        """Images per training epoch, oversampled labeled images counted as often as they appear."""
+        return self.labeled_images * self.labeled_repeat + self.pseudo_images
+
+    @property
+    def images_used(self) -> int:
+        return self.labeled_images + self.pseudo_images
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values.update(weights=str(self.weights), data_yaml=str(self.data_yaml))
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RoundResult:
+        return cls(
+            **{
+                **values,
+                "metrics": Metrics(**values["metrics"]),
+                "weights": Path(values["weights"]),
+                "data_yaml": Path(values["data_yaml"]),
+            }
+        )
+
+
+@dataclass
+class CycleResult:
+    """A finished (or resumed and finished) cycle."""
+
+    run_dir: Path
+    config: CycleConfig
+    class_names: list[str]
+    rounds: list[RoundResult] = field(default_factory=list)
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.run_dir / SUMMARY_FILE
+
+    @property
+    def best(self) -> RoundResult:
+        """The round whose weights are the cycle's result: the best val mAP50-95 among accepted rounds."""
+        return best_round(self.rounds)
+
+    @property
+    def weights(self) -> Path:
+        """The final model: a copy of the best round's weights."""
+        return self.run_dir / FINAL_WEIGHTS
+
+
+def best_round(rounds: list[RoundResult]) -> RoundResult:
+    accepted = [r for r in rounds if r.accepted]
+    return max(accepted, key=lambda r: (r.metrics.map50_95, -r.index))
+
+
+def rounds_without_gain(rounds: list[RoundResult]) -> int:
+    """Rejected rounds since the last accepted one."""
+    count = 0
+    for r in reversed(rounds):
+        if r.accepted:
+            break
+        count += 1
+    return count
+
+
+def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict[str, Any]]:
+    """One row per round: the columns of summary.csv and of the printed table."""
+    return [
+        {
+            "round": r.index,
+            "images_used": r.images_used,
+            "labeled_images": r.labeled_images,
+            "pseudo_images": r.pseudo_images,
+            "pseudo_boxes": r.pseudo_boxes,
+            **{f"boxes_{name}": r.pseudo_boxes_per_class.get(name, 0) for name in class_names},
+            "uncertain_boxes": r.uncertain_boxes,
+            "masked_images": r.masked_images,
+            "map50": round(r.metrics.map50, 4),
+            "map50_95": round(r.metrics.map50_95, 4),
+            "precision": round(r.metrics.precision, 4),
+            "recall": round(r.metrics.recall, 4),
+            "skipped_images": r.skipped_images,
+            "wall_time_s": r.wall_time_s,
+            "accepted": r.accepted,
+        }
+        for r in rounds
+    ]
+
+
+def summary_csv(rounds: list[RoundResult], class_names: list[str]) -> str:
+    rows = summary_rows(rounds, class_names)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["round"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,121 @@
+"""The run folder: its name, the config it was started with, `state.json` (what resume skips), `cycle.log`.
+
+Every step of a round records itself in `state.json` once its outputs are in place, so a resumed
+run skips exactly the steps that finished and redoes the one that was cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from yolossl._fs import write_text_atomic
+from yolossl.config import CycleConfig, load_config_file, save_config
+from yolossl.errors import YolosslError
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "cycle.log"
+
+
+def new_run_dir(project: Path, name: str | None, prefix: str = "exp", taken_hint: str = "") -> Path:
+    """`project/name`, or the first free `project/<prefix>`, `<prefix>2`, ... Never an existing folder.
+
+    `taken_hint` ends the error for a taken `name` (`{run_dir}` in it is filled in).
+    """
+    if name:
+        run_dir = project / name
+        if run_dir.exists():
+            raise YolosslError(f"{run_dir}: already exists; pick another --name{taken_hint.format(run_dir=run_dir)}")
+        return run_dir
+    index = 1
+    while (project / f"{prefix}{'' if index == 1 else index}").exists():
+        index += 1
+    return project / f"{prefix}{'' if index == 1 else index}"
+
+
+def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
+    """The config a run was started with; `rounds` (when given) extends it and is saved back."""
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
+    config = CycleConfig(**load_config_file(config_path))
+    if rounds is not None and rounds != config.rounds:
+        config = CycleConfig(**{**config.to_dict(), "rounds": rounds})
+        save_config(config, config_path)
+    return config
+
+
+class RunState:
+    """`state.json`: per round, the steps done (with what they returned) and the round's result."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / STATE_FILE
+        self.values: dict[str, Any] = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {"version": 1, "rounds": {}}
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise YolosslError(f"{self.path}: state file is corrupt ({e.msg}); start a new run") from e
+
+    def result(self, index: int) -> dict[str, Any] | None:
+        """A finished round's result, as `RoundResult.to_dict()` saved it."""
+        return self.values["rounds"].get(str(index), {}).get("result")
+
+    def steps(self, index: int) -> dict[str, Any]:
+        """The steps round `index` has done so far (created empty for a new round)."""
+        return self.values["rounds"].setdefault(str(index), {"steps": {}})["steps"]
+
+    def mark(self, index: int, step: str, value: Any) -> None:
+        """Record a finished step (its outputs are already in place) and save."""
+        self.steps(index)[step] = value
+        self.save()
+
+    def finish_round(self, index: int, result: dict[str, Any]) -> None:
+        self.values["rounds"][str(index)]["result"] = result
+        self.save()
+
+    def flag(self, name: str) -> bool:
+        return bool(self.values.get(name))
+
+    def set_flag(self, name: str) -> None:
+        self.values[name] = True
+        self.save()
+
+    def save(self) -> None:
+        write_text_atomic(self.path, json.dumps(self.values, indent=2))
+
+
+@contextmanager
+def logging_to_run_folder(run_dir: Path) -> Iterator[None]:
+    """While the run executes, its log also goes to `cycle.log`: ours from INFO, Ultralytics' from WARNING.
+
+    The log file is complete even when the console is quiet; a run that stops says why in it.
+    """
+    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Ultralytics' INFO is per-batch noise
+    handler.addFilter(lambda record: record.name.startswith("yolossl") or record.levelno >= logging.WARNING)
+    package, engine = logging.getLogger("yolossl"), logging.getLogger("ultralytics")
+    level = package.level
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+    package.addHandler(handler)
+    engine.addHandler(handler)
+    try:
+        yield
+    except BaseException as e:
+        logging.getLogger(__name__).error("Stopped: %s: %s", type(e).__name__, e)
+        raise
+    finally:
+        package.removeHandler(handler)
+        engine.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()
