@@ -25,7 +25,7 @@ def resolve_inside(root: Path, name: object, *, source: Path | str, entry: str, 
     The one rule for every such name: a non-empty relative path, no `..` part, no absolute or drive
     path, no backslash (a Windows `..\\` on extraction), no NUL, and resolved (links followed) still
     under `root` resolved. Otherwise one line naming the file and the entry:
-    `export.json: images[3].file_name '../../x.jpg' leaves the images folder`.
+    `export.json: images[3].file_name '../../x.jpg' leaves the images folder (absolute or '..')`.
     """
     shown = repr(name)[:200]
     if not isinstance(name, str) or not name.strip():

@@ -224,6 +224,23 @@ def test_yolo_import_whose_train_leaves_its_folder_is_refused(tree: Path, untouc
     check()
 
 
+def test_yolo_import_whose_label_links_out_is_refused(tree: Path, untouched_outside) -> None:
+    export = tree / "export"
+    _image(export / "images" / "a.jpg")
+    (export / "labels").mkdir()
+    os.symlink(tree.parent / "secret.txt", export / "labels" / "a.txt")
+    yaml_path = export / "data.yaml"
+    yaml_path.write_text("train: images\nval: images\nnames: [circle]\n")
+    out = tree / "reviewed"
+    check = untouched_outside(out)
+    error = _one_error(_import(yaml_path, "yolo", out))
+    assert error == (
+        f"error: {yaml_path}: label {export / 'labels' / 'a.txt'} 'labels/a.txt' is a link leaving the dataset "
+        f"folder (to {(tree.parent / 'secret.txt').resolve()})"
+    )
+    check()
+
+
 def _round(tmp_path: Path, image_id: str) -> Path:
     """A labeling pass's folder whose record.csv names one pseudo box of one image with `image_id`."""
     image = _image(tmp_path / "pool" / "a.jpg")

@@ -207,12 +207,14 @@ def _read_yolo(data_yaml: Path) -> Annotations:
     """A YOLO export's train split; its folders, images and labels must all lie in the YAML's folder."""
     require_regular_file(data_yaml, "data YAML")
     root = data_yaml.parent
-    for source in load_data_yaml(data_yaml).train:
+    spec = load_data_yaml(data_yaml)
+    for source in spec.train:
         _inside(root, source, data_yaml, "'train:' entry")
-    annotations = load_dataset(data_yaml, "train", keep_names=True)
-    for image in annotations.images:
-        _inside(root, image.path, data_yaml, "image")
-    return annotations
+    for item in spec.train_items():  # checked before any of them is read
+        _inside(root, item.path, data_yaml, "image")
+        if item.label:
+            _inside(root, item.label, data_yaml, "label")
+    return load_dataset(data_yaml, "train", keep_names=True)
 
 
 def _inside(root: Path, path: Path, source: Path, entry: str) -> None:
