@@ -390,7 +390,7 @@ def test_fifo_as_annotation_file_is_refused_without_blocking(tmp_path: Path, unt
     with no_hang():
         error = _one_error(_import(fifo, "coco", out))
     assert error == (
-        f"error: {fifo}: not a regular file (a FIFO, socket, device or folder); a annotation file is expected"
+        f"error: {fifo}: not a regular file (a FIFO, socket, device or folder); an annotation file is expected"
     )
     check()
 
@@ -424,7 +424,21 @@ def test_fifo_named_jpg_in_an_exported_dataset_is_skipped(tmp_path: Path, untouc
         f"WARNING {tmp_path / 'data' / 'images' / 'pipe.jpg'}: not a regular file (a FIFO, socket, device or "
         f"folder), left out ({data})" in result.stderr
     )
-    assert sorted(p.name for p in (out / "images").iterdir()) == [next((out / "images").iterdir()).name]
+    assert [p.name.split("-")[0] for p in (out / "images").iterdir()] == ["a"]  # a-<hash>.jpg, no pipe
+    check()
+
+
+def test_fifo_among_voc_annotations_is_skipped(tree: Path, untouched_outside) -> None:
+    voc = _voc(tree / "voc", "a.jpg")
+    os.mkfifo(voc / "Annotations" / "b.xml")
+    out = tree / "reviewed"
+    check = untouched_outside(out)
+    with no_hang():
+        result = _import(voc, "voc", out, tree / "images")
+    assert result.exit_code == 0, result.stderr
+    fifo = voc / "Annotations" / "b.xml"
+    assert f"WARNING {fifo}: not a regular file (a FIFO, socket, device or folder), skipped" in result.stderr
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["a.txt"]
     check()
 
 

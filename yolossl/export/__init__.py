@@ -205,7 +205,7 @@ def _read(path: Path, fmt: str, images_dir: Path, names: dict[int, str] | None) 
 
 def _read_yolo(data_yaml: Path) -> Annotations:
     """A YOLO export's train split; its folders, images and labels must all lie in the YAML's folder."""
-    require_regular_file(data_yaml, "data YAML")
+    require_regular_file(data_yaml, "a data YAML")
     root = data_yaml.parent
     spec = load_data_yaml(data_yaml)
     for source in spec.train:

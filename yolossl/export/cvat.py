@@ -99,6 +99,7 @@ def read_cvat(path: Path, images_dir: Path, names: dict[int, str] | None = None)
 
 
 def _read_image(node: ET.Element, k: int, path: Path, images_dir: Path, index: dict[str, int]) -> AnnotatedImage:
+    """The `k`-th `<image>`, every attribute checked; errors name the file, the image and the box."""
     where = f"<image> {k + 1}"
     name = node.get("name")
     image_path = resolve_inside(images_dir, name, source=path, entry=f"{where} name", what="images folder")

@@ -29,14 +29,14 @@ MAX_ANNOTATION_BYTES = 512 * 1024**2
 MAX_IMAGE_SIDE = 65535
 
 
-def require_regular_file(path: Path, what: str = "annotation file") -> os.stat_result:
+def require_regular_file(path: Path, what: str = "an annotation file") -> os.stat_result:
     """The file's stat, refusing FIFOs, sockets and devices (opening a FIFO blocks forever)."""
     try:
         info = os.stat(path)
     except OSError as e:
         raise YolosslError(f"{path}: {e.strerror or e}") from e
     if not stat.S_ISREG(info.st_mode):
-        raise YolosslError(f"{path}: not a regular file (a FIFO, socket, device or folder); a {what} is expected")
+        raise YolosslError(f"{path}: not a regular file (a FIFO, socket, device or folder); {what} is expected")
     return info
 
 

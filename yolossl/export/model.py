@@ -87,7 +87,7 @@ def image_size(path: Path) -> tuple[int, int]:
     """
     from PIL import Image
 
-    require_regular_file(path, "image")
+    require_regular_file(path, "an image")
     try:
         with Image.open(path) as image:
             width, height = image.size
