@@ -19,6 +19,32 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def resolve_inside(root: Path, name: object, *, source: Path | str, entry: str, what: str = "folder") -> Path:
+    """`root / name` for a `name` read from a file we did not write, refused unless it stays under `root`.
+
+    The one rule for every such name: a non-empty relative path, no `..` part, no absolute or drive
+    path, no backslash (a Windows `..\\` on extraction), no NUL, and resolved (links followed) still
+    under `root` resolved. Otherwise one line naming the file and the entry:
+    `export.json: images[3].file_name '../../x.jpg' leaves the images folder (absolute or '..')`.
+    """
+    shown = repr(name)[:200]
+    if not isinstance(name, str) or not name.strip():
+        raise YolosslError(f"{source}: {entry} {shown} is not a file name")
+    if "\\" in name or "\0" in name or name[1:2] == ":":
+        raise YolosslError(f"{source}: {entry} {shown} has a backslash, NUL or drive letter; only plain relative names")
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts:
+        raise YolosslError(f"{source}: {entry} {shown} leaves the {what} (absolute or '..')")
+    path = root / name
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError) as e:  # a link loop
+        raise YolosslError(f"{source}: {entry} {shown} cannot be resolved ({e})") from e
+    if not inside:
+        raise YolosslError(f"{source}: {entry} {shown} is a link leaving the {what} (to {path.resolve()})")
+    return path
+
+
 def fresh_partial_dir(dest: Path) -> Path:
     """An empty `<dest>.partial` folder to build `dest` in; leftovers of an interrupted build are removed."""
     partial = dest.with_name(dest.name + ".partial")

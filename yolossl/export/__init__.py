@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from yolossl._fs import fresh_partial_dir, link_file, replace_dir
+from yolossl._fs import fresh_partial_dir, link_file, replace_dir, resolve_inside
 from yolossl.data import load_data_yaml
 from yolossl.errors import YolosslError
 from yolossl.export.coco import read_coco, write_coco
 from yolossl.export.cvat import read_cvat, write_cvat
+from yolossl.export.files import require_regular_file
 from yolossl.export.labelstudio import read_labelstudio, write_labelstudio
-from yolossl.export.model import AnnotatedImage, Annotations
+from yolossl.export.model import AnnotatedImage, Annotations, with_distinct_stems
 from yolossl.export.review import most_worth_review
 from yolossl.export.source import load_dataset, load_source
 from yolossl.export.voc import read_voc, write_voc
@@ -64,11 +67,13 @@ def export_source(
     annotations = load_source(source, min_score=min_score, split=split)
     if review is not None:
         annotations = most_worth_review(annotations, _thresholds_beside(source), review)
+    annotations = replace(annotations, images=with_distinct_stems(annotations.images, source))
     partial = fresh_partial_dir(out)
     images_dir = partial / _IMAGE_DIRS[fmt]
     images_dir.mkdir(parents=True)
     for image in annotations.images:
-        link_file(image.path, images_dir / image.name, hard_first=True)  # tools may refuse symlinks out of the folder
+        link = resolve_inside(images_dir, image.name, source=source, entry=f"image {image.path}", what="export")
+        link_file(image.path, link, hard_first=True)  # tools may refuse symlinks out of the folder
     _WRITERS[fmt](annotations, partial)
     replace_dir(partial, out)
     logger.info(
@@ -141,12 +146,16 @@ def import_annotations(
     names = spec.names if spec else None
     images_dir = images_dir or _default_images_dir(path, fmt)
     annotations = _read(path, fmt, images_dir, names)
+    if not annotations.images:
+        raise YolosslError(f"{path}: no image to import")
     _check(annotations, path)
+    annotations = replace(annotations, images=with_distinct_stems(annotations.images, path))
     partial = fresh_partial_dir(out)
     (partial / "images").mkdir()
     (partial / "labels").mkdir()
     for image in annotations.images:
-        link_file(image.path, partial / "images" / image.name)
+        link = resolve_inside(partial / "images", image.name, source=path, entry=f"image {image.path}", what="--out")
+        link_file(image.path, link)
         text = format_labels(image.yolo_rows())
         (partial / "labels" / f"{Path(image.name).stem}.txt").write_text(text, encoding="utf-8")
     meta: dict = {"path": str(out.resolve()), "names": annotations.names}
@@ -186,12 +195,32 @@ def _default_images_dir(path: Path, fmt: str) -> Path:
 
 def _read(path: Path, fmt: str, images_dir: Path, names: dict[int, str] | None) -> Annotations:
     if fmt == "yolo":
-        return load_dataset(path, "train", keep_names=True)
+        return _read_yolo(path)
     if fmt == "coco":
         annotations = read_coco(path, images_dir)
         return _renamed(annotations, names, path) if names else annotations
     readers = {"cvat": read_cvat, "labelstudio": read_labelstudio, "voc": read_voc}
     return readers[fmt](path, images_dir, names)
+
+
+def _read_yolo(data_yaml: Path) -> Annotations:
+    """A YOLO export's train split; its folders, images and labels must all lie in the YAML's folder."""
+    require_regular_file(data_yaml, "a data YAML")
+    root = data_yaml.parent
+    spec = load_data_yaml(data_yaml)
+    for source in spec.train:
+        _inside(root, source, data_yaml, "'train:' entry")
+    for item in spec.train_items():  # checked before any of them is read
+        _inside(root, item.path, data_yaml, "image")
+        if item.label:
+            _inside(root, item.label, data_yaml, "label")
+    return load_dataset(data_yaml, "train", keep_names=True)
+
+
+def _inside(root: Path, path: Path, source: Path, entry: str) -> None:
+    """The one name rule applied to a path a YAML led us to: relative to `root`, no way out of it."""
+    name = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
+    resolve_inside(root, name, source=source, entry=f"{entry} {path}", what="dataset folder")
 
 
 def _renamed(annotations: Annotations, names: dict[int, str], path: Path) -> Annotations:
@@ -209,8 +238,12 @@ def _renamed(annotations: Annotations, names: dict[int, str], path: Path) -> Ann
 def _check(annotations: Annotations, path: Path) -> None:
     """Every image exists and every box lies inside its image (within a pixel of rounding)."""
     for image in annotations.images:
-        if not image.path.is_file():
+        if not image.path.exists():
             raise YolosslError(f"{path}: image {image.name}: file not found at {image.path} (use --images DIR)")
+        if not image.path.is_file():
+            raise YolosslError(
+                f"{path}: image {image.name}: {image.path} is not a regular file (a FIFO, socket or device?)"
+            )
         if image.width <= 0 or image.height <= 0:
             raise YolosslError(f"{path}: image {image.name}: no valid width/height")
         for k, (x1, y1, x2, y2) in enumerate(image.xyxy, start=1):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
+from yolossl.export.files import is_zip, number, parse_xml, read_zip_member, refuse_duplicate_names, side
 from yolossl.export.model import AnnotatedImage, Annotations
 
 
@@ -76,48 +78,49 @@ def _attribute_spec(parent: ET.Element, name: str, kind: str, default: str, valu
 
 
 def read_cvat(path: Path, images_dir: Path, names: dict[int, str] | None = None) -> Annotations:
-    """A CVAT for images 1.1 XML (or a CVAT dataset zip containing one); classes by name."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            try:
-                text = archive.read("annotations.xml")
-            except KeyError as e:
-                raise YolosslError(f"{path}: the zip has no annotations.xml") from e
-    else:
-        text = path.read_bytes()
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as e:
-        raise YolosslError(f"{path}: not a CVAT XML ({e})") from e
+    """A CVAT for images 1.1 XML (or a CVAT dataset zip containing one); classes by name.
+
+    Image names must stay inside `images_dir`, appear once, and carry a real width and height.
+    """
+    text = read_zip_member(path, "annotations.xml") if is_zip(path) else None
+    root = parse_xml(path, text, "CVAT XML")
+    if root.tag != "annotations":
+        raise YolosslError(f"{path}: not a CVAT XML (the root element is <{root.tag[:50]}>, not <annotations>)")
     if names is None:
         declared = root.findall("meta/task/labels/label") + root.findall("meta/project/labels/label")
-        found = [label.findtext("name") for label in declared] or sorted({b.get("label") for b in root.iter("box")})
-        names = dict(enumerate(n for n in found if n))
-    index = {name: k for k, name in names.items()}
-    images = []
-    for node in root.iter("image"):
-        classes, xyxy = [], []
-        for number, box in enumerate(node.iter("box"), start=1):
-            label = box.get("label")
-            if label not in index:
-                raise YolosslError(
-                    f"{path}: image {node.get('name')}, box {number}: unknown class {label!r} "
-                    f"(known: {', '.join(index)})"
-                )
-            try:
-                xyxy.append([float(box.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")])
-            except (TypeError, ValueError) as e:
-                raise YolosslError(f"{path}: image {node.get('name')}, box {number}: bad coordinates") from e
-            classes.append(index[label])
-        name = node.get("name") or ""
-        images.append(
-            AnnotatedImage(
-                images_dir / name,
-                name,
-                int(node.get("width", 0)),
-                int(node.get("height", 0)),
-                np.array(classes, dtype=np.int64),
-                np.array(xyxy, dtype=np.float64).reshape(-1, 4),
-            )
+        found = [label.findtext("name") for label in declared] or sorted(
+            {b.get("label") or "" for b in root.iter("box")}
         )
+        names = dict(enumerate(dict.fromkeys(n for n in found if n)))
+    index = {name: k for k, name in names.items()}
+    images = [_read_image(node, k, path, images_dir, index) for k, node in enumerate(root.iter("image"))]
+    refuse_duplicate_names([image.name for image in images], path, "<image name>")
     return Annotations(names, images)
+
+
+def _read_image(node: ET.Element, k: int, path: Path, images_dir: Path, index: dict[str, int]) -> AnnotatedImage:
+    """The `k`-th `<image>`, every attribute checked; errors name the file, the image and the box."""
+    where = f"<image> {k + 1}"
+    name = node.get("name")
+    image_path = resolve_inside(images_dir, name, source=path, entry=f"{where} name", what="images folder")
+    width = side(node.get("width"), path, f"{where} ({name}) width")
+    height = side(node.get("height"), path, f"{where} ({name}) height")
+    classes, xyxy = [], []
+    for box_number, box in enumerate(node.iter("box"), start=1):
+        label = box.get("label")
+        if label not in index:
+            raise YolosslError(
+                f"{path}: image {name}, box {box_number}: unknown class {label!r} (known: {', '.join(index)})"
+            )
+        xyxy.append(
+            [number(box.get(c), path, f"image {name}, box {box_number} {c}") for c in ("xtl", "ytl", "xbr", "ybr")]
+        )
+        classes.append(index[label])
+    return AnnotatedImage(
+        image_path,
+        name,
+        width,
+        height,
+        np.array(classes, dtype=np.int64),
+        np.array(xyxy, dtype=np.float64).reshape(-1, 4),
+    )

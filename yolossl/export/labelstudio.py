@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
 
+from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
-from yolossl.export.model import AnnotatedImage, Annotations
+from yolossl.export.files import field, items, load_json, mapping, number, refuse_duplicate_names, side
+from yolossl.export.model import AnnotatedImage, Annotations, image_size
 
 logger = logging.getLogger(__name__)
 
@@ -100,22 +103,20 @@ _SERVING = """# Review these pseudo-labels in Label Studio
 
 
 def read_labelstudio(path: Path, images_dir: Path, names: dict[int, str] | None = None) -> Annotations:
-    """A Label Studio JSON export; image URLs of local files are resolved against `images_dir`."""
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise YolosslError(f"{path}: not a Label Studio JSON export ({e.msg})") from e
-    if not isinstance(tasks, list):
-        raise YolosslError(f"{path}: not a Label Studio JSON export (expected a list of tasks)")
-    found: list[str] = []
+    """A Label Studio JSON export; image URLs of local files are resolved against `images_dir`, and stay inside it."""
+    tasks = items(load_json(path, "Label Studio JSON export"), path, "the file (a list of tasks)")
     reviewed = []
-    for number, task in enumerate(tasks, start=1):
-        done = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
-        if not done:
-            continue
-        results = [r for r in done[-1].get("result", []) if r.get("type") == "rectanglelabels"]
-        found.extend(label for r in results for label in r["value"].get("rectanglelabels", []))
-        reviewed.append((number, task, results))
+    for task_number, task in enumerate(tasks, start=1):
+        where = f"task {task_number}"
+        annotations = items(mapping(task, path, where).get("annotations", []), path, f"{where}.annotations")
+        done = [
+            k
+            for k, a in enumerate(annotations)
+            if not mapping(a, path, f"{where}.annotations[{k}]").get("was_cancelled")
+        ]
+        if done:
+            last = f"{where}.annotations[{done[-1]}]"
+            reviewed.append((where, task, _boxes(annotations[done[-1]], path, last)))
     if len(reviewed) < len(tasks):
         logger.warning(
             "%s: %d of %d tasks have no annotation (not reviewed) and are left out",
@@ -123,27 +124,26 @@ def read_labelstudio(path: Path, images_dir: Path, names: dict[int, str] | None 
             len(tasks) - len(reviewed),
             len(tasks),
         )
-    names = names if names is not None else dict(enumerate(sorted(set(found))))
+    if names is None:
+        names = dict(enumerate(sorted({label for _, _, boxes in reviewed for label, *_ in boxes})))
     index = {name: k for k, name in names.items()}
+    named = [(where, _image_name(task, path, where, images_dir), boxes) for where, task, boxes in reviewed]
+    refuse_duplicate_names([name for _, name, _ in named], path, f"data.{TO_NAME}")
     images = []
-    for number, task, results in reviewed:
-        name = _image_name(task, path, number)
+    for where, name, boxes in named:
+        image_path = resolve_inside(
+            images_dir, name, source=path, entry=f"{where} data.{TO_NAME}", what="--images folder"
+        )
         classes, xyxy = [], []
         width = height = 0
-        for r in results:
-            label = (r["value"].get("rectanglelabels") or [""])[0]
+        for label, width, height, box in boxes:
             if label not in index:
-                raise YolosslError(f"{path}: task {number}: unknown class {label!r} (known: {', '.join(index)})")
-            width, height = int(r["original_width"]), int(r["original_height"])
-            v = r["value"]
-            x1, y1 = v["x"] / 100 * width, v["y"] / 100 * height
-            xyxy.append([x1, y1, x1 + v["width"] / 100 * width, y1 + v["height"] / 100 * height])
+                raise YolosslError(f"{path}: {where}: unknown class {label!r} (known: {', '.join(index)})")
+            x, y, w, h = box
+            xyxy.append([x / 100 * width, y / 100 * height, (x + w) / 100 * width, (y + h) / 100 * height])
             classes.append(index[label])
-        image_path = images_dir / name
-        if not results:
-            from yolossl.export.model import image_size
-
-            width, height = image_size(image_path)
+        if not boxes:  # no box said the image's size
+            width, height = _size_of(image_path, path, where)
         images.append(
             AnnotatedImage(
                 image_path,
@@ -157,10 +157,47 @@ def read_labelstudio(path: Path, images_dir: Path, names: dict[int, str] | None 
     return Annotations(names, images)
 
 
-def _image_name(task: dict, path: Path, number: int) -> str:
-    url = str(task.get("data", {}).get(TO_NAME, ""))
+def _size_of(image_path: Path, path: Path, where: str) -> tuple[int, int]:
+    if not image_path.exists():
+        raise YolosslError(f"{path}: {where}: image not found at {image_path} (use --images DIR)")
+    try:
+        return image_size(image_path)
+    except YolosslError as e:
+        raise YolosslError(f"{path}: {where}: {e}") from e
+
+
+def _boxes(annotation: dict, path: Path, where: str) -> list[tuple[str, int, int, tuple[float, ...]]]:
+    """The rectangles of one annotation: (label, image width, image height, (x, y, w, h) in percent)."""
+    boxes = []
+    results = items(annotation.get("result", []), path, f"{where}.result")
+    for k, result in enumerate(results):
+        entry = f"{where}.result[{k}]"
+        if mapping(result, path, entry).get("type") != "rectanglelabels":
+            continue
+        value = field(result, "value", dict, path, entry)
+        labels = field(value, "rectanglelabels", list, path, f"{entry}.value")
+        if not labels or not isinstance(labels[0], str):
+            raise YolosslError(f"{path}: {entry}.value.rectanglelabels: expected a list with a class name")
+        width = side(field(result, "original_width", (int, float), path, entry), path, f"{entry}.original_width")
+        height = side(field(result, "original_height", (int, float), path, entry), path, f"{entry}.original_height")
+        box = tuple(
+            number(field(value, c, (int, float), path, f"{entry}.value"), path, f"{entry}.value.{c}")
+            for c in ("x", "y", "width", "height")
+        )
+        boxes.append((labels[0], width, height, box))
+    return boxes
+
+
+def _image_name(task: dict, path: Path, where: str, images_dir: Path) -> str:
+    """The image's name under `images_dir`: a local file's `?d=` path (absolute only inside it), else the URL's name."""
+    url = field(field(task, "data", dict, path, where), TO_NAME, str, path, f"{where}.data")
     if not url:
-        raise YolosslError(f"{path}: task {number}: no data.{TO_NAME}")
-    if url.startswith("/data/local-files/"):
-        return unquote(parse_qs(urlparse(url).query).get("d", [""])[0])
-    return unquote(Path(urlparse(url).path).name)
+        raise YolosslError(f"{path}: {where}: data.{TO_NAME} is empty")
+    if not url.startswith("/data/local-files/"):
+        return unquote(Path(urlparse(url).path).name)
+    name = parse_qs(urlparse(url).query).get("d", [""])[0]  # parse_qs already unquotes
+    if os.path.isabs(name) and ".." not in Path(name).parts:
+        root = images_dir.resolve()
+        if Path(name).is_relative_to(root):  # an absolute path is accepted only under --images
+            return Path(name).relative_to(root).as_posix()
+    return name

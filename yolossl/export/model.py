@@ -7,10 +7,16 @@ show it), class ids index `Annotations.names`. Pseudo-labels also carry a score 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from yolossl.errors import YolosslError, first_line
+from yolossl.export.files import require_regular_file
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,10 +81,47 @@ class Annotations:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) as decoders show the image: EXIF rotations by 90 degrees swap the sides."""
+    """(width, height) as decoders show the image: EXIF rotations by 90 degrees swap the sides.
+
+    Only the header is read; a FIFO, a non-image or a decompression bomb is one line naming the file.
+    """
     from PIL import Image
 
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
+    require_regular_file(path, "an image")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise YolosslError(f"{path}: cannot read the image's size ({first_line(e)})") from e
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def with_distinct_stems(images: list[AnnotatedImage], source: Path) -> list[AnnotatedImage]:
+    """The images with flat names whose stems all differ, renamed where needed (said in a warning).
+
+    Ultralytics finds an image's label by its stem (`images/a.jpg` -> `labels/a.txt`), so `a.jpg`
+    and `a.png`, or `x/a.jpg` and `y/a.jpg`, would share one label file and one would be lost.
+    """
+    used: set[str] = set()
+    result, renamed = [], []
+    for image in images:
+        flat = PurePosixPath(image.name).name
+        stem, suffix = PurePosixPath(flat).stem, PurePosixPath(flat).suffix
+        name, k = flat, 0
+        while PurePosixPath(name).stem in used:
+            k += 1
+            name = f"{stem}-{k}{suffix}"
+        used.add(PurePosixPath(name).stem)
+        if name != flat:
+            renamed.append(f"{image.name} -> {name}")
+        result.append(replace(image, name=name))
+    if renamed:
+        logger.warning(
+            "%s: %d images share a file stem with another; renamed so each has its own label file: %s%s",
+            source,
+            len(renamed),
+            ", ".join(renamed[:5]),
+            ", ..." if len(renamed) > 5 else "",
+        )
+    return result

@@ -6,13 +6,18 @@ that expect integers round them. A predicted box carries its score in an extra `
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
+from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
+from yolossl.export.files import number, parse_xml, refuse_duplicate_names, side
 from yolossl.export.model import AnnotatedImage, Annotations
+
+logger = logging.getLogger(__name__)
 
 
 def write_voc(annotations: Annotations, out: Path, images_dir: str = "JPEGImages") -> Path:
@@ -50,10 +55,11 @@ def write_voc(annotations: Annotations, out: Path, images_dir: str = "JPEGImages
 
 
 def read_voc(path: Path, images_dir: Path, names: dict[int, str] | None = None) -> Annotations:
-    """A VOC folder (with `Annotations/`) or one XML file; classes by name (from `names`, else as found)."""
-    files = sorted((path / "Annotations").glob("*.xml")) if path.is_dir() else [path]
-    if not files:
-        raise YolosslError(f"{path}: no VOC annotation XML found (expected Annotations/*.xml)")
+    """A VOC folder (with `Annotations/`) or one XML file; classes by name (from `names`, else as found).
+
+    Each `<filename>` must stay inside `images_dir` and name a different image.
+    """
+    files = _annotation_files(path)
     parsed = [(f, _parse(f)) for f in files]
     if names is None:
         found = sorted({obj[0] for _, (_, _, _, objects) in parsed for obj in objects})
@@ -61,15 +67,18 @@ def read_voc(path: Path, images_dir: Path, names: dict[int, str] | None = None) 
     index = {name: k for k, name in names.items()}
     images = []
     for file, (filename, width, height, objects) in parsed:
+        image_path = resolve_inside(images_dir, filename, source=file, entry="<filename>", what="images folder")
         classes, xyxy = [], []
-        for number, (name, box) in enumerate(objects, start=1):
+        for number_in_file, (name, box) in enumerate(objects, start=1):
             if name not in index:
-                raise YolosslError(f"{file}: object {number}: unknown class {name!r} (known: {', '.join(index)})")
+                raise YolosslError(
+                    f"{file}: object {number_in_file}: unknown class {name!r} (known: {', '.join(index)})"
+                )
             classes.append(index[name])
             xyxy.append(box)
         images.append(
             AnnotatedImage(
-                images_dir / filename,
+                image_path,
                 filename,
                 width,
                 height,
@@ -77,20 +86,39 @@ def read_voc(path: Path, images_dir: Path, names: dict[int, str] | None = None) 
                 np.array(xyxy, dtype=np.float64).reshape(-1, 4),
             )
         )
+    refuse_duplicate_names([image.name for image in images], path, "<filename>")
     return Annotations(names, images)
 
 
+def _annotation_files(path: Path) -> list[Path]:
+    """The XML files to read: regular files only (a FIFO among them would block the import)."""
+    if not path.is_dir():
+        return [path]
+    files = []
+    for file in sorted((path / "Annotations").glob("*.xml")):
+        if file.is_file():
+            files.append(file)
+        else:
+            logger.warning("%s: not a regular file (a FIFO, socket, device or folder), skipped", file)
+    if not files:
+        raise YolosslError(f"{path}: no VOC annotation XML found (expected Annotations/*.xml)")
+    return files
+
+
 def _parse(file: Path) -> tuple[str, int, int, list[tuple[str, list[float]]]]:
-    try:
-        root = ET.parse(file).getroot()
-        filename = root.findtext("filename") or ""
-        width, height = int(float(root.findtext("size/width"))), int(float(root.findtext("size/height")))
-        objects = []
-        for obj in root.iter("object"):
-            box = [float(obj.findtext(f"bndbox/{tag}")) for tag in ("xmin", "ymin", "xmax", "ymax")]
-            objects.append((obj.findtext("name") or "", box))
-    except (ET.ParseError, TypeError, ValueError) as e:
-        raise YolosslError(f"{file}: not a VOC annotation ({type(e).__name__}: {e})") from e
+    root = parse_xml(file, kind="VOC annotation")
+    if root.tag != "annotation":
+        raise YolosslError(f"{file}: not a VOC annotation (the root element is <{root.tag[:50]}>, not <annotation>)")
+    filename = root.findtext("filename") or ""
+    width = side(root.findtext("size/width"), file, "<size><width>")
+    height = side(root.findtext("size/height"), file, "<size><height>")
+    objects = []
+    for k, obj in enumerate(root.iter("object"), start=1):
+        box = [
+            number(obj.findtext(f"bndbox/{tag}"), file, f"object {k} <{tag}>")
+            for tag in ("xmin", "ymin", "xmax", "ymax")
+        ]
+        objects.append((obj.findtext("name") or "", box))
     if not filename:
         raise YolosslError(f"{file}: no <filename>")
     return filename, width, height, objects
