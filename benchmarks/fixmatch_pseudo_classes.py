@@ -20,7 +20,7 @@ from yolossl.data import load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.fixmatch import FixMatchConfig, combine, extract_crops, fit_head, labeled_box_crops
 from yolossl.label import Detector
 from yolossl.quality import label_quality
-from yolossl.train import use_offline_defaults
+from yolossl.runtime import set_up_process
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--min-head-conf", type=float, default=0.8)
     parser.add_argument("--head-weight", type=float, default=0.5, help="how much the head's probability sets scores")
     args = parser.parse_args()
-    use_offline_defaults()
+    set_up_process()
 
     spec = load_data_yaml(args.data)
     pool = scan_image_folders([args.pool]).images

@@ -37,9 +37,9 @@ def main() -> None:
 
     from label_speed import ROOT, candidate_floor, ensure_images, ensure_weights
 
-    from yolossl.train import use_offline_defaults
+    from yolossl.runtime import set_up_process
 
-    use_offline_defaults()
+    set_up_process()
     import numpy as np
     import torch
     from ultralytics.utils import nms

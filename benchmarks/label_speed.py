@@ -45,11 +45,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    import yolossl.train
+    import yolossl.runtime
 
     if args.arm == "d-glibc":  # what yolossl label gained by keeping freed memory mapped
-        yolossl.train.reuse_freed_memory = lambda: False
-    yolossl.train.use_offline_defaults()
+        yolossl.runtime.reuse_freed_memory = lambda: False
+    yolossl.runtime.set_up_process()
     if args.arm:
         print(json.dumps(run_arm(args)))
         return

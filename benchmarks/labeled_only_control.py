@@ -20,14 +20,15 @@ from pathlib import Path
 
 from yolossl.config import CycleConfig
 from yolossl.cycle import RoundResult
-from yolossl.train import TrainSettings, resolve_device, train_detector, use_offline_defaults
+from yolossl.runtime import resolve_device, set_up_process
+from yolossl.train import TrainSettings, train_detector
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished yolossl cycle run folder")
     args = parser.parse_args()
-    use_offline_defaults()
+    set_up_process()
 
     import logging
 

@@ -18,7 +18,7 @@ import numpy as np
 from yolossl.data import load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.label.engine import Detector
 from yolossl.quality import label_quality
-from yolossl.train import use_offline_defaults
+from yolossl.runtime import set_up_process
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85])
     args = parser.parse_args()
-    use_offline_defaults()
+    set_up_process()
 
     names = load_data_yaml(args.data).names
     pool = scan_image_folders([args.pool])

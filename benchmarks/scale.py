@@ -34,9 +34,9 @@ def main() -> None:
     parser.add_argument("--merge", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from yolossl.train import use_offline_defaults
+    from yolossl.runtime import set_up_process
 
-    use_offline_defaults()
+    set_up_process()
     if args.run:
         print(json.dumps(label_once(*args.run, imgsz=args.imgsz, batch=args.batch)))
         return

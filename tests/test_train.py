@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from yolossl.errors import YolosslError
-from yolossl.train import TrainSettings, describe_device, load_model, resolve_device, validate_detector
+from yolossl.runtime import describe_device, resolve_device
+from yolossl.train import TrainSettings, load_model, validate_detector
 
 
 def test_device_is_cuda_when_present_else_cpu(monkeypatch) -> None:
@@ -35,14 +36,15 @@ def test_the_cli_keeps_every_core_torch_would_use() -> None:
             sys.executable,
             "-c",
             "from yolossl.cli._ui import setup_logging; setup_logging(True, False);"
-            "import ultralytics, torch; from yolossl.train import describe_device; print(describe_device('cpu'))",
+            "import ultralytics, torch; from yolossl.runtime import describe_device; print(describe_device('cpu'))",
         ],
         env=env,
         capture_output=True,
         text=True,
     )
     assert ours.returncode == 0, ours.stderr
-    assert ours.stdout.strip() == f"CPU ({int(default.stdout)} torch threads)"
+    # the last line: a first Ultralytics import in a fresh config dir prints "Creating new Ultralytics Settings" first
+    assert ours.stdout.strip().splitlines()[-1] == f"CPU ({int(default.stdout)} torch threads)"
 
 
 def test_device_passes_through_as_given() -> None:
@@ -146,8 +148,8 @@ def test_freed_buffers_are_reused_not_faulted_in_again() -> None:
         pytest.skip("glibc's allocator only")
     script = (
         "import resource, numpy as np\n"
-        "from yolossl.train import use_offline_defaults\n"
-        "use_offline_defaults()\n"
+        "from yolossl.runtime import set_up_process\n"
+        "set_up_process()\n"
         "def batch():\n"
         "    return [np.ones(n << 10, np.uint8) for n in (3072, 200, 5120, 40960, 1024, 3072)]\n"
         "batch()\n"

@@ -4,11 +4,11 @@
     >>> result = run_cycle(CycleConfig(data="data.yaml", unlabeled=["imgs/"], rounds=3))
     >>> result.rounds[-1].metrics.map50_95
 
-Call `yolossl.train.use_offline_defaults()` before anything imports Ultralytics, as the `yolossl`
+Call `yolossl.runtime.set_up_process()` before anything imports Ultralytics, as the `yolossl`
 command does: Ultralytics then makes no network calls or pip installs at run time (use a `.yaml`
 model or a local `.pt` offline), and torch keeps every core for labeling (`import ultralytics`
 sets OMP_NUM_THREADS=1 when it is unset, which leaves a torch imported after it on one core).
-On Linux it also keeps freed buffers for reuse (`yolossl.train.reuse_freed_memory`): batches then
+On Linux it also keeps freed buffers for reuse (`yolossl.runtime.reuse_freed_memory`): batches then
 stop page-faulting their tensors in afresh (8% faster labeling on CPU in the benchmark).
 """
 

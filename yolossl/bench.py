@@ -40,7 +40,8 @@ from yolossl.errors import YolosslError
 from yolossl.labels import clean_label_file, format_labels
 from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.quality import label_quality
-from yolossl.train import TrainSettings, resolve_device, train_detector
+from yolossl.runtime import resolve_device
+from yolossl.train import TrainSettings, train_detector
 
 logger = logging.getLogger(__name__)
 

@@ -68,9 +68,9 @@ DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralyt
 
 def setup_logging(quiet: bool, verbose: bool) -> None:
     """Offline Ultralytics, our logs through rich, and Ultralytics' own output quieted unless debugging."""
-    from yolossl.train import use_offline_defaults
+    from yolossl.runtime import set_up_process
 
-    use_offline_defaults()
+    set_up_process()
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler: logging.Handler
     if sys.stderr.isatty():

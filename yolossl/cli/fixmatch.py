@@ -30,7 +30,7 @@ def fixmatch(
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.fixmatch import FixMatchConfig, compare_on_folders
-        from yolossl.train import resolve_device
+        from yolossl.runtime import resolve_device
 
         config = FixMatchConfig(
             steps=steps,

@@ -67,7 +67,7 @@ def label(
     with errors_as_one_line(verbose):
         from yolossl.label import LabelSettings
         from yolossl.label.pseudo import label_folders
-        from yolossl.train import resolve_device
+        from yolossl.runtime import resolve_device
 
         settings = LabelSettings(
             conf=D.conf if conf is None else conf,

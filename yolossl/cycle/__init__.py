@@ -21,7 +21,7 @@ from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
 from yolossl.cycle.results import CycleResult, RoundResult, best_round, summary_csv, summary_rows
 from yolossl.cycle.state import CONFIG_FILE, logging_to_run_folder, new_run_dir, read_run_config
-from yolossl.train import resolve_device
+from yolossl.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 

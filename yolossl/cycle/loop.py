@@ -34,7 +34,8 @@ from yolossl.cycle.state import RunState
 from yolossl.errors import YolosslError
 from yolossl.label import LabelStats, training_items
 from yolossl.merge import build_round_dataset, labeled_repeat, mirror_split
-from yolossl.train import TrainResult, TrainSettings, describe_device, train_detector, validate_detector
+from yolossl.runtime import describe_device
+from yolossl.train import TrainResult, TrainSettings, train_detector, validate_detector
 
 logger = logging.getLogger(__name__)
 

@@ -114,7 +114,7 @@ class Detector:
 
         self.imgsz = _round_to_stride(imgsz)
         self.conf, self.iou, self.max_det, self.tta = conf, iou, max_det, tta
-        from yolossl.train import torch_threads_kept
+        from yolossl.runtime import torch_threads_kept
 
         with torch_threads_kept():  # labeling decodes in a light thread and wants every core for the model
             self.device = select_device(str(device).split(",")[0], verbose=False)

@@ -441,7 +441,7 @@ def label_folders(
     thresholds on. `out_dir` must be new or an earlier output of this command: it is replaced whole.
     """
     from yolossl.data import load_data_yaml, scan_image_folders
-    from yolossl.train import describe_device
+    from yolossl.runtime import describe_device
 
     _check_replaceable(out_dir)
     if settings.target_precision is not None and data is None:
