@@ -9,22 +9,51 @@ from yolossl.config import CycleConfig, load_config_file, parse_train_args, reso
 from yolossl.errors import YolosslError
 
 
-def test_command_line_beats_file_beats_demo_beats_defaults(tmp_path: Path) -> None:
+def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
     cfg = tmp_path / "cycle.yaml"
     cfg.write_text(yaml.safe_dump({"rounds": 5, "conf": 0.6, "unlabeled": "cams/a", "train_args": {"mosaic": 0.5}}))
-    demo = {"imgsz": 128, "rounds": 1, "train_args": {"nbs": 16}}
-    config = resolve_config({"conf": 0.7, "epochs": None, "train_args": {"lr0": 0.001}}, cfg, demo)
+    config = resolve_config({"conf": 0.7, "rounds": None, "epochs": None, "train_args": {"lr0": 0.001}}, cfg)
     assert config.conf == 0.7  # command line
-    assert config.rounds == 5  # file over demo
-    assert config.imgsz == 128  # demo over default
+    assert config.rounds == 5  # file over default
     assert config.epochs == CycleConfig().epochs  # None means "not given"
     assert config.unlabeled == ["cams/a"]  # a single folder becomes a list
     assert config.train_args == {"mosaic": 0.5, "lr0": 0.001}  # file's extra arguments kept, CLI's added
 
 
-def test_demo_settings_only_apply_to_the_demo(tmp_path: Path) -> None:
-    config = resolve_config({"data": "mine.yaml"}, None, {"imgsz": 128})
-    assert config.imgsz == CycleConfig().imgsz
+def test_the_demo_settings_replace_only_options_left_at_their_defaults() -> None:
+    from yolossl.demo import DEMO_CYCLE_DEFAULTS, with_demo_settings
+
+    demo = with_demo_settings(CycleConfig())  # what run_cycle(CycleConfig()) trains the demo with
+    assert {k: getattr(demo, k) for k in DEMO_CYCLE_DEFAULTS} == DEMO_CYCLE_DEFAULTS
+    mine = with_demo_settings(CycleConfig(imgsz=96, train_args={"mosaic": 0.5}))
+    assert mine.imgsz == 96 and mine.epochs == DEMO_CYCLE_DEFAULTS["epochs"]
+    assert mine.train_args == {**DEMO_CYCLE_DEFAULTS["train_args"], "mosaic": 0.5}
+
+
+def test_the_config_hands_out_label_and_train_settings() -> None:
+    config = CycleConfig(conf=0.3, uncertain="keep", imgsz=96, batch=4, epochs=7, train_args={"mosaic": 0.5})
+    label = config.label_settings("0,1")
+    assert (label.conf, label.uncertain, label.imgsz, label.batch, label.device) == (0.3, "keep", 96, 4, "0")
+    train = config.train_settings("0,1")
+    assert (train.epochs, train.device, train.extra) == (7, "0,1", {"mosaic": 0.5})
+    assert config.train_settings("cpu", epochs=2).epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"target_precision": 1.5}, r"--target-precision must be in \(0, 1\]"),
+        ({"uncertain": "blur"}, "--uncertain must be one of"),
+        ({"backend": "tflite"}, "--backend must be one of"),
+        ({"engine": "spark"}, "--engine must be local or ray"),
+    ],
+)
+def test_labeling_options_are_checked_where_labeling_defines_them(values, message) -> None:
+    from yolossl.label import LabelSettings
+
+    for make in (lambda: CycleConfig(**values), lambda: LabelSettings(**values)):
+        with pytest.raises(YolosslError, match=message):
+            make()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """The options of a cycle: defaults, a YAML file, the command line, and checks with helpful errors.
 
-Precedence, lowest first: the defaults below, the demo's settings (only when no `data` is given),
-the `--config` YAML file, the command line. The effective config is saved in the run folder and
-is what `--resume` reads back.
+Precedence, lowest first: the defaults below, the `--config` YAML file, the command line (and,
+only when no `data` is given, the demo's settings in place of options left at their defaults).
+The effective config is saved in the run folder and is what `--resume` reads back.
 
     >>> config = resolve_config({"rounds": 2}, config_file="cycle.yaml")
 """
@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from yolossl.errors import YolosslError
+from yolossl.label.settings import LabelSettings
+from yolossl.train import TrainSettings
 
-UNCERTAIN_MODES = ("mask", "drop-image", "keep")
-BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
 LEAKAGE_MODES = ("hash", "phash", "off")
 
 
@@ -99,23 +99,12 @@ class CycleConfig:
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
         _check(0.0 < self.conf < 1.0, f"conf must be between 0 and 1, got {self.conf}")
         _check(
-            self.uncertain_low is None or 0.0 < self.uncertain_low <= self.conf,
-            f"uncertain_low must be in (0, conf={self.conf}], got {self.uncertain_low}",
-        )
-        _check(
-            self.target_precision is None or 0.0 < self.target_precision <= 1.0,
-            f"target_precision must be in (0, 1], got {self.target_precision}",
-        )
-        _check(self.uncertain in UNCERTAIN_MODES, f"uncertain must be one of {UNCERTAIN_MODES}, got {self.uncertain!r}")
-        _check(
             self.fixmatch_mode in ("relabel", "drop"),
             f"fixmatch_mode must be relabel or drop, got {self.fixmatch_mode!r}",
         )
         _check(self.fixmatch_steps >= 1, f"fixmatch_steps must be >= 1, got {self.fixmatch_steps}")
         _check(0.0 < self.fixmatch_tau <= 1.0, f"fixmatch_tau must be in (0, 1], got {self.fixmatch_tau}")
-        _check(self.engine in ("local", "ray"), f"engine must be local or ray, got {self.engine!r}")
         _check(self.leakage in LEAKAGE_MODES, f"leakage must be one of {LEAKAGE_MODES}, got {self.leakage!r}")
-        _check(self.backend in BACKEND_NAMES, f"backend must be one of {BACKEND_NAMES}, got {self.backend!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")
         _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")
@@ -125,6 +114,35 @@ class CycleConfig:
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")
+        self.label_settings()  # the labeling options are checked where labeling defines them
+
+    def label_settings(self, device: str = "cpu") -> LabelSettings:
+        """The options that concern labeling; it runs on the first of several training devices."""
+        return LabelSettings(
+            conf=self.conf,
+            target_precision=self.target_precision,
+            uncertain=self.uncertain,
+            uncertain_low=self.uncertain_low,
+            imgsz=self.imgsz,
+            batch=self.batch,
+            device=device.split(",")[0],
+            backend=self.backend,
+            tta=self.tta,
+            engine=self.engine,
+            ray_address=self.ray_address,
+        )
+
+    def train_settings(self, device: str, epochs: int | None = None) -> TrainSettings:
+        """Ultralytics' training arguments for a round (round 0's `epochs` unless given)."""
+        return TrainSettings(
+            epochs=self.epochs if epochs is None else epochs,
+            imgsz=self.imgsz,
+            batch=self.batch,
+            device=device,
+            workers=self.workers,
+            seed=self.seed,
+            extra=self.train_args,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,15 +177,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def resolve_config(
     cli_values: dict[str, Any],
     config_file: str | Path | None = None,
-    demo_defaults: dict[str, Any] | None = None,
 ) -> CycleConfig:
-    """Merge defaults, demo settings, a config file and command-line values (None = not given)."""
+    """Merge defaults, a config file and command-line values (None = not given).
+
+    Without `data` the cycle runs the demo, whose CPU-sized settings replace the options left at
+    their defaults when the run starts (`yolossl.cycle.run_cycle`).
+    """
     file_values = load_config_file(config_file) if config_file else {}
     given = {key: value for key, value in cli_values.items() if value is not None}
-    merged: dict[str, Any] = {}
-    if demo_defaults and not (given.get("data") or file_values.get("data")):
-        merged.update(demo_defaults)
-    merged.update(file_values)
+    merged: dict[str, Any] = dict(file_values)
     for key, value in given.items():
         if key == "train_args":
             merged["train_args"] = {**merged.get("train_args", {}), **value}
@@ -202,7 +220,8 @@ def parse_train_args(pairs: list[str]) -> dict[str, Any]:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(CycleConfig)}
-_FIELD_NAMES = frozenset(_FIELDS)
+CONFIG_FIELDS = frozenset(_FIELDS)
+_FIELD_NAMES = CONFIG_FIELDS
 _TYPE_HINTS = typing.get_type_hints(CycleConfig)
 
 

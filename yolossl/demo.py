@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import yaml
 
+from yolossl.config import CycleConfig
+
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("circle", "square", "triangle", "cross", "ring")
@@ -259,6 +261,20 @@ DEMO_CYCLE_DEFAULTS = {
     "batch": 16,
     "train_args": {"nbs": 16},
 }
+
+
+def with_demo_settings(config: CycleConfig) -> CycleConfig:
+    """`config` with the demo's CPU-sized settings in place of options left at their defaults.
+
+    So `run_cycle(CycleConfig())` trains the demo as `yolossl cycle` does; `train_args` are merged.
+    """
+    defaults, values = CycleConfig(), config.to_dict()
+    for key, demo_value in DEMO_CYCLE_DEFAULTS.items():
+        if key == "train_args":
+            values[key] = {**demo_value, **config.train_args}
+        elif getattr(config, key) == getattr(defaults, key):
+            values[key] = demo_value
+    return CycleConfig(**values)
 
 
 # Training settings of `yolossl bench` on the benchmark dataset: round 0 long enough to converge on

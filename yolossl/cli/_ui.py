@@ -15,8 +15,9 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from yolossl.config import BACKEND_NAMES, UNCERTAIN_MODES, CycleConfig
+from yolossl.config import CycleConfig
 from yolossl.errors import YolosslError
+from yolossl.label.settings import BACKENDS, UNCERTAIN_MODES
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 stdout = Console(width=None if sys.stdout.isatty() else 160)
@@ -54,9 +55,7 @@ UncertainLow = Annotated[
 Tta = Annotated[
     bool | None, typer.Option("--tta/--no-tta", help="Test-time augmentation (flip, smaller scale) fused by WBF.")
 ]
-Backend = Annotated[
-    str | None, typer.Option(help=f"Inference runtime: {' | '.join(BACKEND_NAMES)}. Default: {D.backend}.")
-]
+Backend = Annotated[str | None, typer.Option(help=f"Inference runtime: {' | '.join(BACKENDS)}. Default: {D.backend}.")]
 Engine = Annotated[
     str | None, typer.Option(help="Labeling engine: local, or ray (pip install 'yolossl\\[ray]'). Default: local.")
 ]

@@ -122,11 +122,11 @@ def cycle(
     verbose: Verbose = False,
 ) -> None:
     """Train on the labels, pseudo-label the unlabeled folders, retrain; repeat for --rounds."""
+    given = dict(locals())  # the options, under CycleConfig's names (None: not given)
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose, resume_hint="continue later with 'yolossl cycle --resume RUN_FOLDER'"):
-        from yolossl.config import parse_train_args, resolve_config
+        from yolossl.config import resolve_config
         from yolossl.cycle import resume_cycle, run_cycle
-        from yolossl.demo import DEMO_CYCLE_DEFAULTS
 
         progress = progress_bar(quiet)
         with progress or nullcontext():
@@ -134,41 +134,20 @@ def cycle(
             if resume is not None:
                 result = resume_cycle(resume, rounds=rounds, on_progress=on_progress)
             else:
-                values: dict[str, Any] = {
-                    "data": str(data) if data else None,
-                    "unlabeled": [str(p) for p in [*(unlabeled or []), *(folders or [])]] or None,
-                    "rounds": rounds,
-                    "model": model,
-                    "conf": conf,
-                    "target_precision": target_precision,
-                    "uncertain": uncertain,
-                    "uncertain_low": uncertain_low,
-                    "tta": tta,
-                    "backend": backend,
-                    "engine": engine,
-                    "ray_address": ray_address,
-                    "fixmatch": fixmatch,
-                    "fixmatch_mode": fixmatch_mode,
-                    "epochs": epochs,
-                    "round_epochs": round_epochs,
-                    "imgsz": imgsz,
-                    "batch": batch,
-                    "device": device,
-                    "workers": workers,
-                    "project": project,
-                    "name": name,
-                    "seed": seed,
-                    "from_scratch": from_scratch,
-                    "start_weights": str(start_weights) if start_weights else None,
-                    "patience": patience,
-                    "keep_empty": keep_empty,
-                    "labeled_repeat": labeled_repeat,
-                    "leakage": leakage,
-                    "train_args": parse_train_args(train_arg) if train_arg else None,
-                }
-                cycle_config = resolve_config(values, config_file=config, demo_defaults=DEMO_CYCLE_DEFAULTS)
+                values = _config_values(given, folders=folders, train_arg=train_arg)
+                cycle_config = resolve_config(values, config_file=config)
                 result = run_cycle(cycle_config, on_progress=on_progress)
         print_summary(result)
+
+
+def _config_values(given: dict[str, Any], folders: list[Path] | None, train_arg: list[str] | None) -> dict[str, Any]:
+    """The command's options as CycleConfig values: same names, paths as text, the extra folders joined."""
+    from yolossl.config import CONFIG_FIELDS, parse_train_args
+
+    values = {key: str(v) if isinstance(v, Path) else v for key, v in given.items() if key in CONFIG_FIELDS}
+    values["unlabeled"] = [str(p) for p in [*(given["unlabeled"] or []), *(folders or [])]] or None
+    values["train_args"] = parse_train_args(train_arg) if train_arg else None
+    return values
 
 
 def _progress_callback(progress: Any) -> Any:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from yolossl.config import CycleConfig, save_config
@@ -81,11 +82,11 @@ def resume_cycle(
 
 
 def _with_demo_data(config: CycleConfig) -> CycleConfig:
-    """No `data` given: build (once) and use the bundled demo dataset and its unlabeled pool."""
+    """No `data` given: build (once) and use the bundled demo dataset, its pool, and its CPU-sized settings."""
     if config.data:
         return config
-    from yolossl.demo import DEMO_DIR, ensure_demo_dataset
+    from yolossl.demo import DEMO_DIR, ensure_demo_dataset, with_demo_settings
 
     data_yaml = ensure_demo_dataset(DEMO_DIR)
     unlabeled = config.unlabeled or [str((DEMO_DIR / "unlabeled").resolve())]
-    return CycleConfig(**{**config.to_dict(), "data": str(data_yaml.resolve()), "unlabeled": unlabeled})
+    return replace(with_demo_settings(config), data=str(data_yaml.resolve()), unlabeled=unlabeled)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from yolossl.cycle.inputs import CycleInputs
-from yolossl.label import LabelSettings, LabelStats, choose_thresholds, label_pool, make_detector
+from yolossl.label import LabelStats, choose_thresholds, label_pool, make_detector
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class PoolLabeler:
 
     def __init__(self, inputs: CycleInputs, device: str) -> None:
         self.inputs = inputs
-        self.settings = label_settings(inputs, device)
+        self.settings = inputs.config.label_settings(device)
 
     def __call__(self, index: int, weights: Path, round_dir: Path, advance: Callable[[int], None]) -> LabelStats:
         inputs, settings = self.inputs, self.settings
@@ -65,21 +65,3 @@ class PoolLabeler:
             settings.device,
             round_dir / "fixmatch_head.pt",
         )
-
-
-def label_settings(inputs: CycleInputs, device: str) -> LabelSettings:
-    """The cycle's options that concern labeling; labeling runs on the first of several training devices."""
-    c = inputs.config
-    return LabelSettings(
-        conf=c.conf,
-        target_precision=c.target_precision,
-        uncertain=c.uncertain,
-        uncertain_low=c.uncertain_low,
-        imgsz=c.imgsz,
-        batch=c.batch,
-        device=device.split(",")[0],
-        backend=c.backend,
-        tta=c.tta,
-        engine=c.engine,
-        ray_address=c.ray_address,
-    )

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from yolossl.errors import YolosslError
 from yolossl.label import LabelStats, training_items
 from yolossl.merge import build_round_dataset, labeled_repeat, mirror_split
 from yolossl.runtime import describe_device
-from yolossl.train import TrainResult, TrainSettings, train_detector, validate_detector
+from yolossl.train import TrainResult, train_detector, validate_detector
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +76,7 @@ class Cycle:
         self.train = trainer or train_detector
         self.label = labeler or PoolLabeler(inputs, device)
         self.state = RunState(run_dir)
-        c = self.config
-        self.settings = TrainSettings(
-            epochs=c.epochs,
-            imgsz=c.imgsz,
-            batch=c.batch,
-            device=device,
-            workers=c.workers,
-            seed=c.seed,
-            extra=c.train_args,
-        )
+        self.settings = self.config.train_settings(device)
 
     def run(self) -> CycleResult:
         logger.info("Device: %s", describe_device(self.device))
@@ -227,12 +218,9 @@ class Cycle:
         images = merged["labeled_images"] * merged["labeled_repeat"] + merged["pseudo_images"]
         self.on_progress(ProgressEvent(index, "train", 0, epochs))
         logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
-        settings = replace(self.settings, epochs=epochs)
-        return (
-            start_model,
-            epochs,
-            self.train(start_model, data_yaml, round_dir / "train", settings, self._on_epoch(index)),
-        )
+        settings = self.config.train_settings(self.device, epochs)
+        trained = self.train(start_model, data_yaml, round_dir / "train", settings, self._on_epoch(index))
+        return start_model, epochs, trained
 
     def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
         """Round 0 from weights the user already trained: copied into the run and validated, not retrained."""

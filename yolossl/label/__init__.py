@@ -1,6 +1,7 @@
 """Pseudo-labeling: the detector engine, the box filters, and the step that writes a pool's labels.
 
 - `engine`: batched, threaded, streaming inference on any Ultralytics backend (`Detector`, `Detections`).
+- `settings`: what labeling is asked to do (`LabelSettings`), checked in one place.
 - `filters`: per-class thresholds, the uncertain band and its masking (`ClassThresholds`).
 - `fusion`: weighted boxes fusion of TTA views and ensemble members.
 - `pseudo`: the step itself: labels, image links or masked copies, the per-box record, the counts.
@@ -12,7 +13,6 @@ from yolossl.label.engine import Detections, Detector, Frame
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.pseudo import (
     RECORD_COLUMNS,
-    LabelSettings,
     LabelStats,
     choose_thresholds,
     label_pool,
@@ -21,6 +21,7 @@ from yolossl.label.pseudo import (
     training_items,
     write_yolo_labels,
 )
+from yolossl.label.settings import LabelSettings
 
 __all__ = [
     "RECORD_COLUMNS",

@@ -32,11 +32,10 @@ import numpy as np
 
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError, first_line
+from yolossl.label.settings import BACKENDS
 
 logger = logging.getLogger(__name__)
 
-# Ultralytics export format for each runtime we accept as --backend.
-BACKENDS = {"torch": None, "onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "engine"}
 _INSTALL = {
     "onnxruntime": "pip install 'yolossl[onnxruntime]'",
     "openvino": "pip install 'yolossl[openvino]'",

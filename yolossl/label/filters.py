@@ -90,8 +90,6 @@ def thresholds_for_precision(
     band_low: float,
 ) -> ClassThresholds:
     """Per-class thresholds from (detections, true YOLO labels (M, 5), image shape) of val images."""
-    if not 0.0 < target <= 1.0:
-        raise YolosslError(f"--target-precision must be in (0, 1], got {target}")
     scores: list[np.ndarray] = []
     classes: list[np.ndarray] = []
     correct: list[np.ndarray] = []

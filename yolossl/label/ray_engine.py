@@ -26,7 +26,8 @@ from typing import Any
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.filters import ClassThresholds
-from yolossl.label.pseudo import RECORD_COLUMNS, ClassReviewer, LabelSettings, LabelStats, finish_output
+from yolossl.label.pseudo import RECORD_COLUMNS, ClassReviewer, LabelStats, finish_output
+from yolossl.label.settings import LabelSettings
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,66 @@
+"""What labeling is asked to do: inference options, which boxes to keep, where uncertain ones go.
+
+The one place these options are checked: the cycle's config hands its options over as a
+`LabelSettings` (`CycleConfig.label_settings`), and `yolossl label` builds one from its flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yolossl.errors import YolosslError
+
+UNCERTAIN_MODES = ("mask", "drop-image", "keep")
+# Ultralytics export format for each runtime we accept as --backend (None: the PyTorch model itself).
+BACKENDS = {"torch": None, "onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "engine"}
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """How boxes are chosen and what happens to the uncertain ones; inference options too."""
+
+    conf: float = 0.25
+    """Kept threshold for every class, unless `target_precision` picks one per class."""
+    target_precision: float | None = None
+    """Pick each class's threshold as the lowest reaching this precision on val."""
+    uncertain: str = "mask"
+    """mask: grey out uncertain boxes in a copy; drop-image: leave such images out; keep: ignore them."""
+    uncertain_low: float | None = None
+    """Floor of the uncertain band; boxes below it are dropped. None: 0.1, or `conf` if lower."""
+    min_conf: float | None = None
+    """Boxes below this are not even candidates (not recorded). None: 0.05, or the band's floor if lower."""
+    skip_empty: bool = False
+    """Write no label file for an image with no kept box (default: an empty one)."""
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "cpu"
+    backend: str = "torch"
+    tta: bool = False
+    workers: int | None = None
+    engine: str = "local"
+    """local: this process; ray: a Ray Data pipeline of shards over an actor pool (see ray_engine)."""
+    ray_address: str | None = None
+    shard_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.uncertain not in UNCERTAIN_MODES:
+            raise YolosslError(f"--uncertain must be one of {', '.join(UNCERTAIN_MODES)}, got {self.uncertain!r}")
+        if not 0.0 < self.floor <= self.band_low <= self.conf < 1.0:
+            raise YolosslError(
+                f"need 0 < min_conf ({self.floor}) <= uncertain_low ({self.band_low}) <= conf ({self.conf}) < 1"
+            )
+        if self.engine not in ENGINES:
+            raise YolosslError(f"--engine must be local or ray, got {self.engine!r}")
+        if self.backend not in BACKENDS:
+            raise YolosslError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
+            raise YolosslError(f"--target-precision must be in (0, 1], got {self.target_precision}")
+
+    @property
+    def band_low(self) -> float:
+        return min(0.1, self.conf) if self.uncertain_low is None else self.uncertain_low
+
+    @property
+    def floor(self) -> float:
+        return min(0.05, self.band_low) if self.min_conf is None else self.min_conf
