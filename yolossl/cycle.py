@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from yolossl._fs import write_text_atomic
+from yolossl._yaml import load_yaml_file
 from yolossl.config import CycleConfig, save_config
 from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
 from yolossl.errors import YolosslError
@@ -176,7 +176,7 @@ def resume_cycle(
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
-    config = CycleConfig(**yaml.safe_load(config_path.read_text(encoding="utf-8")))
+    config = CycleConfig(**load_yaml_file(config_path, "run config"))
     if rounds is not None and rounds != config.rounds:
         config = CycleConfig(**{**config.to_dict(), "rounds": rounds})
         save_config(config, config_path)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from yolossl.errors import YolosslError, first_line
+from yolossl._yaml import load_yaml_file
+from yolossl.errors import YolosslError
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +81,7 @@ def load_data_yaml(path: str | Path) -> DatasetSpec:
     or a dict. A missing `path` means the YAML's own folder.
     """
     yaml_path = Path(path)
-    if not yaml_path.is_file():
-        raise YolosslError(f"{yaml_path}: data YAML not found")
-    try:
-        meta = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise YolosslError(f"{yaml_path}: not valid YAML ({first_line(e)})") from e
+    meta = load_yaml_file(yaml_path, "data YAML")
     if not isinstance(meta, dict):
         raise YolosslError(f"{yaml_path}: expected a mapping with 'train', 'val' and 'names'")
     for key in ("train", "val"):
