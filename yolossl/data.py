@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolossl._fs import read_regular_file, special_file_kind
 from yolossl._yaml import load_yaml_file
 from yolossl.errors import YolosslError
 
@@ -160,13 +161,26 @@ def list_split_images(sources: Iterable[Path], yaml_path: Path) -> list[ImageIte
             paths.append(source)
         else:
             raise YolosslError(f"{yaml_path}: {source} is neither a folder, an image nor a .txt list of images")
+    paths = _regular_files(paths)
     if not paths:
         raise YolosslError(f"{yaml_path}: no images found in {', '.join(str(s) for s in sources)}")
     items = []
     for image in paths:
-        label = label_path_for(image)
-        items.append(ImageItem(image_id(image), image, label if label.is_file() else None))
+        label = label_path_for(image)  # a FIFO or device here stays: its reader says it is skipped
+        items.append(ImageItem(image_id(image), image, label if label.exists() and not label.is_dir() else None))
     return items
+
+
+def _regular_files(paths: list[Path]) -> list[Path]:
+    """`paths` without FIFOs, sockets and devices, each named in a warning: reading one may block or never end."""
+    kept = []
+    for path in paths:
+        kind = special_file_kind(path)
+        if kind is None:
+            kept.append(path)
+        else:
+            logger.warning("%s: not a regular file (%s), skipped", path, kind)
+    return kept
 
 
 def _read_image_list(list_file: Path) -> list[Path]:
@@ -215,8 +229,9 @@ def scan_image_folders(folders: Sequence[str | Path]) -> ImagePool:
     seen: set[str] = set()
     for folder in resolved:
         images, skipped = _walk_images(folder)
-        pool.skipped += skipped
-        for path in images:
+        regular = _regular_files(images)
+        pool.skipped += skipped + len(images) - len(regular)
+        for path in regular:
             item = ImageItem(image_id(path), path)
             if item.id in seen:  # the same folder given twice
                 continue
@@ -243,7 +258,7 @@ def _walk_images(folder: Path) -> tuple[list[Path], int]:
 
 def read_yolo_labels(path: Path) -> np.ndarray:
     """A YOLO label file as an (N, 5) float array of `class xc yc w h`; empty for a background image."""
-    text = path.read_text(encoding="utf-8")
+    text = read_regular_file(path).decode("utf-8")
     rows = [line.split() for line in text.splitlines() if line.strip()]
     if not rows:
         return np.zeros((0, 5), dtype=np.float64)
