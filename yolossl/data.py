@@ -107,7 +107,7 @@ def _dataset_root(path_value: object, yaml_path: Path) -> Path:
         return root
     # Ultralytics tries the working directory; a path relative to the YAML is what users mean more often.
     for candidate in (Path.cwd() / root, yaml_path.resolve().parent / root):
-        if candidate.exists():
+        if _exists(candidate):
             return candidate.resolve()
     raise YolosslError(
         f"{yaml_path}: 'path: {path_value}' does not exist (relative to the working directory or the YAML)"
@@ -143,10 +143,18 @@ def _resolve_sources(value: object, root: Path, yaml_path: Path, key: str) -> tu
     for entry in entries:
         source = Path(str(entry)).expanduser()
         source = source if source.is_absolute() else root / source
-        if not source.exists():
+        if not _exists(source):
             raise YolosslError(f"{yaml_path}: '{key}:' entry {entry} not found at {source}")
         sources.append(source)
     return tuple(sources)
+
+
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False for a name no file can have (too long, a NUL byte) rather than an exception."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def list_split_images(sources: Iterable[Path], yaml_path: Path) -> list[ImageItem]:
@@ -193,7 +201,7 @@ def _read_image_list(list_file: Path) -> list[Path]:
         path = Path(line)
         if not path.is_absolute():
             beside_list = list_file.parent / path
-            path = beside_list if beside_list.exists() or line.startswith("./") else Path.cwd() / path
+            path = beside_list if _exists(beside_list) or line.startswith("./") else Path.cwd() / path
         paths.append(Path(os.path.normpath(path)))
     return paths
 

@@ -39,9 +39,9 @@ def tree_snapshot(root: Path, exclude: tuple[Path, ...] = ()) -> dict[str, tuple
 def untouched_outside(tmp_path: Path):
     """Pictures tmp_path now, leaving out the given `--out` folders; the returned check fails if anything else changed.
 
-        check = untouched_outside(out)   # before the command
-        ...                              # run it
-        check()                          # nothing under tmp_path outside `out` was written or deleted
+    check = untouched_outside(out)   # before the command
+    ...                              # run it
+    check()                          # nothing under tmp_path outside `out` was written or deleted
     """
 
     def start(*outs: Path):
