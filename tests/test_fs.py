@@ -60,6 +60,11 @@ def test_a_linked_partial_folder_is_refused_and_its_target_kept(tmp_path: Path) 
     assert (target / BUILD_MARKER).is_file()
 
 
+def test_an_empty_partial_folder_is_debris_of_a_build_killed_before_its_marker(tmp_path: Path) -> None:
+    (tmp_path / "out.partial").mkdir()
+    assert (fresh_partial_dir(tmp_path / "out") / BUILD_MARKER).is_file()
+
+
 def test_an_interrupted_build_is_resumed_only_when_ours(tmp_path: Path) -> None:
     partial = resumable_partial_dir(tmp_path / "a")
     (partial / "shard.txt").write_text("done")

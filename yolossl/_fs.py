@@ -32,7 +32,8 @@ def fresh_partial_dir(dest: Path) -> Path:
     """
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists() or partial.is_symlink():
-        _check_ours(partial)
+        if not _is_empty_dir(partial):  # empty: a build killed before its marker was written
+            _check_ours(partial)
         shutil.rmtree(partial)
     return _marked_dir(partial)
 
