@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from yolossl._fs import fresh_partial_dir
 from yolossl.data import ImageItem, load_data_yaml, scan_image_folders
 from yolossl.merge import build_round_dataset, mirror_split
 
@@ -77,7 +78,7 @@ def test_rebuilding_a_round_replaces_it_whole(tiny_dataset: Path, tmp_path: Path
     build_round_dataset(round_dir, spec.train_items(), _pseudo_items(tiny_dataset, tmp_path), val_images, spec.names)
     stale = round_dir / "dataset" / "labels" / "labeled.cache"
     stale.write_text("stale cache of an earlier attempt")
-    (round_dir / "dataset.partial").mkdir()  # debris of an interrupted attempt
+    (fresh_partial_dir(round_dir / "dataset") / "half.txt").write_text("")  # debris of an interrupted attempt
     build_round_dataset(round_dir, spec.train_items(), [], val_images, spec.names)
     assert not stale.exists()
     assert not (round_dir / "dataset.partial").exists()

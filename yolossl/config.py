@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from yolossl._yaml import load_yaml_file, load_yaml_text
 from yolossl.errors import YolosslError
 from yolossl.label.settings import LabelSettings
 from yolossl.train import TrainSettings
@@ -160,12 +161,7 @@ def _check(ok: bool, message: str) -> None:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a cycle YAML into a dict of known options (unknown keys are an error naming the file)."""
     path = Path(path)
-    if not path.is_file():
-        raise YolosslError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise YolosslError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    values = load_yaml_file(path, "config file") or {}
     if not isinstance(values, dict):
         raise YolosslError(f"{path}: expected a mapping of option: value")
     unknown = sorted(set(values) - _FIELD_NAMES)
@@ -215,7 +211,7 @@ def parse_train_args(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise YolosslError(f"--train-arg expects key=value, got {pair!r}")
-        parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        parsed[key.strip()] = load_yaml_text(value, f"--train-arg {key.strip()}") if value.strip() else None
     return parsed
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from yolossl.errors import YolosslError, first_line
+from yolossl._fs import read_regular_file, special_file_kind
+from yolossl._yaml import load_yaml_file
+from yolossl.errors import YolosslError
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +82,7 @@ def load_data_yaml(path: str | Path) -> DatasetSpec:
     or a dict. A missing `path` means the YAML's own folder.
     """
     yaml_path = Path(path)
-    if not yaml_path.is_file():
-        raise YolosslError(f"{yaml_path}: data YAML not found")
-    try:
-        meta = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise YolosslError(f"{yaml_path}: not valid YAML ({first_line(e)})") from e
+    meta = load_yaml_file(yaml_path, "data YAML")
     if not isinstance(meta, dict):
         raise YolosslError(f"{yaml_path}: expected a mapping with 'train', 'val' and 'names'")
     for key in ("train", "val"):
@@ -111,7 +107,7 @@ def _dataset_root(path_value: object, yaml_path: Path) -> Path:
         return root
     # Ultralytics tries the working directory; a path relative to the YAML is what users mean more often.
     for candidate in (Path.cwd() / root, yaml_path.resolve().parent / root):
-        if candidate.exists():
+        if _exists(candidate):
             return candidate.resolve()
     raise YolosslError(
         f"{yaml_path}: 'path: {path_value}' does not exist (relative to the working directory or the YAML)"
@@ -147,10 +143,18 @@ def _resolve_sources(value: object, root: Path, yaml_path: Path, key: str) -> tu
     for entry in entries:
         source = Path(str(entry)).expanduser()
         source = source if source.is_absolute() else root / source
-        if not source.exists():
+        if not _exists(source):
             raise YolosslError(f"{yaml_path}: '{key}:' entry {entry} not found at {source}")
         sources.append(source)
     return tuple(sources)
+
+
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False for a name no file can have (too long, a NUL byte) rather than an exception."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def list_split_images(sources: Iterable[Path], yaml_path: Path) -> list[ImageItem]:
@@ -165,13 +169,26 @@ def list_split_images(sources: Iterable[Path], yaml_path: Path) -> list[ImageIte
             paths.append(source)
         else:
             raise YolosslError(f"{yaml_path}: {source} is neither a folder, an image nor a .txt list of images")
+    paths = _regular_files(paths)
     if not paths:
         raise YolosslError(f"{yaml_path}: no images found in {', '.join(str(s) for s in sources)}")
     items = []
     for image in paths:
-        label = label_path_for(image)
-        items.append(ImageItem(image_id(image), image, label if label.is_file() else None))
+        label = label_path_for(image)  # a FIFO or device here stays: its reader says it is skipped
+        items.append(ImageItem(image_id(image), image, label if label.exists() and not label.is_dir() else None))
     return items
+
+
+def _regular_files(paths: list[Path]) -> list[Path]:
+    """`paths` without FIFOs, sockets and devices, each named in a warning: reading one may block or never end."""
+    kept = []
+    for path in paths:
+        kind = special_file_kind(path)
+        if kind is None:
+            kept.append(path)
+        else:
+            logger.warning("%s: not a regular file (%s), skipped", path, kind)
+    return kept
 
 
 def _read_image_list(list_file: Path) -> list[Path]:
@@ -184,7 +201,7 @@ def _read_image_list(list_file: Path) -> list[Path]:
         path = Path(line)
         if not path.is_absolute():
             beside_list = list_file.parent / path
-            path = beside_list if beside_list.exists() or line.startswith("./") else Path.cwd() / path
+            path = beside_list if _exists(beside_list) or line.startswith("./") else Path.cwd() / path
         paths.append(Path(os.path.normpath(path)))
     return paths
 
@@ -220,8 +237,9 @@ def scan_image_folders(folders: Sequence[str | Path]) -> ImagePool:
     seen: set[str] = set()
     for folder in resolved:
         images, skipped = _walk_images(folder)
-        pool.skipped += skipped
-        for path in images:
+        regular = _regular_files(images)
+        pool.skipped += skipped + len(images) - len(regular)
+        for path in regular:
             item = ImageItem(image_id(path), path)
             if item.id in seen:  # the same folder given twice
                 continue
@@ -248,7 +266,7 @@ def _walk_images(folder: Path) -> tuple[list[Path], int]:
 
 def read_yolo_labels(path: Path) -> np.ndarray:
     """A YOLO label file as an (N, 5) float array of `class xc yc w h`; empty for a background image."""
-    text = path.read_text(encoding="utf-8")
+    text = read_regular_file(path).decode("utf-8")
     rows = [line.split() for line in text.splitlines() if line.strip()]
     if not rows:
         return np.zeros((0, 5), dtype=np.float64)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolossl._fs import NotARegularFile, read_regular_file
 from yolossl.data import ImageItem, label_path_for
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,12 @@ class SplitReport:
 def clean_label_file(path: Path, n_classes: int) -> CleanLabels:
     """Read a YOLO label file, dropping or fixing what is wrong (see the module docstring)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular_file(path).decode("utf-8-sig")
+    except NotARegularFile as e:
+        return CleanLabels(
+            np.zeros((0, 5)),
+            [LabelIssue(str(path), 0, f"not a regular file ({e.kind})", "skipped, the image trains as a background")],
+        )
     except (OSError, UnicodeDecodeError) as e:
         return CleanLabels(np.zeros((0, 5)), [LabelIssue(str(path), 0, f"unreadable ({e})", "treated as empty")])
     rows: list[tuple[float, float, float, float, float]] = []

@@ -12,12 +12,14 @@ every pool image once; needs `pip install 'yolossl[leakage]'`).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from yolossl._fs import NotARegularFile, open_regular_file, read_regular_file, special_file_kind
 from yolossl.config import LEAKAGE_MODES
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
@@ -66,15 +68,21 @@ def _near_identical_images(pool: Sequence[ImageItem], val: Sequence[ImageItem]) 
     try:
         import imagehash
         from PIL import Image
+
+        from yolossl.label.engine import decode_scale, image_header
     except ImportError as e:
         raise YolosslError("leakage 'phash' needs imagehash: pip install 'yolossl[leakage]'") from e
 
     def phash(path: Path) -> int | None:
         try:
-            with Image.open(path) as image:
+            data = read_regular_file(path)
+            header = image_header(data)
+            if header is not None and decode_scale(header) is None:
+                return None  # too large to decode: the labeling step skips it too, with a warning
+            with Image.open(io.BytesIO(data)) as image:
                 return int(str(imagehash.phash(image)), 16)
-        except (OSError, ValueError):
-            return None  # unreadable images are reported by the labeling step
+        except (OSError, ValueError, ImportError, NotARegularFile, Image.DecompressionBombError):
+            return None  # unreadable images are reported by the labeling step (ImportError: Ultralytics' HEIF hunt)
 
     val_hashes = [(phash(v.path), str(v.path)) for v in val]
     known = [(h, p) for h, p in val_hashes if h is not None]
@@ -94,6 +102,11 @@ def _near_identical_images(pool: Sequence[ImageItem], val: Sequence[ImageItem]) 
 
 
 def _size(path: Path) -> int | None:
+    """The size of a regular file; None for what cannot be hashed (a FIFO is named in a warning: it is never read)."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        logger.warning("%s: not a regular file (%s), left out of the leakage check", path, kind)
+        return None
     try:
         return path.stat().st_size
     except OSError:
@@ -103,9 +116,9 @@ def _size(path: Path) -> int | None:
 def _sha1(path: Path) -> str | None:
     digest = hashlib.sha1()
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-    except OSError:
+    except (OSError, NotARegularFile):
         return None
     return digest.hexdigest()

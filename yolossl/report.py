@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from yolossl.errors import YolosslError
+from yolossl.label.engine import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ def draw_samples(record: RoundRecord, path: Path, size: int = 256) -> Path | Non
         by_image.setdefault(row["image"], []).append(row)
     tiles = []
     for image_path in images:
-        image = cv2.imread(image_path)
+        image = read_image(Path(image_path), size)  # never a FIFO, never past MAX_DECODED_PIXELS
         if image is None:
             image = np.full((size, size, 3), 230, np.uint8)
             cv2.putText(image, "image missing", (10, size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 200), 1)
@@ -398,7 +399,9 @@ def _rounds_table(data: RunData) -> str:
         rows.append(f"<tr class='{css}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     rows.append("</table>")
     if data.oracle:
-        rows.append(f"<p>Oracle (all labels): mAP50-95 {data.oracle['map50_95']:.3f}</p>")
+        oracle = data.oracle.get("map50_95")
+        shown = f"{oracle:.3f}" if isinstance(oracle, float) else _text(oracle)
+        rows.append(f"<p>Oracle (all labels): mAP50-95 {shown}</p>")
     return "\n".join(rows)
 
 
@@ -407,16 +410,21 @@ def _data_checks(data: RunData) -> str:
         return ""
     items = []
     for split, info in data.data_report.get("splits", {}).items():
-        counts = ", ".join(f"{n} &times; {html.escape(k)}" for k, n in info.get("counts", {}).items()) or "no problems"
-        items.append(f"<li>{html.escape(split)} split ({info.get('images', 0)} images): {counts}</li>")
+        counts = ", ".join(f"{_text(n)} &times; {_text(k)}" for k, n in info.get("counts", {}).items()) or "no problems"
+        items.append(f"<li>{_text(split)} split ({_text(info.get('images', 0))} images): {counts}</li>")
     pool = data.data_report.get("pool", {})
     if pool:
         items.append(
-            f"<li>unlabeled pool: {pool.get('images', 0)} images, {pool.get('non_images_skipped', 0)} "
-            f"non-image files skipped, {pool.get('leakage_excluded', 0)} copies of val images left out "
-            f"(leakage guard: {html.escape(str(pool.get('leakage_mode')))})</li>"
+            f"<li>unlabeled pool: {_text(pool.get('images', 0))} images, {_text(pool.get('non_images_skipped', 0))} "
+            f"non-image files skipped, {_text(pool.get('leakage_excluded', 0))} copies of val images left out "
+            f"(leakage guard: {_text(pool.get('leakage_mode'))})</li>"
         )
     skipped = [(r["round"], r.get("skipped_images", "0")) for r in data.summary if r.get("skipped_images", "0") != "0"]
     for index, count in skipped:
-        items.append(f"<li>round {index}: {count} unreadable images skipped</li>")
+        items.append(f"<li>round {_text(index)}: {_text(count)} unreadable images skipped</li>")
     return "<h2>Input checks</h2><ul>" + "".join(items) + "</ul>"
+
+
+def _text(value: object) -> str:
+    """Any value read from the run folder, as HTML text: the files may have been edited or shared."""
+    return html.escape(str(value))

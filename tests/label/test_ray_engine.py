@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from yolossl._fs import resumable_partial_dir
 from yolossl.data import scan_image_folders
 from yolossl.label import ClassThresholds, Detector, LabelSettings, pseudo_label
 
@@ -67,7 +68,7 @@ def test_finished_shards_are_not_redone(local_ray, tiny_dataset: Path, tiny_weig
     # An interrupted run: shard 0 finished and marked done (its record carries a sentinel that only survives if
     # the shard is reused), shard 1 was cut off half-way (no done marker), shard 2 never started.
     pseudo_label(detector, pool[:5], tmp_path / "first", SETTINGS, thresholds, NAMES)
-    shard0 = tmp_path / "resumed.partial" / "shards" / "000000"
+    shard0 = resumable_partial_dir(tmp_path / "resumed") / "shards" / "000000"  # carries the marker, as ours do
     shard0.mkdir(parents=True)
     for entry in ("labels", "images", "record.csv"):
         os.rename(tmp_path / "first" / entry, shard0 / entry)

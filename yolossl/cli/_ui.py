@@ -82,10 +82,12 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     package_logger.handlers[:] = [handler]
     package_logger.setLevel(min(level, logging.INFO))
     package_logger.propagate = False
-    if not verbose:
-        # Ultralytics sets its logger up when imported, so import it first; we log one line per epoch instead.
-        import ultralytics  # noqa: F401
+    # Imported with or without --verbose: importing Ultralytics also replaces PIL's Image.open (with
+    # a version that hunts for a HEIF plugin), and a command must not behave differently under -v.
+    # It sets its logger up when imported, so the level is set after; we log one line per epoch instead.
+    import ultralytics  # noqa: F401
 
+    if not verbose:
         logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
 
@@ -95,15 +97,15 @@ def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
     try:
         yield
     except YolosslError as e:
-        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        print_error(str(e))
         raise typer.Exit(2) from None
     except OSError as e:  # disk full, read-only or vanished folders: the user can fix these
         where = f"{e.filename}: " if e.filename else ""
         hint = f"; {resume_hint}" if resume_hint else ""
-        console.print(f"[red]error:[/red] {where}{e.strerror or e}{hint}", markup=True, highlight=False, soft_wrap=True)
+        print_error(f"{where}{e.strerror or e}{hint}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        console.print(f"interrupted{': ' + resume_hint if resume_hint else ''}", soft_wrap=True)
+        console.print(f"interrupted{': ' + resume_hint if resume_hint else ''}", soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
@@ -111,13 +113,20 @@ def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
         if verbose:
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        console.print(
-            f"[red]error:[/red] {type(e).__name__}: {first} (run with --verbose for the traceback)",
-            markup=True,
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_error(f"{type(e).__name__}: {first}", suffix=" (run with --verbose for the traceback)")
         raise typer.Exit(1) from None
+
+
+MAX_ERROR_CHARS = 300  # an error quoting a whole file (a 300 KB JSON line) still reads as one line
+
+
+def print_error(message: str, suffix: str = "") -> None:
+    """`error: <message>` on one line of stderr: shortened past MAX_ERROR_CHARS, control characters shown
+    escaped (a file name may carry newlines or terminal escapes), and never read as rich markup."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]}… ({len(text) - MAX_ERROR_CHARS} more characters)"
+    console.print(Text.assemble(("error:", "red"), f" {text}{suffix}"), highlight=False, soft_wrap=True)
 
 
 class SpeedColumn(ProgressColumn):

@@ -27,7 +27,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from yolossl._fs import fresh_partial_dir, link_file, replace_dir
+from yolossl._fs import fresh_partial_dir, is_ours, link_file, replace_dir
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.engine import Detections, Detector, Frame, why_unreadable
@@ -443,6 +443,6 @@ def export_dir_for(out_dir: Path) -> Path:
 
 
 def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to replace a folder that is not an earlier labeling output: it may hold the user's files."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "record.csv").is_file():
+    """Refuse, before any labeling, to replace a folder yolossl did not build: it may hold the user's files."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not is_ours(out_dir):
         raise YolosslError(f"{out_dir}: exists and is not an earlier 'yolossl label' output; choose another --out")

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from yolossl._fs import resumable_partial_dir
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.filters import ClassThresholds
@@ -98,9 +99,9 @@ def pseudo_label_ray(
     """Label `images` into `out_dir` with Ray; the folder ends up as the local engine would write it."""
     ray = require_ray()
     start = time.perf_counter()
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial = resumable_partial_dir(out_dir)
     shards_dir = partial / "shards"
-    shards_dir.mkdir(parents=True, exist_ok=True)  # kept from an interrupted run: finished shards are reused
+    shards_dir.mkdir(exist_ok=True)  # kept from an interrupted run: finished shards are reused
     shards = [images[i : i + shard_size] for i in range(0, len(images), shard_size)]
     todo = [k for k in range(len(shards)) if not (shards_dir / f"{k:06d}" / DONE).is_file()]
     logger.info(
