@@ -35,8 +35,9 @@ IMPORT_PATH = {
 
 
 def _labels_by_stem(data_yaml: Path) -> dict[str, np.ndarray]:
+    """The split's labels by the user's file stem (the tiny dataset's folders are flat)."""
     annotations = load_dataset(data_yaml, "train")
-    return {Path(image.name).stem: image.yolo_rows() for image in annotations.images}
+    return {image.path.stem: image.yolo_rows() for image in annotations.images}
 
 
 def _checksums(root: Path) -> dict[str, str]:
@@ -147,7 +148,7 @@ def test_datumaro_reads_our_exports(fmt, datumaro_format, where, tiny_dataset: P
         boxes = []
         for cls, (x1, y1, x2, y2) in zip(image.classes, image.xyxy, strict=True):
             boxes.append([ours.names[int(cls)], round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4)])
-        expected[Path(image.name).stem] = sorted(boxes)
+        expected[image.path.stem] = sorted(boxes)
     assert set(seen) == set(expected)
     for stem, boxes in expected.items():
         got = sorted(seen[stem])
@@ -199,7 +200,8 @@ def test_min_score_and_review(round_dir: Path, tmp_path: Path) -> None:
     assert len(json.loads(coco.read_text())["annotations"]) == sum(float(r["score"]) >= cut for r in record)
     uncertain = {}
     for r in record:
-        uncertain[r["image_id"]] = uncertain.get(r["image_id"], 0) + (r["status"] == "uncertain")
+        stem = Path(r["image"]).stem  # exports name images as the user's folder does
+        uncertain[stem] = uncertain.get(stem, 0) + (r["status"] == "uncertain")
     review = export_source(round_dir, "coco", tmp_path / "review", review=3) / IMPORT_PATH["coco"]
     chosen = [Path(i["file_name"]).stem for i in json.loads(review.read_text())["images"]]
     assert len(chosen) == 3
