@@ -108,7 +108,8 @@ def test_cocoeval_of_exported_predictions_against_exported_truth(tmp_path: Path)
     assert evaluation.stats[1] == pytest.approx(0.5, abs=0.01)  # AP@.5
 
 
-def _datumaro(path: Path, fmt: str) -> dict:
+def _datumaro(path: Path, fmt: str, full_ids: bool = False) -> dict:
+    """Item id (its last part unless `full_ids`) -> sorted boxes, as datumaro reads the export."""
     if not DATUMARO_PYTHON.is_file():
         pytest.skip(f"datumaro is not installed at {DATUMARO_PYTHON} (.ci/run makes .venvs/datumaro)")
     script = """
@@ -120,11 +121,14 @@ out = {}
 for item in ds:
     boxes = sorted((labels[a.label].name, round(a.x, 4), round(a.y, 4), round(a.w, 4), round(a.h, 4))
                    for a in item.annotations if a.type == dm.AnnotationType.bbox)
-    out[item.id.split("/")[-1]] = boxes
+    out[item.id if sys.argv[3] == "full" else item.id.split("/")[-1]] = boxes
 print(json.dumps(out))
 """
     result = subprocess.run(
-        [str(DATUMARO_PYTHON), "-c", script, str(path), fmt], capture_output=True, text=True, timeout=300
+        [str(DATUMARO_PYTHON), "-c", script, str(path), fmt, "full" if full_ids else "last"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
