@@ -133,7 +133,7 @@ def names_readme(roots: Sequence[Path], renamed: Sequence[str], images_dir: str 
         (
             f"\nThe images are linked under `{images_dir}` by those names.\n"
             if images_dir
-            else "\nNo image is linked here: create the task from your own images (the names match them).\n"
+            else "\nNo image is linked here: these names match your own files, where you keep them.\n"
         ),
     ]
     if renamed:
