@@ -68,7 +68,7 @@ def test_the_plotted_series_are_the_runs_numbers(run: Path) -> None:
         assert sum(counts[index]["kept"].values()) == kept
     last = data.records[-1]
     assert sum(len(v) for v in scores_by_class(last).values()) == len(last.rows)
-    assert len(sample_images(last)) == min(8, len({r["image"] for r in last.rows}))
+    assert len(sample_images(last)) == min(8, len({r.image for r in last.rows}))
 
 
 def test_oracle_line_and_rejected_rounds_are_drawn(run: Path, tmp_path: Path) -> None:

@@ -420,10 +420,7 @@ def test_fifo_named_jpg_in_an_exported_dataset_is_skipped(tmp_path: Path, untouc
     with no_hang():
         result = runner.invoke(app, ["export", str(data), "--format", "cvat", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
-    assert (
-        f"WARNING {tmp_path / 'data' / 'images' / 'pipe.jpg'}: not a regular file (a FIFO, socket, device or "
-        f"folder), left out ({data})" in result.stderr
-    )
+    assert f"WARNING {tmp_path / 'data' / 'images' / 'pipe.jpg'}: not a regular file (a FIFO), skipped" in result.stderr
     assert [p.name for p in (out / "images").iterdir()] == ["a.jpg"]  # the user's name, no pipe
     check()
 

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.export.test_formats import IMPORT_PATH, _datumaro
+from yolossl._fs import BUILD_MARKER
 from yolossl.cli import app
 from yolossl.data import image_id
 from yolossl.errors import YolosslError
@@ -141,7 +142,7 @@ def test_no_copy_images_writes_annotations_only(nested: Path, tmp_path: Path) ->
         app, ["export", str(nested), "-f", "cvat", "--out", str(tmp_path / "x"), "--no-copy-images"]
     )
     assert result.exit_code == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["README.md", "annotations.xml"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [BUILD_MARKER, "README.md", "annotations.xml"]
     back = import_annotations(
         tmp_path / "x" / "annotations.xml", "cvat", tmp_path / "b", nested.parent / "images" / "train"
     )
@@ -262,7 +263,7 @@ def test_a_tail_through_a_link_leaving_images_is_refused(tmp_path: Path, untouch
         ('{"rule": "f1"}', "kept: expected an object, got null"),
         ('{"kept": {"zero": 0.5}}', "kept: 'zero' is not a class id"),
         ('{"kept": {"0": "high"}}', "kept.0: expected a finite number, got 'high'"),
-        ("[1, 2", "not a thresholds file (Expecting ',' delimiter at line 1 column 6)"),
+        ("[1, 2", "not a thresholds file (Expecting ',' delimiter: line 1 column 6 (char 5))"),
     ],
 )
 def test_a_tampered_thresholds_file_is_one_line(tmp_path: Path, untouched_outside, content: str, problem: str) -> None:

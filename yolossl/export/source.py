@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import numpy as np
 
 from yolossl._fs import resolve_inside
 from yolossl.config import load_config_file
-from yolossl.data import DatasetSpec, ImageItem, load_data_yaml
+from yolossl.data import DatasetSpec, load_data_yaml
 from yolossl.errors import YolosslError
-from yolossl.export.files import load_json, mapping, number, read_bounded
 from yolossl.export.model import AnnotatedImage, Annotations, image_size
+from yolossl.label.filters import ClassThresholds
+from yolossl.label.record import RECORD_FILE, RecordRow, iter_record
 from yolossl.labels import clean_label_file
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def load_source(source: Path, min_score: float = 0.0, split: str = "train") -> A
     if is_data_yaml(source):
         return load_dataset(source, split)
     for candidate in (source, source / "pseudo"):
-        if (candidate / "record.csv").is_file():
+        if (candidate / RECORD_FILE).is_file():
             return load_pseudo_labels(candidate, min_score)
     if (source / "config.yaml").is_file():
         raise YolosslError(f"{source}: a run folder; export one of its rounds, e.g. {source / 'round_1'}")
@@ -49,17 +49,16 @@ def load_pseudo_labels(pseudo_dir: Path, min_score: float = 0.0) -> Annotations:
     An `image_id` that is not a plain relative name is refused (it names the exported file); an
     image that is no longer a regular file is left out with a warning.
     """
-    record = pseudo_dir / "record.csv"
+    record = pseudo_dir / RECORD_FILE
     names: dict[int, str] = {}
-    by_image: dict[str, list[dict[str, str]]] = {}
-    for row_number, row in enumerate(_record_rows(record), start=1):
-        names[int(number(row["class_id"], record, f"row {row_number} class_id"))] = row["class_name"]
-        if row["status"] in EXPORTED_STATUSES and number(row["score"], record, f"row {row_number} score") >= min_score:
-            resolve_inside(pseudo_dir, row["image_id"], source=record, entry=f"row {row_number} image_id")
-            by_image.setdefault(row["image"], []).append({**row, "line": str(row_number)})
+    by_image: dict[str, list[RecordRow]] = {}
+    for row_number, row in enumerate(iter_record(record), start=1):
+        names[row.class_id] = row.class_name
+        if row.status in EXPORTED_STATUSES and row.score >= min_score:
+            resolve_inside(pseudo_dir, row.image_id, source=record, entry=f"row {row_number} image_id")
+            by_image.setdefault(row.image, []).append(row)
     names = {**_names_from_thresholds(pseudo_dir), **names}
     images = []
-    columns = ("class_id", "x_center", "y_center", "width", "height")
     for image, rows in by_image.items():
         path = Path(image)
         if not path.exists():
@@ -67,37 +66,13 @@ def load_pseudo_labels(pseudo_dir: Path, min_score: float = 0.0) -> Annotations:
         if not path.is_file():
             logger.warning("%s: not a regular file (a FIFO, socket, device or folder), left out of the export", path)
             continue
-        yolo = np.array([[number(r[k], record, f"row {r['line']} {k}") for k in columns] for r in rows])
-        scores = np.array([float(r["score"]) for r in rows])
-        name = f"{rows[0]['image_id']}{path.suffix}"
-        images.append(AnnotatedImage.from_yolo(path, name, image_size(path), yolo, scores, [r["status"] for r in rows]))
+        yolo = np.array([[r.class_id, *r.xywhn] for r in rows], dtype=np.float64)
+        scores = np.array([r.score for r in rows])
+        name = f"{rows[0].image_id}{path.suffix}"
+        images.append(AnnotatedImage.from_yolo(path, name, image_size(path), yolo, scores, [r.status for r in rows]))
     run, round_name = pseudo_dir.resolve().parent.parent.name, pseudo_dir.resolve().parent.name
     version = f"{run}/{round_name}" if pseudo_dir.name == "pseudo" else pseudo_dir.resolve().name
     return Annotations(dict(sorted(names.items())), images, version)
-
-
-def _record_rows(record: Path) -> list[dict[str, str]]:
-    """The rows of a `record.csv`, checked for the columns an export needs."""
-    rows = list(csv.DictReader(io.StringIO(read_bounded(record).decode("utf-8", errors="replace"), newline="")))
-    needed = {
-        "image",
-        "image_id",
-        "class_id",
-        "class_name",
-        "status",
-        "score",
-        "x_center",
-        "y_center",
-        "width",
-        "height",
-    }
-    missing = sorted(needed - set(rows[0])) if rows else []
-    if missing:
-        raise YolosslError(f"{record}: column(s) {', '.join(missing)} missing")
-    if any(None in row.values() for row in rows):
-        bad = next(k for k, row in enumerate(rows, start=1) if None in row.values())
-        raise YolosslError(f"{record}: row {bad}: fewer columns than the header")
-    return rows
 
 
 def _names_from_thresholds(pseudo_dir: Path) -> dict[int, str]:
@@ -109,14 +84,8 @@ def _names_from_thresholds(pseudo_dir: Path) -> dict[int, str]:
 
 
 def read_kept_thresholds(path: Path) -> dict[int, float | None]:
-    """`thresholds.json`'s `kept`: class id -> threshold (None: the class is never labeled)."""
-    kept = mapping(mapping(load_json(path, "thresholds file"), path, "the file").get("kept"), path, "kept")
-    thresholds: dict[int, float | None] = {}
-    for key, value in kept.items():
-        if not key.isdigit():
-            raise YolosslError(f"{path}: kept: {key[:50]!r} is not a class id")
-        thresholds[int(key)] = None if value is None else number(value, path, f"kept.{key}")
-    return thresholds
+    """`thresholds.json`'s kept thresholds: class id -> threshold (None: the class is never labeled)."""
+    return {c: (t if math.isfinite(t) else None) for c, t in ClassThresholds.load(path).kept.items()}
 
 
 def load_dataset(data_yaml: Path, split: str = "train") -> Annotations:
@@ -126,7 +95,7 @@ def load_dataset(data_yaml: Path, split: str = "train") -> Annotations:
     spec = load_data_yaml(data_yaml)
     items = spec.train_items() if split == "train" else spec.val_items()
     images = []
-    for item in regular_files(items, data_yaml):
+    for item in items:  # FIFOs and devices were left out, with a warning, when the split was listed
         rows = clean_label_file(item.label, len(spec.names)).rows if item.label else np.zeros((0, 5))
         images.append(AnnotatedImage.from_yolo(item.path, f"{item.id}{item.path.suffix}", image_size(item.path), rows))
     return Annotations(spec.names, images)
@@ -152,16 +121,3 @@ def source_roots(source: Path, split: str = "train", unlabeled: Sequence[Path] =
         if config.is_file():
             return tuple(Path(folder).expanduser() for folder in load_config_file(config).get("unlabeled", []))
     return ()
-
-
-def regular_files(items: list[ImageItem], data_yaml: Path) -> list[ImageItem]:
-    """The split's images that are regular files; FIFOs, sockets and devices are left out with a warning."""
-    kept = []
-    for item in items:
-        if item.path.is_file():
-            kept.append(item)
-        else:
-            logger.warning(
-                "%s: not a regular file (a FIFO, socket, device or folder), left out (%s)", item.path, data_yaml
-            )
-    return kept

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from yolossl.errors import YolosslError
+from yolossl._fs import read_regular_file
+from yolossl.errors import YolosslError, first_line
 from yolossl.label.engine import GREY, Detections
 from yolossl.quality import match_image
 
@@ -61,13 +62,26 @@ class ClassThresholds:
 
     @classmethod
     def load(cls, path: Path) -> ClassThresholds:
-        """What `save` wrote; the one reader of `thresholds.json` (a damaged file is one line naming it)."""
+        """What `save` wrote: the one reader of `thresholds.json`; a damaged file is one line naming it."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            kept = {int(c): (math.inf if t is None else float(t)) for c, t in raw["kept"].items()}
-            return cls(kept, float(raw["band_low"]), str(raw["rule"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise YolosslError(f"{path}: not a yolossl thresholds.json ({type(e).__name__}: {e})") from e
+            raw = json.loads(read_regular_file(path).decode("utf-8"))
+        except (ValueError, RecursionError) as e:
+            raise YolosslError(f"{path}: not a thresholds file ({first_line(e)})") from e
+        kept = raw.get("kept") if isinstance(raw, dict) else None
+        if not isinstance(kept, dict):
+            raise YolosslError(f"{path}: kept: expected an object, got {type(kept).__name__ if kept else 'null'}")
+        thresholds = {}
+        for key, value in kept.items():
+            if not key.isdigit():
+                raise YolosslError(f"{path}: kept: {key[:50]!r} is not a class id")
+            thresholds[int(key)] = math.inf if value is None else _finite(value, path, f"kept.{key}")
+        return cls(thresholds, _finite(raw.get("band_low", 0.0), path, "band_low"), str(raw.get("rule", "")))
+
+
+def _finite(value: object, path: Path, entry: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise YolosslError(f"{path}: {entry}: expected a finite number, got {value!r}")
+    return float(value)
 
 
 def pick_threshold(scores: np.ndarray, correct: np.ndarray, target: float) -> float:

@@ -11,12 +11,14 @@ are named in one place and a damaged file is one error line naming the file and 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolossl.errors import YolosslError
+from yolossl._fs import open_regular_file
+from yolossl.errors import YolosslError, first_line
 
 RECORD_FILE = "record.csv"
 RECORD_COLUMNS = (
@@ -50,7 +52,7 @@ class RecordRow:
     score: float
     xywhn: tuple[float, float, float, float]
     status: str
-    reason: str
+    reason: str = ""
     det_class_id: int | None = None
     head_class_id: int | None = None
     head_score: float | None = None
@@ -83,16 +85,21 @@ def read_record(path: Path) -> list[RecordRow]:
 
 def iter_record(path: Path) -> Iterator[RecordRow]:
     """The rows of a `record.csv` one at a time (a pool's record can be millions of boxes)."""
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in RECORD_COLUMNS[:11] if c not in (reader.fieldnames or ())]
-        if missing:
-            raise YolosslError(f"{path}: not a yolossl record.csv (no column {', '.join(missing)})")
-        for line, row in enumerate(reader, start=2):
-            yield _parse(row, path, line)
+    with io.TextIOWrapper(open_regular_file(path), encoding="utf-8", newline="") as f:
+        try:
+            reader = csv.DictReader(f)
+            missing = [c for c in RECORD_COLUMNS[:10] if c not in (reader.fieldnames or ())]
+            if missing:
+                raise YolosslError(f"{path}: not a yolossl record.csv (no column {', '.join(missing)})")
+            for line, row in enumerate(reader, start=2):
+                yield _parse(row, path, line)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise YolosslError(f"{path}: not a yolossl record.csv ({first_line(e)})") from e
 
 
 def _parse(row: dict[str, str], path: Path, line: int) -> RecordRow:
+    if None in row or None in row.values():
+        raise YolosslError(f"{path}: line {line}: not as many values as columns")
     try:
         parsed = RecordRow(
             image_id=row["image_id"],
@@ -102,7 +109,7 @@ def _parse(row: dict[str, str], path: Path, line: int) -> RecordRow:
             score=_finite(row["score"]),
             xywhn=(_finite(row["x_center"]), _finite(row["y_center"]), _finite(row["width"]), _finite(row["height"])),
             status=row["status"],
-            reason=row["reason"],
+            reason=row.get("reason") or "",
             det_class_id=_optional_int(row.get("det_class_id")),
             head_class_id=_optional_int(row.get("head_class_id")),
             head_score=float(row["head_score"]) if row.get("head_score") else None,
