@@ -17,13 +17,13 @@ def _arm(arm: str, seed: int, value: float) -> ArmResult:
 
 def test_gap_recovered_against_supervised_and_oracle() -> None:
     arms = [_arm("supervised", 0, 0.30), _arm("supervised", 1, 0.32), _arm("oracle", 0, 0.50), _arm("oracle", 1, 0.52)]
-    arms += [_arm("yolossl", 0, 0.40), _arm("yolossl", 1, 0.43), _arm("seed", 0, 0.29), _arm("seed", 1, 0.33)]
+    arms += [_arm("yolossl", 0, 0.40), _arm("yolossl", 1, 0.43), _arm("docs", 0, 0.29), _arm("docs", 1, 0.33)]
     summary = BenchResult(Path("."), arms, {}).summary()
     assert summary["yolossl"]["map50_95_mean"] == pytest.approx(0.415)
     assert summary["yolossl"]["map50_95_std"] == pytest.approx(0.015)
     assert summary["yolossl"]["gap_recovered"] == pytest.approx((0.415 - 0.31) / (0.51 - 0.31))
     assert summary["yolossl"]["gap_recovered_per_seed"] == pytest.approx([0.5, 0.55])
-    assert summary["seed"]["gap_recovered_per_seed"] == pytest.approx([-0.05, 0.05])
+    assert summary["docs"]["gap_recovered_per_seed"] == pytest.approx([-0.05, 0.05])
     assert summary["supervised"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
     table = format_table(summary)
     assert "| yolossl | 0.615 ± 0.015 | 0.415 ± 0.015 | 53% |" in table
@@ -57,10 +57,13 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     result = run_bench(config)
     run = tmp_path / "bench" / "tiny"
     payload = json.loads((run / "bench.json").read_text())
-    assert set(payload["arms"]) == {"supervised", "seed", "yolossl", "oracle"}
+    assert set(payload["arms"]) == {"supervised", "docs", "yolossl", "oracle"}
     for values in payload["arms"].values():
         assert len(values["per_seed_map50_95"]) == 1 and "gap_recovered" in values
     assert (run / "bench.md").read_text().startswith("| arm |")
+    oracle = next(r for r in result.arms if r.arm == "oracle")  # the yolossl arm's report shows its ceiling
+    assert json.loads((run / "seed_0" / "yolossl" / "oracle.json").read_text())["map50_95"] == oracle.map50_95
+    assert "Oracle (all labels)" in (run / "seed_0" / "yolossl" / "report.html").read_text()
 
     # the split: half the labels kept, the rest hidden behind a flat folder of links
     split = run / "seed_0" / "split"

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,13 @@ import numpy as np
 
 from yolossl.errors import YolosslError
 from yolossl.label.engine import read_image
+from yolossl.label.filters import ClassThresholds
+from yolossl.label.record import RECORD_FILE, RecordRow, read_record
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
-ORACLE_FILE = "oracle.json"  # {"map50": .., "map50_95": ..}: written by a benchmark that knows the ceiling
+ORACLE_FILE = "oracle.json"  # {"map50": .., "map50_95": ..}: `yolossl bench` writes it into its yolossl arm
 SAMPLES = 8
 STYLES = {  # how each status is drawn on the sample images (BGR, thickness, dashed)
     "kept": ((60, 180, 60), 2, False),
@@ -44,9 +46,8 @@ class RoundRecord:
     """One pseudo-labeled round's candidate boxes (from record.csv) and its thresholds."""
 
     index: int
-    rows: list[dict[str, str]]
-    thresholds: dict[int, float | None] = field(default_factory=dict)
-    band_low: float | None = None
+    rows: list[RecordRow]
+    thresholds: ClassThresholds | None = None
 
 
 @dataclass
@@ -70,11 +71,12 @@ def load_run(run_dir: Path) -> RunData:
     names = [k.removeprefix("boxes_") for k in (summary[0] if summary else {}) if k.startswith("boxes_")]
     records = []
     for round_dir in sorted(run_dir.glob("round_*/pseudo"), key=lambda p: int(p.parent.name.split("_")[1])):
-        thresholds, band = _read_thresholds(round_dir / "thresholds.json")
-        rows = _read_csv(round_dir / "record.csv")
-        records.append(RoundRecord(int(round_dir.parent.name.split("_")[1]), rows, thresholds, band))
+        thresholds_path, record_path = round_dir / "thresholds.json", round_dir / RECORD_FILE
+        thresholds = ClassThresholds.load(thresholds_path) if thresholds_path.is_file() else None
+        rows = read_record(record_path) if record_path.is_file() else []
+        records.append(RoundRecord(int(round_dir.parent.name.split("_")[1]), rows, thresholds))
     if not names and records and records[0].rows:
-        names = sorted({r["class_name"] for rec in records for r in rec.rows})
+        names = sorted({r.class_name for rec in records for r in rec.rows})
     oracle = json.loads((run_dir / ORACLE_FILE).read_text()) if (run_dir / ORACLE_FILE).is_file() else None
     data_report_path = run_dir / "data_report.json"
     return RunData(
@@ -93,13 +95,6 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def _read_thresholds(path: Path) -> tuple[dict[int, float | None], float | None]:
-    if not path.is_file():
-        return {}, None
-    raw = json.loads(path.read_text())
-    return {int(k): v for k, v in raw.get("kept", {}).items()}, raw.get("band_low")
 
 
 # ---------------------------------------------------------------- the series each plot draws
@@ -122,7 +117,7 @@ def boxes_per_class(data: RunData) -> dict[int, dict[str, dict[str, int]]]:
     for record in data.records:
         counts: dict[str, Counter[str]] = {"kept": Counter(), "uncertain": Counter(), "dropped": Counter()}
         for row in record.rows:
-            counts.setdefault(row["status"], Counter())[row["class_name"]] += 1
+            counts.setdefault(row.status, Counter())[row.class_name] += 1
         out[record.index] = {status: dict(c) for status, c in counts.items()}
     return out
 
@@ -131,7 +126,7 @@ def scores_by_class(record: RoundRecord) -> dict[str, np.ndarray]:
     """Candidate scores of one round, per class name."""
     scores: dict[str, list[float]] = {}
     for row in record.rows:
-        scores.setdefault(row["class_name"], []).append(float(row["score"]))
+        scores.setdefault(row.class_name, []).append(row.score)
     return {name: np.array(values) for name, values in scores.items()}
 
 
@@ -210,13 +205,15 @@ def plot_scores(record: RoundRecord, names: list[str], path: Path) -> Any:
         ax = axes[k // cols][k % cols]
         values = scores.get(name, np.zeros(0))
         ax.hist(values, bins=np.linspace(0, 1, 41), color="tab:gray")
-        threshold = record.thresholds.get(k)
-        if threshold is not None:
+        threshold = record.thresholds.kept.get(k, math.inf) if record.thresholds else math.inf
+        if math.isfinite(threshold):
             ax.axvline(threshold, color="tab:green", linewidth=2, label=f"kept >= {threshold:.2f}")
         else:
             ax.text(0.5, 0.9, "no pseudo-labels (unreachable)", transform=ax.transAxes, ha="center", fontsize=7)
-        if record.band_low is not None:
-            ax.axvline(record.band_low, color="tab:orange", linestyle="--", linewidth=1, label="uncertain from")
+        if record.thresholds is not None:
+            ax.axvline(
+                record.thresholds.band_low, color="tab:orange", linestyle="--", linewidth=1, label="uncertain from"
+            )
         ax.set_title(f"{name} ({len(values)} boxes)", fontsize=9)
         ax.set_xlim(0, 1)
         ax.legend(fontsize=6)
@@ -229,7 +226,7 @@ def plot_scores(record: RoundRecord, names: list[str], path: Path) -> Any:
 
 def sample_images(record: RoundRecord, count: int = SAMPLES) -> list[str]:
     """The images with the most candidate boxes (ties by name): where there is most to look at."""
-    per_image = Counter(row["image"] for row in record.rows)
+    per_image = Counter(row.image for row in record.rows)
     return [image for image, _ in sorted(per_image.items(), key=lambda kv: (-kv[1], kv[0]))[:count]]
 
 
@@ -238,9 +235,9 @@ def draw_samples(record: RoundRecord, path: Path, size: int = 256) -> Path | Non
     images = sample_images(record)
     if not images:
         return None
-    by_image: dict[str, list[dict[str, str]]] = {}
+    by_image: dict[str, list[RecordRow]] = {}
     for row in record.rows:
-        by_image.setdefault(row["image"], []).append(row)
+        by_image.setdefault(row.image, []).append(row)
     tiles = []
     for image_path in images:
         image = read_image(Path(image_path), size)  # never a FIFO, never past MAX_DECODED_PIXELS
@@ -249,7 +246,7 @@ def draw_samples(record: RoundRecord, path: Path, size: int = 256) -> Path | Non
             cv2.putText(image, "image missing", (10, size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 200), 1)
         else:
             image, content = _letterbox_tile(image, size)
-            for row in sorted(by_image[image_path], key=lambda r: ("dropped", "uncertain", "kept").index(r["status"])):
+            for row in sorted(by_image[image_path], key=lambda r: ("dropped", "uncertain", "kept").index(r.status)):
                 _draw_box(image, row, content)
         tiles.append(image)
     while len(tiles) % 4:
@@ -269,20 +266,20 @@ def _letterbox_tile(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int
     return tile, (resized.shape[1], resized.shape[0])
 
 
-def _draw_box(tile: np.ndarray, row: dict[str, str], content: tuple[int, int]) -> None:
-    color, thickness, dashed = STYLES.get(row["status"], STYLES["dropped"])
+def _draw_box(tile: np.ndarray, row: RecordRow, content: tuple[int, int]) -> None:
+    color, thickness, dashed = STYLES.get(row.status, STYLES["dropped"])
     iw, ih = content
-    xc, yc, bw, bh = (float(row[k]) for k in ("x_center", "y_center", "width", "height"))
+    xc, yc, bw, bh = row.xywhn
     p1 = (round((xc - bw / 2) * iw), round((yc - bh / 2) * ih))
     p2 = (round((xc + bw / 2) * iw), round((yc + bh / 2) * ih))
     if dashed:
         _dashed_rectangle(tile, p1, p2, color, thickness)
     else:
         cv2.rectangle(tile, p1, p2, color, thickness)
-    if row["status"] == "kept":
+    if row.status == "kept":
         cv2.putText(
             tile,
-            f"{row['class_name']} {float(row['score']):.2f}",
+            f"{row.class_name} {row.score:.2f}",
             (p1[0], max(10, p1[1] - 3)),
             cv2.FONT_HERSHEY_SIMPLEX,
             0.35,

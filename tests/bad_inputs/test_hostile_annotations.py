@@ -272,7 +272,7 @@ def test_export_zip_members_are_plain_names(tmp_path: Path, untouched_outside) -
     check = untouched_outside(out)
     export_source(source, "cvat", out)
     with zipfile.ZipFile(out / "cvat_dataset.zip") as archive:
-        assert archive.namelist() == ["annotations.xml", "images/a-1234.jpg"]
+        assert archive.namelist() == ["annotations.xml", "images/a.jpg"]  # the user's name, not the id
     check()
 
 
@@ -424,7 +424,7 @@ def test_fifo_named_jpg_in_an_exported_dataset_is_skipped(tmp_path: Path, untouc
         f"WARNING {tmp_path / 'data' / 'images' / 'pipe.jpg'}: not a regular file (a FIFO, socket, device or "
         f"folder), left out ({data})" in result.stderr
     )
-    assert [p.name.split("-")[0] for p in (out / "images").iterdir()] == ["a"]  # a-<hash>.jpg, no pipe
+    assert [p.name for p in (out / "images").iterdir()] == ["a.jpg"]  # the user's name, no pipe
     check()
 
 

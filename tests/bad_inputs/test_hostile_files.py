@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from tests.bad_inputs.conftest import tree_snapshot
 from yolossl.cli import app
+from yolossl.cli._ui import MAX_ERROR_CHARS
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label import LabelSettings
@@ -321,7 +322,8 @@ def test_a_huge_error_is_one_short_line(tmp_path) -> None:
     result = runner.invoke(app, ["cycle", "--data", str(data), "--project", str(tmp_path / "runs")])
     message = f"{data}: 'path: {'x' * 300_000}' does not exist (relative to the working directory or the YAML)"
     _one_line_error(result, f"{data}: 'path: xxx")
-    assert result.stderr.strip().splitlines()[-1] == f"error: {message[:300]}… ({len(message) - 300} more characters)"
+    cap = MAX_ERROR_CHARS
+    assert result.stderr.strip().splitlines()[-1] == f"error: {message[:cap]}… ({len(message) - cap} more characters)"
 
 
 def test_an_error_is_never_read_as_markup(tmp_path) -> None:

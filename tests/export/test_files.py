@@ -74,12 +74,12 @@ def test_side_refuses_the_rest(value: object) -> None:
         side(value, Path("f"), "w")
 
 
-def test_distinct_stems_rename_only_the_later_clashes(caplog: pytest.LogCaptureFixture) -> None:
-    names = ["a.jpg", "a.png", "x/a.jpg", "a-1.jpg", "b.jpg"]
+def test_distinct_stems_rename_only_the_later_clashes_within_a_folder(caplog: pytest.LogCaptureFixture) -> None:
+    names = ["a.jpg", "a.png", "x/a.jpg", "x/a.png", "a-1.jpg", "b.jpg"]
     images = [AnnotatedImage(Path(n), n, 4, 4) for n in names]
     renamed = [image.name for image in with_distinct_stems(images, Path("f.json"))]
-    assert renamed == ["a.jpg", "a-1.png", "a-2.jpg", "a-1-1.jpg", "b.jpg"]
+    assert renamed == ["a.jpg", "a-1.png", "x/a.jpg", "x/a-1.png", "a-1-1.jpg", "b.jpg"]
     assert caplog.messages == [
         "f.json: 3 images share a file stem with another; renamed so each has its own label file: "
-        "a.png -> a-1.png, x/a.jpg -> a-2.jpg, a-1.jpg -> a-1-1.jpg"
+        "a.png -> a-1.png, x/a.png -> x/a-1.png, a-1.jpg -> a-1-1.jpg"
     ]

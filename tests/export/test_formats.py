@@ -35,8 +35,9 @@ IMPORT_PATH = {
 
 
 def _labels_by_stem(data_yaml: Path) -> dict[str, np.ndarray]:
+    """The split's labels by the user's file stem (the tiny dataset's folders are flat)."""
     annotations = load_dataset(data_yaml, "train")
-    return {Path(image.name).stem: image.yolo_rows() for image in annotations.images}
+    return {image.path.stem: image.yolo_rows() for image in annotations.images}
 
 
 def _checksums(root: Path) -> dict[str, str]:
@@ -107,7 +108,8 @@ def test_cocoeval_of_exported_predictions_against_exported_truth(tmp_path: Path)
     assert evaluation.stats[1] == pytest.approx(0.5, abs=0.01)  # AP@.5
 
 
-def _datumaro(path: Path, fmt: str) -> dict:
+def _datumaro(path: Path, fmt: str, full_ids: bool = False) -> dict:
+    """Item id (its last part unless `full_ids`) -> sorted boxes, as datumaro reads the export."""
     if not DATUMARO_PYTHON.is_file():
         pytest.skip(f"datumaro is not installed at {DATUMARO_PYTHON} (.ci/run makes .venvs/datumaro)")
     script = """
@@ -119,11 +121,14 @@ out = {}
 for item in ds:
     boxes = sorted((labels[a.label].name, round(a.x, 4), round(a.y, 4), round(a.w, 4), round(a.h, 4))
                    for a in item.annotations if a.type == dm.AnnotationType.bbox)
-    out[item.id.split("/")[-1]] = boxes
+    out[item.id if sys.argv[3] == "full" else item.id.split("/")[-1]] = boxes
 print(json.dumps(out))
 """
     result = subprocess.run(
-        [str(DATUMARO_PYTHON), "-c", script, str(path), fmt], capture_output=True, text=True, timeout=300
+        [str(DATUMARO_PYTHON), "-c", script, str(path), fmt, "full" if full_ids else "last"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -147,7 +152,7 @@ def test_datumaro_reads_our_exports(fmt, datumaro_format, where, tiny_dataset: P
         boxes = []
         for cls, (x1, y1, x2, y2) in zip(image.classes, image.xyxy, strict=True):
             boxes.append([ours.names[int(cls)], round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4)])
-        expected[Path(image.name).stem] = sorted(boxes)
+        expected[image.path.stem] = sorted(boxes)
     assert set(seen) == set(expected)
     for stem, boxes in expected.items():
         got = sorted(seen[stem])
@@ -199,7 +204,8 @@ def test_min_score_and_review(round_dir: Path, tmp_path: Path) -> None:
     assert len(json.loads(coco.read_text())["annotations"]) == sum(float(r["score"]) >= cut for r in record)
     uncertain = {}
     for r in record:
-        uncertain[r["image_id"]] = uncertain.get(r["image_id"], 0) + (r["status"] == "uncertain")
+        stem = Path(r["image"]).stem  # exports name images as the user's folder does
+        uncertain[stem] = uncertain.get(stem, 0) + (r["status"] == "uncertain")
     review = export_source(round_dir, "coco", tmp_path / "review", review=3) / IMPORT_PATH["coco"]
     chosen = [Path(i["file_name"]).stem for i in json.loads(review.read_text())["images"]]
     assert len(chosen) == 3

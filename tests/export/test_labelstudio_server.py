@@ -1,5 +1,8 @@
 """A real Label Studio server on 127.0.0.1: our tasks go in as predictions, reviewed annotations come back.
 
+Its local-files document root is the folder holding both the export and the user's data, so that
+tasks pointing at the export's links and tasks pointing at the user's own images both open.
+
 Label Studio lives in its own virtual environment (its pins clash with ours): .ci/run makes
 .venvs/labelstudio; YOLOSSL_LABEL_STUDIO_VENV points elsewhere. Its client side runs there too,
 through label-studio-sdk, as a small script.
@@ -8,6 +11,7 @@ through label-studio-sdk, as a small script.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import socket
@@ -63,6 +67,27 @@ json.dump(client.projects.exports.as_json(project.id), open(export_path, "w"))
 print(json.dumps(seen))
 """
 
+# The reviewer of tasks that point at the user's own images (`--image-url-prefix /data/local-files/?d=...`):
+# a Local files storage on the user's folder, each task's image fetched through the server, every prediction accepted.
+REVIEW_IN_PLACE = """
+import hashlib, json, sys, urllib.request
+from label_studio_sdk.client import LabelStudio
+url, token, config_path, tasks_path, export_path, storage = sys.argv[1:7]
+client = LabelStudio(base_url=url, api_key=token)
+project = client.projects.create(title="yolossl in place", label_config=open(config_path).read())
+client.import_storage.local.create(project=project.id, path=storage, title="the user's images")
+client.projects.import_tasks(id=project.id, request=json.load(open(tasks_path)))
+seen = []
+for task in client.tasks.list(project=project.id, fields="all"):
+    request = urllib.request.Request(url + task.data["image"], headers={"Authorization": f"Token {token}"})
+    body = urllib.request.urlopen(request, timeout=30).read()
+    result = [dict(r) for r in client.predictions.list(task=task.id)[0].result]
+    client.annotations.create(id=task.id, result=result)
+    seen.append({"image": task.data["image"], "sha256": hashlib.sha256(body).hexdigest(), "boxes": len(result)})
+json.dump(client.projects.exports.as_json(project.id), open(export_path, "w"))
+print(json.dumps(seen))
+"""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -96,7 +121,7 @@ def server(review_export, tmp_path_factory):
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
         "LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(review_export[1]),
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(review_export[1].parent),
         "DJANGO_SETTINGS_MODULE": "core.settings.label_studio",
     }
     log = (data_dir / "server.log").open("w")
@@ -181,7 +206,9 @@ def test_label_studio_round_trip(server: str, review_export, tmp_path: Path) -> 
         np.testing.assert_allclose([b[1] for b in task["boxes"]], [b[1] for b in expected])
 
     # the reviewed annotations come back as a YOLO dataset, the correction included
-    written = import_annotations(exported_json, "labelstudio", tmp_path / "reviewed", images_dir=export, data=data_yaml)
+    written = import_annotations(
+        exported_json, "labelstudio", tmp_path / "reviewed", images_dir=export / "images", data=data_yaml
+    )
     labels = {p.stem: np.loadtxt(p, ndmin=2) for p in (tmp_path / "reviewed" / "labels").glob("*.txt")}
     assert written.is_file() and len(labels) == 4
     record = [
@@ -190,7 +217,7 @@ def test_label_studio_round_trip(server: str, review_export, tmp_path: Path) -> 
     first = Path(seen[0]["image"]).name.split("=")[-1].rsplit("/", 1)[-1]
     names = {0: "circle", 1: "square", 2: "triangle", 3: "cross", 4: "ring"}
     for stem, rows in labels.items():
-        expected = [r for r in record if r["image_id"] == stem]
+        expected = [r for r in record if Path(r["image"]).stem == stem]
         assert len(rows) == len(expected)
         classes = [int(c) for c in rows[:, 0]]
         original = [int(r["class_id"]) for r in expected]
@@ -204,3 +231,55 @@ def test_label_studio_round_trip(server: str, review_export, tmp_path: Path) -> 
             [[float(r[k]) for k in ("x_center", "y_center", "width", "height")] for r in expected],
             atol=1e-5,
         )
+
+
+def test_label_studio_opens_tasks_on_the_users_images_and_returns_the_boxes(
+    server: str, review_export, tmp_path: Path
+) -> None:
+    round_dir, export, data_yaml = review_export
+    root = export.parent  # the server's document root
+    pool = data_yaml.parent / "unlabeled"
+    prefix = f"/data/local-files/?d={pool.relative_to(root).as_posix()}/"
+    in_place = export_source(round_dir, "labelstudio", tmp_path / "in_place", review=3, image_url_prefix=prefix)
+    assert not (in_place / "images").exists()
+    exported_json = tmp_path / "export.json"
+    result = subprocess.run(
+        [
+            str(VENV / "bin" / "python"),
+            "-c",
+            REVIEW_IN_PLACE,
+            server,
+            TOKEN,
+            str(in_place / "labeling_config.xml"),
+            str(in_place / "tasks.json"),
+            str(exported_json),
+            str(pool),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(seen) == 3
+    for task in seen:  # the server served the user's own file for each task
+        name = task["image"].removeprefix(prefix)
+        assert task["sha256"] == hashlib.sha256((pool / name).read_bytes()).hexdigest()
+        assert task["boxes"] > 0
+
+    import_annotations(exported_json, "labelstudio", tmp_path / "reviewed", images_dir=pool, data=data_yaml)
+    labels = {p.stem: np.loadtxt(p, ndmin=2) for p in (tmp_path / "reviewed" / "labels").glob("*.txt")}
+    assert sorted(labels) == sorted(Path(t["image"]).stem for t in seen)
+    record = [
+        r for r in csv.DictReader((round_dir / "pseudo" / "record.csv").open()) if r["status"] in ("kept", "uncertain")
+    ]
+    for stem, rows in labels.items():
+        expected = [r for r in record if Path(r["image"]).stem == stem]
+        assert [int(c) for c in rows[:, 0]] == [int(r["class_id"]) for r in expected]
+        np.testing.assert_allclose(
+            rows[:, 1:],
+            [[float(r[k]) for k in ("x_center", "y_center", "width", "height")] for r in expected],
+            atol=1e-5,
+        )
+    for image in (tmp_path / "reviewed" / "images").iterdir():
+        assert os.readlink(image) == str(pool / image.name)  # linked to the user's image, under its own name

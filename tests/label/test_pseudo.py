@@ -138,9 +138,9 @@ def test_drop_image_leaves_out_images_with_uncertain_boxes(pool, tmp_path) -> No
     assert circles == {"image left out: it has uncertain boxes"}
 
 
-def test_skip_empty_writes_no_file_for_images_without_kept_boxes(pool, tmp_path) -> None:
+def test_no_empty_label_files_writes_none_for_images_without_kept_boxes(pool, tmp_path) -> None:
     out = tmp_path / "p"
-    _scripted(pool, out, skip_empty=True)
+    _scripted(pool, out, empty_label_files=False)
     assert len(list((out / "labels").iterdir())) == 8
 
 

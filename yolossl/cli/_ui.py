@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from yolossl.config import CycleConfig
-from yolossl.errors import YolosslError
+from yolossl.errors import YolosslError, first_line
 from yolossl.label.settings import BACKENDS, UNCERTAIN_MODES
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -112,12 +112,12 @@ def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
     except Exception as e:
         if verbose:
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = first_line(e) if str(e).strip() else ""
         print_error(f"{type(e).__name__}: {first}", suffix=" (run with --verbose for the traceback)")
         raise typer.Exit(1) from None
 
 
-MAX_ERROR_CHARS = 300  # an error quoting a whole file (a 300 KB JSON line) still reads as one line
+MAX_ERROR_CHARS = 1000  # room for two long absolute paths; an error quoting a whole file (300 KB) is cut
 
 
 def print_error(message: str, suffix: str = "") -> None:

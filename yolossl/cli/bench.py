@@ -22,9 +22,9 @@ def bench(
     unlabeled_truth: Annotated[
         Path | None, typer.Option(help="Explicit split: the unlabeled images' true labels, by file stem.")
     ] = None,
-    rounds: Annotated[int, typer.Option(help="Pseudo-label rounds of the seed and yolossl arms.")] = 3,
+    rounds: Annotated[int, typer.Option(help="Pseudo-label rounds of the docs and yolossl arms.")] = 3,
     seeds: Annotated[int, typer.Option(help="Seeds: splits and training seeds; results are mean ± std.")] = 3,
-    arms: Annotated[str, typer.Option(help="Comma-separated arms to run.")] = "supervised,seed,yolossl,oracle",
+    arms: Annotated[str, typer.Option(help="Comma-separated arms to run.")] = "supervised,docs,yolossl,oracle",
     model: Annotated[str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.")] = None,
     round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,

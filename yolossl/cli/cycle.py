@@ -99,7 +99,7 @@ def cycle(
     ] = None,
     keep_empty: Annotated[
         bool | None,
-        typer.Option("--keep-empty/--skip-empty", help="Train on pool images with no kept box as background."),
+        typer.Option("--keep-empty/--no-keep-empty", help="Train on pool images with no kept box as background."),
     ] = None,
     leakage: Annotated[
         str | None,

@@ -21,15 +21,38 @@ def export(
     review: Annotated[
         int | None, typer.Option(help="Only the N images most worth a human look (uncertain boxes, close calls).")
     ] = None,
+    unlabeled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="The folder(s) the pseudo-labeled images came from; names are relative to them. "
+            "Default: the run's own --unlabeled folders."
+        ),
+    ] = None,
+    image_url_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Label Studio: each task's image is PREFIX + name (s3://bucket/cams/, https://..., "
+            "/data/local-files/?d=cams/) instead of a link in --out."
+        ),
+    ] = None,
+    copy_images: Annotated[
+        bool, typer.Option(help="Link the images into --out; --no-copy-images writes the annotations only.")
+    ] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Write pseudo-labels (or a dataset) for review in CVAT, Label Studio, or as COCO / VOC / YOLO."""
+    """Write pseudo-labels (or a dataset) for review in CVAT, Label Studio, or as COCO / VOC / YOLO.
+
+    Images keep the names they have under their folder (cams/a/0001.jpg), so a task made from your own images matches.
+    """
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.export import export_source
 
-        stdout.print(f"Exported to {export_source(source, fmt, out, min_score, split, review)}")
+        written = export_source(
+            source, fmt, out, min_score, split, review, unlabeled or (), image_url_prefix, copy_images
+        )
+        stdout.print(f"Exported to {written}")
 
 
 def import_(
@@ -37,7 +60,8 @@ def import_(
     fmt: Format,
     out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.")],
     images: Annotated[
-        Path | None, typer.Option(help="Where the images are that the file names refer to. Default: beside it.")
+        list[Path] | None,
+        typer.Option(help="Where the images are that the file names refer to (repeatable). Default: beside it."),
     ] = None,
     data: Annotated[
         Path | None,

@@ -56,9 +56,13 @@ def label(
     batch: Batch = None,
     device: Device = None,
     workers: Annotated[int | None, typer.Option(help="Image decoding threads. Default: CPU count, at most 8.")] = None,
-    skip_empty: Annotated[
-        bool, typer.Option("--skip-empty", help="No label file for images with no kept box (default: an empty one).")
-    ] = False,
+    empty_label_files: Annotated[
+        bool,
+        typer.Option(
+            "--empty-label-files/--no-empty-label-files",
+            help="An empty label file for an image with no kept box ('looked, found nothing').",
+        ),
+    ] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -82,7 +86,7 @@ def label(
             ray_address=ray_address,
             tta=bool(tta),
             workers=workers,
-            skip_empty=skip_empty,
+            empty_label_files=empty_label_files,
         )
         progress = progress_bar(quiet)
         with progress or nullcontext():

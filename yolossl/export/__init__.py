@@ -2,8 +2,10 @@
 
 One in-memory shape (`model.Annotations`) and one module per format, each a writer and a reader
 around it: COCO, CVAT for images 1.1, Label Studio, Pascal VOC, YOLO. `export_source` reads a
-run's round (or a dataset) and writes a format with the images linked beside it;
-`import_annotations` reads a tool's export and writes a YOLO dataset for the next cycle.
+run's round (or a dataset) and writes a format naming each image as the user's folder does
+(`names`), the images linked beside it or served from where they are; `import_annotations` reads
+a tool's export, finds each name back among the user's images and writes a YOLO dataset for the
+next cycle.
 
     >>> export_source(Path("runs/cycle/exp/round_2"), "labelstudio", Path("review/"), review=200)
     >>> import_annotations(Path("export.json"), "labelstudio", Path("reviewed/"), data=Path("data.yaml"))
@@ -11,10 +13,9 @@ run's round (or a dataset) and writes a format with the images linked beside it;
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,15 +23,16 @@ import numpy as np
 import yaml
 
 from yolossl._fs import fresh_partial_dir, link_file, replace_dir, resolve_inside
-from yolossl.data import load_data_yaml
+from yolossl.data import DatasetSpec, label_path_for, load_data_yaml
 from yolossl.errors import YolosslError
 from yolossl.export.coco import read_coco, write_coco
 from yolossl.export.cvat import read_cvat, write_cvat
 from yolossl.export.files import require_regular_file
-from yolossl.export.labelstudio import read_labelstudio, write_labelstudio
-from yolossl.export.model import AnnotatedImage, Annotations, with_distinct_stems
+from yolossl.export.labelstudio import read_labelstudio, serving_readme, write_labelstudio
+from yolossl.export.model import AnnotatedImage, Annotations, image_size, with_distinct_stems
+from yolossl.export.names import ImageFinder, common_folder, images_under, name_under, named_by_roots, names_readme
 from yolossl.export.review import most_worth_review
-from yolossl.export.source import load_dataset, load_source
+from yolossl.export.source import load_dataset, load_source, read_kept_thresholds, source_roots, split_roots
 from yolossl.export.voc import read_voc, write_voc
 from yolossl.labels import format_labels
 
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["EXPORT_FORMATS", "IMPORT_FORMATS", "AnnotatedImage", "Annotations", "export_source", "import_annotations"]
 
+# Formats that name a file per image by its stem (YOLO labels, VOC annotations).
+_BY_STEM = ("voc", "yolo")
 # Where each format wants its images, relative to the export folder.
 _IMAGE_DIRS = {
     "coco": "images/default",
@@ -58,23 +62,47 @@ def export_source(
     min_score: float = 0.0,
     split: str = "train",
     review: int | None = None,
+    unlabeled: Sequence[Path] = (),
+    image_url_prefix: str | None = None,
+    copy_images: bool = True,
 ) -> Path:
-    """Write `source` (a run's round or a data YAML) as `fmt` into the new folder `out`; return it."""
+    """Write `source` (a run's round or a data YAML) as `fmt` into the new folder `out`; return it.
+
+    Images are named by their path under the folder they came from (`unlabeled` overrides a run's
+    own folders); they are linked into `out` unless `copy_images` is off or Label Studio tasks
+    point at `image_url_prefix` + name instead.
+    """
     if fmt not in EXPORT_FORMATS:
         raise YolosslError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    _check_image_options(fmt, image_url_prefix, copy_images)
     if out.exists() and any(out.iterdir()):
         raise YolosslError(f"{out}: exists and is not empty; choose a new --out folder")
     annotations = load_source(source, min_score=min_score, split=split)
     if review is not None:
         annotations = most_worth_review(annotations, _thresholds_beside(source), review)
-    annotations = replace(annotations, images=with_distinct_stems(annotations.images, source))
+    roots = source_roots(source, split, unlabeled) or common_folder(annotations.images)
+    images, renamed = named_by_roots(annotations.images, roots)
+    if renamed:
+        logger.warning(
+            "%s: %d images have the same name under another folder; named by their id instead: %s%s",
+            source,
+            len(renamed),
+            ", ".join(renamed[:5]),
+            ", ..." if len(renamed) > 5 else "",
+        )
+    if fmt in _BY_STEM:
+        images = with_distinct_stems(images, source)
+    annotations = replace(annotations, images=images)
     partial = fresh_partial_dir(out)
-    images_dir = partial / _IMAGE_DIRS[fmt]
-    images_dir.mkdir(parents=True)
-    for image in annotations.images:
-        link = resolve_inside(images_dir, image.name, source=source, entry=f"image {image.path}", what="export")
-        link_file(image.path, link, hard_first=True)  # tools may refuse symlinks out of the folder
-    _WRITERS[fmt](annotations, partial)
+    copied = copy_images and image_url_prefix is None
+    if copied:
+        _link_images(annotations, partial / _IMAGE_DIRS[fmt], source)
+    _write(fmt, annotations, partial, image_url_prefix, copied)
+    readme = (
+        serving_readme(out.resolve(), image_url_prefix) if fmt == "labelstudio" else f"# {fmt} export of {source}\n"
+    )
+    readme += names_readme(roots, renamed, f"{_IMAGE_DIRS[fmt]}/" if copied else None)
+    (partial / "README.md").write_text(readme, encoding="utf-8")
     replace_dir(partial, out)
     logger.info(
         "Exported %d images (%d boxes) as %s to %s",
@@ -86,11 +114,45 @@ def export_source(
     return out
 
 
-def _write_yolo(annotations: Annotations, out: Path) -> Path:
-    labels = out / "labels"
-    labels.mkdir()
+def _check_image_options(fmt: str, image_url_prefix: str | None, copy_images: bool) -> None:
+    """Only Label Studio tasks carry an image URL; every other format but YOLO can go without the images."""
+    if image_url_prefix is not None and fmt != "labelstudio":
+        raise YolosslError(
+            f"--image-url-prefix: only Label Studio tasks carry image URLs; {fmt} names images relative to "
+            "your folder, so create the task from your own images and drop --image-url-prefix"
+        )
+    if image_url_prefix is not None and not image_url_prefix.strip():
+        raise YolosslError("--image-url-prefix is empty; give e.g. s3://bucket/cams/ or /data/local-files/?d=cams/")
+    if not copy_images and fmt == "yolo":
+        raise YolosslError("--no-copy-images: a YOLO dataset needs its images; use coco, cvat or voc for labels only")
+    if not copy_images and fmt == "labelstudio" and image_url_prefix is None:
+        raise YolosslError(
+            "--no-copy-images: Label Studio tasks must say where the images are; add --image-url-prefix PREFIX"
+        )
+
+
+def _link_images(annotations: Annotations, images_dir: Path, source: Path) -> None:
     for image in annotations.images:
-        (labels / f"{Path(image.name).stem}.txt").write_text(format_labels(image.yolo_rows()), encoding="utf-8")
+        link = resolve_inside(images_dir, image.name, source=source, entry=f"image {image.path}", what="export")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link_file(image.path, link, hard_first=True)  # tools may refuse symlinks out of the folder
+
+
+def _write(fmt: str, annotations: Annotations, out: Path, image_url_prefix: str | None, copied: bool) -> Path:
+    if fmt == "coco":
+        return write_coco(annotations, _mkdir(out / "annotations"), "instances_default.json")
+    if fmt == "cvat":
+        return write_cvat(annotations, out, with_images=copied)
+    if fmt == "labelstudio":
+        return write_labelstudio(annotations, out, image_url_prefix)
+    if fmt == "voc":
+        return write_voc(annotations, out)
+    return _write_yolo(annotations, out)
+
+
+def _write_yolo(annotations: Annotations, out: Path) -> Path:
+    for image in annotations.images:
+        _write_label(out / "images", image)
     meta = {"train": "images", "val": "images", "names": annotations.names}  # relative to this YAML
     path = out / "data.yaml"
     path.write_text(
@@ -101,13 +163,11 @@ def _write_yolo(annotations: Annotations, out: Path) -> Path:
     return path
 
 
-_WRITERS: dict[str, Callable[[Annotations, Path], Path]] = {
-    "coco": lambda a, out: write_coco(a, _mkdir(out / "annotations"), "instances_default.json"),
-    "cvat": write_cvat,
-    "labelstudio": write_labelstudio,
-    "voc": write_voc,
-    "yolo": _write_yolo,
-}
+def _write_label(images_dir: Path, image: AnnotatedImage) -> None:
+    """The image's YOLO label where Ultralytics looks for it (`images/x/a.jpg` -> `labels/x/a.txt`)."""
+    label = label_path_for(images_dir / image.name)
+    label.parent.mkdir(parents=True, exist_ok=True)
+    label.write_text(format_labels(image.yolo_rows()), encoding="utf-8")
 
 
 def _mkdir(path: Path) -> Path:
@@ -118,7 +178,7 @@ def _mkdir(path: Path) -> Path:
 def _thresholds_beside(source: Path) -> dict[int, float | None]:
     for candidate in (source / "thresholds.json", source / "pseudo" / "thresholds.json"):
         if candidate.is_file():
-            return {int(k): v for k, v in json.loads(candidate.read_text())["kept"].items()}
+            return read_kept_thresholds(candidate)
     return {}
 
 
@@ -126,10 +186,15 @@ def import_annotations(
     path: Path,
     fmt: str,
     out: Path,
-    images_dir: Path | None = None,
+    images_dir: Path | Sequence[Path] | None = None,
     data: Path | None = None,
 ) -> Path:
     """Read an annotation tool's export and write a YOLO dataset in `out`; return its data YAML.
+
+    Each image name is looked up under `images_dir`, one folder or several (default: the images beside the file, as our
+    exports lay them out) and written under the name found there, subfolders kept; an id name of
+    an earlier export maps back to the user's image when `data` or `images_dir` holds it.
+    Annotations whose image is nowhere are left out, named in one warning.
 
     With `data` (the project's data YAML) classes are matched to its names, and the written YAML
     trains on its labeled images plus the imported ones and validates on its val split: ready for
@@ -144,10 +209,12 @@ def import_annotations(
         raise YolosslError(f"{out}: exists and is not empty; choose a new --out folder")
     spec = load_data_yaml(data) if data else None
     names = spec.names if spec else None
-    images_dir = images_dir or _default_images_dir(path, fmt)
-    annotations = _read(path, fmt, images_dir, names)
+    images_dirs = (images_dir,) if isinstance(images_dir, Path) else tuple(images_dir or ())
+    roots = images_dirs or _default_roots(path, fmt)
+    annotations = _read(path, fmt, roots[0], names)
     if not annotations.images:
         raise YolosslError(f"{path}: no image to import")
+    annotations = _located(annotations, ImageFinder(roots, lambda: _known_images(images_dirs, spec)), path)
     _check(annotations, path)
     annotations = replace(annotations, images=with_distinct_stems(annotations.images, path))
     partial = fresh_partial_dir(out)
@@ -155,9 +222,9 @@ def import_annotations(
     (partial / "labels").mkdir()
     for image in annotations.images:
         link = resolve_inside(partial / "images", image.name, source=path, entry=f"image {image.path}", what="--out")
+        link.parent.mkdir(parents=True, exist_ok=True)
         link_file(image.path, link)
-        text = format_labels(image.yolo_rows())
-        (partial / "labels" / f"{Path(image.name).stem}.txt").write_text(text, encoding="utf-8")
+        _write_label(partial / "images", image)
     meta: dict = {"path": str(out.resolve()), "names": annotations.names}
     if spec:
         meta["train"] = [*(str(p) for p in spec.train), str((out / "images").resolve())]
@@ -181,16 +248,62 @@ def import_annotations(
     return out / "data.yaml"
 
 
-def _default_images_dir(path: Path, fmt: str) -> Path:
+def _known_images(images_dirs: Sequence[Path], spec: DatasetSpec | None) -> list[tuple[Path, str]]:
+    """The user's images an id name may stand for: those under `images_dirs` and the data YAML's splits."""
+    known = images_under(images_dirs)
+    if spec:
+        for split in ("train", "val"):
+            items = spec.train_items() if split == "train" else spec.val_items()
+            roots = split_roots(spec, split)
+            known += [(item.path, name_under(item.path, roots) or item.path.name) for item in items]
+    return known
+
+
+def _located(annotations: Annotations, finder: ImageFinder, path: Path) -> Annotations:
+    """Each image at the user's file its name finds, under the name found there; the unfound left out in one warning."""
+    located, missing = [], []
+    for image in annotations.images:
+        found = finder.find(image.name, path)
+        if found is None and os.path.lexists(image.path):  # where the reader itself found it (a YOLO export)
+            found = image.path, image.name
+        if found is None:
+            missing.append(image.name)
+            continue
+        image = replace(image, path=found[0], name=found[1])
+        if image.width <= 0 or image.height <= 0:  # no box said the image's size (Label Studio)
+            image.width, image.height = _size_of(image, path)
+        located.append(image)
+    where = ", ".join(str(root) for root in finder.roots)
+    shown = ", ".join(repr(name) for name in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    if not located:
+        raise YolosslError(f"{path}: no annotated image found under {where}: {shown} (use --images DIR)")
+    if missing:
+        logger.warning(
+            "%s: %d of %d annotated images have no matching image under %s and are left out: %s",
+            path,
+            len(missing),
+            len(annotations.images),
+            where,
+            shown,
+        )
+    return replace(annotations, images=located)
+
+
+def _size_of(image: AnnotatedImage, path: Path) -> tuple[int, int]:
+    try:
+        return image_size(image.path)
+    except YolosslError as e:
+        raise YolosslError(f"{path}: image {image.name}: {e}") from e
+
+
+def _default_roots(path: Path, fmt: str) -> tuple[Path, ...]:
     """Where the images of one of our own exports are, relative to the file given."""
     base = path if path.is_dir() else path.parent
     if fmt == "coco" and base.name == "annotations":
-        return base.parent / "images" / "default"
-    if fmt == "cvat":
-        return base / "images"
-    if fmt == "voc":
-        return base / "JPEGImages"
-    return base
+        return (base.parent / "images" / "default",)
+    if fmt == "labelstudio":
+        return base / "images", base  # our tasks say `images/<name>`; others' may name files beside them
+    return (base / {"cvat": "images", "voc": "JPEGImages", "yolo": "images"}.get(fmt, ""),)
 
 
 def _read(path: Path, fmt: str, images_dir: Path, names: dict[int, str] | None) -> Annotations:
@@ -204,7 +317,7 @@ def _read(path: Path, fmt: str, images_dir: Path, names: dict[int, str] | None) 
 
 
 def _read_yolo(data_yaml: Path) -> Annotations:
-    """A YOLO export's train split; its folders, images and labels must all lie in the YAML's folder."""
+    """A YOLO export's train split, named under its folders, all of which (and every image and label) lie beside it."""
     require_regular_file(data_yaml, "a data YAML")
     root = data_yaml.parent
     spec = load_data_yaml(data_yaml)
@@ -214,7 +327,9 @@ def _read_yolo(data_yaml: Path) -> Annotations:
         _inside(root, item.path, data_yaml, "image")
         if item.label:
             _inside(root, item.label, data_yaml, "label")
-    return load_dataset(data_yaml, "train", keep_names=True)
+    annotations = load_dataset(data_yaml, "train")
+    images, _ = named_by_roots(annotations.images, split_roots(spec, "train"))
+    return replace(annotations, images=images)
 
 
 def _inside(root: Path, path: Path, source: Path, entry: str) -> None:
@@ -236,10 +351,8 @@ def _renamed(annotations: Annotations, names: dict[int, str], path: Path) -> Ann
 
 
 def _check(annotations: Annotations, path: Path) -> None:
-    """Every image exists and every box lies inside its image (within a pixel of rounding)."""
+    """Every image is a regular file and every box lies inside its image (within a pixel of rounding)."""
     for image in annotations.images:
-        if not image.path.exists():
-            raise YolosslError(f"{path}: image {image.name}: file not found at {image.path} (use --images DIR)")
         if not image.path.is_file():
             raise YolosslError(
                 f"{path}: image {image.name}: {image.path} is not a regular file (a FIFO, socket or device?)"

@@ -1,5 +1,8 @@
 """CVAT for images 1.1: `annotations.xml`, and a zip with it and `images/` the way CVAT imports a dataset.
 
+`<image name>` is the image's name relative to the user's folder (`cams/a/0001.jpg`), as a task
+created from that folder names it.
+
 Pseudo-labels are boxes with `source="auto"` (CVAT's mark for automatic annotation) and their
 score in a `score` attribute; the status (kept / uncertain) goes in a `status` attribute.
 """
@@ -18,7 +21,8 @@ from yolossl.export.files import is_zip, number, parse_xml, read_zip_member, ref
 from yolossl.export.model import AnnotatedImage, Annotations
 
 
-def write_cvat(annotations: Annotations, out: Path) -> Path:
+def write_cvat(annotations: Annotations, out: Path, with_images: bool = True) -> Path:
+    """`annotations.xml`; with the images, also `cvat_dataset.zip` (XML + `images/<name>`) to create a task from."""
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     task = ET.SubElement(ET.SubElement(root, "meta"), "task")
@@ -58,6 +62,8 @@ def write_cvat(annotations: Annotations, out: Path) -> Path:
     ET.indent(root)
     xml_path = out / "annotations.xml"
     ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
+    if not with_images:  # the task is made from the user's own images: upload annotations.xml into it
+        return xml_path
     with zipfile.ZipFile(out / "cvat_dataset.zip", "w", compression=zipfile.ZIP_STORED) as archive:
         archive.write(xml_path, "annotations.xml")
         for image in annotations.images:

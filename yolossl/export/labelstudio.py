@@ -1,9 +1,11 @@
 """Label Studio: tasks whose boxes are `predictions` (drafts to accept or fix), and the labeling config.
 
 Writes `tasks.json` (one task per image; `model_version` = run/round; a score per box and per
-task), `labeling_config.xml` (an image with RectangleLabels, one label per class) and `README.md`
-on serving the images through Label Studio's local files storage. Reads Label Studio's JSON
-export: only human `annotations` become labels (tasks nobody reviewed are left out and counted).
+task) and `labeling_config.xml` (an image with RectangleLabels, one label per class); each task's
+image is the export's own link served by Label Studio's local files storage, or `PREFIX + name`
+where the user keeps the images (`s3://bucket/cams/`, `https://...`, `/data/local-files/?d=cams/`).
+Reads Label Studio's JSON export: only human `annotations` become labels (tasks nobody reviewed
+are left out and counted).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
 from yolossl.export.files import field, items, load_json, mapping, number, refuse_duplicate_names, side
-from yolossl.export.model import AnnotatedImage, Annotations, image_size
+from yolossl.export.model import AnnotatedImage, Annotations
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +68,18 @@ def to_results(image: AnnotatedImage, names: dict[int, str]) -> list[dict]:
     return results
 
 
-def write_labelstudio(annotations: Annotations, out: Path) -> Path:
+def image_url(name: str, prefix: str | None) -> str:
+    """The task's image: `prefix + name` (URL-quoted for web paths, as is for bucket keys), else our own link."""
+    if prefix is None:
+        return LOCAL_FILES_PREFIX + quote(f"images/{name}")
+    web = prefix.startswith(("/", "http://", "https://"))
+    return prefix + (quote(name) if web else name)
+
+
+def write_labelstudio(annotations: Annotations, out: Path, image_url_prefix: str | None = None) -> Path:
     tasks = []
     for image in annotations.images:
-        task: dict = {"data": {TO_NAME: LOCAL_FILES_PREFIX + quote(f"images/{image.name}")}}
+        task: dict = {"data": {TO_NAME: image_url(image.name, image_url_prefix)}}
         results = to_results(image, annotations.names)
         if annotations.is_prediction:
             score = float(np.mean(image.scores)) if image.scores is not None and len(image) else 0.0
@@ -80,25 +90,52 @@ def write_labelstudio(annotations: Annotations, out: Path) -> Path:
     path = out / "tasks.json"
     path.write_text(json.dumps(tasks, indent=1), encoding="utf-8")
     (out / "labeling_config.xml").write_text(labeling_config(annotations.names), encoding="utf-8")
-    (out / "README.md").write_text(_SERVING.format(root=out.resolve()), encoding="utf-8")
     return path
 
 
-_SERVING = """# Review these pseudo-labels in Label Studio
+def serving_readme(root: Path, prefix: str | None) -> str:
+    """How to open the tasks in Label Studio: serving the export's links, or the user's own storage."""
+    if prefix is None:
+        serve = _LOCAL_LINKS.format(root=root)
+    elif prefix.startswith(LOCAL_FILES_PREFIX):
+        serve = _LOCAL_FILES.format(prefix=prefix)
+    elif prefix.startswith(("http://", "https://")):
+        serve = f"1. The tasks point at `{prefix}<name>`: Label Studio's browser must reach those URLs.\n"
+    else:
+        serve = _BUCKET.format(prefix=prefix)
+    images = f"{root}/images" if prefix is None else "YOUR_IMAGES_FOLDER"
+    return _REVIEW.format(serve=serve, images=images)
 
-1. Start Label Studio with local files serving, rooted at this folder:
+
+_REVIEW = """# Review these pseudo-labels in Label Studio
+
+{serve}
+2. Create a project; in Settings > Labeling Interface > Code, paste `labeling_config.xml`.
+3. Import `tasks.json`. Our boxes arrive as predictions (model version and scores shown);
+   accept or correct them, then Export > JSON.
+4. `yolossl import export.json --format labelstudio --images {images} --data your/data.yaml --out reviewed/`
+   writes a dataset for `yolossl cycle --data reviewed/data.yaml` (labels under your images' names).
+"""
+
+_LOCAL_LINKS = """1. Start Label Studio with local files serving, rooted at this folder:
 
        LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \\
        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} \\
        label-studio start
 
-2. Create a project; in Settings > Labeling Interface > Code, paste `labeling_config.xml`.
-3. In Settings > Cloud Storage, add a *Local files* source storage with the absolute path
-   `{root}/images` (do not sync it: the tasks below already point at the images).
-4. Import `tasks.json`. Our boxes arrive as predictions (model version and scores shown);
-   accept or correct them, then Export > JSON.
-5. `yolossl import export.json --format labelstudio --images {root} --data your/data.yaml --out reviewed/`
-   writes a dataset for `yolossl cycle --data reviewed/data.yaml`.
+   and in the project's Settings > Cloud Storage add a *Local files* source storage with the
+   absolute path `{root}/images` (do not sync it: the tasks already point at the images).
+"""
+
+_LOCAL_FILES = """1. The tasks point at `{prefix}<name>`: start Label Studio with
+   `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` set
+   to the folder that `?d=` is relative to, and in the project's Settings > Cloud Storage add a
+   *Local files* source storage with the absolute path of your images folder (do not sync it).
+"""
+
+_BUCKET = """1. The tasks point at `{prefix}<name>`: in the project's Settings > Cloud Storage add a source
+   storage for that bucket (S3, GCS or Azure) so that Label Studio can sign the URLs; do not sync
+   it (the tasks already name every image).
 """
 
 
@@ -135,19 +172,17 @@ def read_labelstudio(path: Path, images_dir: Path, names: dict[int, str] | None 
             images_dir, name, source=path, entry=f"{where} data.{TO_NAME}", what="--images folder"
         )
         classes, xyxy = [], []
-        width = height = 0
+        width = height = 0  # no box says the image's size: the import reads it from the image it finds
         for label, width, height, box in boxes:
             if label not in index:
                 raise YolosslError(f"{path}: {where}: unknown class {label!r} (known: {', '.join(index)})")
             x, y, w, h = box
             xyxy.append([x / 100 * width, y / 100 * height, (x + w) / 100 * width, (y + h) / 100 * height])
             classes.append(index[label])
-        if not boxes:  # no box said the image's size
-            width, height = _size_of(image_path, path, where)
         images.append(
             AnnotatedImage(
                 image_path,
-                Path(name).name,
+                name,
                 width,
                 height,
                 np.array(classes, dtype=np.int64),
@@ -155,15 +190,6 @@ def read_labelstudio(path: Path, images_dir: Path, names: dict[int, str] | None 
             )
         )
     return Annotations(names, images)
-
-
-def _size_of(image_path: Path, path: Path, where: str) -> tuple[int, int]:
-    if not image_path.exists():
-        raise YolosslError(f"{path}: {where}: image not found at {image_path} (use --images DIR)")
-    try:
-        return image_size(image_path)
-    except YolosslError as e:
-        raise YolosslError(f"{path}: {where}: {e}") from e
 
 
 def _boxes(annotation: dict, path: Path, where: str) -> list[tuple[str, int, int, tuple[float, ...]]]:
@@ -189,12 +215,19 @@ def _boxes(annotation: dict, path: Path, where: str) -> list[tuple[str, int, int
 
 
 def _image_name(task: dict, path: Path, where: str, images_dir: Path) -> str:
-    """The image's name under `images_dir`: a local file's `?d=` path (absolute only inside it), else the URL's name."""
+    """The image's name as the task gives it: a local file's `?d=` path (absolute only inside
+    `images_dir`), else the URL's path after the host or bucket (its file name checked first).
+    """
     url = field(field(task, "data", dict, path, where), TO_NAME, str, path, f"{where}.data")
     if not url:
         raise YolosslError(f"{path}: {where}: data.{TO_NAME} is empty")
+    entry = f"{where} data.{TO_NAME}"
     if not url.startswith("/data/local-files/"):
-        return unquote(Path(urlparse(url).path).name)
+        segments = [unquote(s) for s in urlparse(url).path.split("/") if s]
+        if not segments:
+            raise YolosslError(f"{path}: {entry} {url[:200]!r} names no file")
+        resolve_inside(images_dir, segments[-1], source=path, entry=entry, what="--images folder")
+        return "/".join(segments)
     name = parse_qs(urlparse(url).query).get("d", [""])[0]  # parse_qs already unquotes
     if os.path.isabs(name) and ".." not in Path(name).parts:
         root = images_dir.resolve()

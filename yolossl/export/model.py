@@ -98,24 +98,25 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def with_distinct_stems(images: list[AnnotatedImage], source: Path) -> list[AnnotatedImage]:
-    """The images with flat names whose stems all differ, renamed where needed (said in a warning).
+    """The images renamed where needed so that no two in one folder share a stem (said in a warning).
 
-    Ultralytics finds an image's label by its stem (`images/a.jpg` -> `labels/a.txt`), so `a.jpg`
-    and `a.png`, or `x/a.jpg` and `y/a.jpg`, would share one label file and one would be lost.
+    Ultralytics finds an image's label by its path without suffix (`images/x/a.jpg` ->
+    `labels/x/a.txt`), and VOC names each annotation file so: `x/a.jpg` and `x/a.png` would share
+    one label file and one would be lost. `x/a.jpg` and `y/a.jpg` do not clash.
     """
     used: set[str] = set()
     result, renamed = [], []
     for image in images:
-        flat = PurePosixPath(image.name).name
-        stem, suffix = PurePosixPath(flat).stem, PurePosixPath(flat).suffix
-        name, k = flat, 0
-        while PurePosixPath(name).stem in used:
+        original = PurePosixPath(image.name)
+        name = original
+        k = 0
+        while name.with_suffix("").as_posix() in used:
             k += 1
-            name = f"{stem}-{k}{suffix}"
-        used.add(PurePosixPath(name).stem)
-        if name != flat:
+            name = original.with_name(f"{original.stem}-{k}{original.suffix}")
+        used.add(name.with_suffix("").as_posix())
+        if name != original:
             renamed.append(f"{image.name} -> {name}")
-        result.append(replace(image, name=name))
+        result.append(replace(image, name=name.as_posix()))
     if renamed:
         logger.warning(
             "%s: %d images share a file stem with another; renamed so each has its own label file: %s%s",

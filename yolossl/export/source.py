@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from yolossl._fs import resolve_inside
-from yolossl.data import ImageItem, load_data_yaml
+from yolossl.config import load_config_file
+from yolossl.data import DatasetSpec, ImageItem, load_data_yaml
 from yolossl.errors import YolosslError
-from yolossl.export.files import number, read_bounded
+from yolossl.export.files import load_json, mapping, number, read_bounded
 from yolossl.export.model import AnnotatedImage, Annotations, image_size
 from yolossl.labels import clean_label_file
 
@@ -26,9 +27,13 @@ logger = logging.getLogger(__name__)
 EXPORTED_STATUSES = ("kept", "uncertain")  # dropped boxes are noise, not drafts
 
 
+def is_data_yaml(source: Path) -> bool:
+    return source.is_file() and source.suffix.lower() in (".yaml", ".yml")
+
+
 def load_source(source: Path, min_score: float = 0.0, split: str = "train") -> Annotations:
     """A round folder, its `pseudo/` folder, a `yolossl label` output, or a data YAML."""
-    if source.is_file() and source.suffix.lower() in (".yaml", ".yml"):
+    if is_data_yaml(source):
         return load_dataset(source, split)
     for candidate in (source, source / "pseudo"):
         if (candidate / "record.csv").is_file():
@@ -100,15 +105,22 @@ def _names_from_thresholds(pseudo_dir: Path) -> dict[int, str]:
     path = pseudo_dir / "thresholds.json"
     if not path.is_file():
         return {}
-    return {int(k): f"class_{k}" for k in json.loads(path.read_text()).get("kept", {})}
+    return {k: f"class_{k}" for k in read_kept_thresholds(path)}
 
 
-def load_dataset(data_yaml: Path, split: str = "train", keep_names: bool = False) -> Annotations:
-    """Human labels of one split of a data YAML (cleaned as a cycle would train on them).
+def read_kept_thresholds(path: Path) -> dict[int, float | None]:
+    """`thresholds.json`'s `kept`: class id -> threshold (None: the class is never labeled)."""
+    kept = mapping(mapping(load_json(path, "thresholds file"), path, "the file").get("kept"), path, "kept")
+    thresholds: dict[int, float | None] = {}
+    for key, value in kept.items():
+        if not key.isdigit():
+            raise YolosslError(f"{path}: kept: {key[:50]!r} is not a class id")
+        thresholds[int(key)] = None if value is None else number(value, path, f"kept.{key}")
+    return thresholds
 
-    Images are named by their id (unique across folders) unless `keep_names`, e.g. when reading
-    back a YOLO export whose names are already those ids.
-    """
+
+def load_dataset(data_yaml: Path, split: str = "train") -> Annotations:
+    """Human labels of one split of a data YAML (cleaned as a cycle would train on them), named by image id."""
     if split not in ("train", "val"):
         raise YolosslError(f"--split must be train or val, got {split!r}")
     spec = load_data_yaml(data_yaml)
@@ -116,9 +128,30 @@ def load_dataset(data_yaml: Path, split: str = "train", keep_names: bool = False
     images = []
     for item in regular_files(items, data_yaml):
         rows = clean_label_file(item.label, len(spec.names)).rows if item.label else np.zeros((0, 5))
-        name = item.path.name if keep_names else f"{item.id}{item.path.suffix}"
-        images.append(AnnotatedImage.from_yolo(item.path, name, image_size(item.path), rows))
+        images.append(AnnotatedImage.from_yolo(item.path, f"{item.id}{item.path.suffix}", image_size(item.path), rows))
     return Annotations(spec.names, images)
+
+
+def split_roots(spec: DatasetSpec, split: str) -> tuple[Path, ...]:
+    """The folders a split's image names are relative to: its folders, a list's or an image's folder."""
+    sources = spec.train if split == "train" else spec.val
+    return tuple(source if source.is_dir() else source.parent for source in sources)
+
+
+def source_roots(source: Path, split: str = "train", unlabeled: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """The folders an export names images relative to (empty when unknown).
+
+    A data YAML: its split's folders. A run's round: `unlabeled` when given, else the unlabeled
+    folders of the run's config.yaml. A `yolossl label` output: `unlabeled`.
+    """
+    if is_data_yaml(source):
+        return split_roots(load_data_yaml(source), split)
+    if unlabeled:
+        return tuple(unlabeled)
+    for config in (source.parent / "config.yaml", source.parent.parent / "config.yaml"):
+        if config.is_file():
+            return tuple(Path(folder).expanduser() for folder in load_config_file(config).get("unlabeled", []))
+    return ()
 
 
 def regular_files(items: list[ImageItem], data_yaml: Path) -> list[ImageItem]:

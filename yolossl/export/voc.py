@@ -1,4 +1,7 @@
-"""Pascal VOC: one `Annotations/<stem>.xml` per image, `ImageSets/Main/default.txt`, images in `JPEGImages/`.
+"""Pascal VOC: one `Annotations/<name>.xml` per image, `ImageSets/Main/default.txt`, images in `JPEGImages/`.
+
+An image's name keeps its subfolders (`cams/a/0001.jpg`): its annotation is `Annotations/cams/a/0001.xml`,
+its `<filename>` the whole name, its line in the image set `cams/a/0001`, as datumaro writes them.
 
 Coordinates are written as pixel floats (0-based corners) so that nothing is rounded away; tools
 that expect integers round them. A predicted box carries its score in an extra `<score>` element.
@@ -7,8 +10,9 @@ that expect integers round them. A predicted box carries its score in an extra `
 from __future__ import annotations
 
 import logging
+import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -43,8 +47,9 @@ def write_voc(annotations: Annotations, out: Path, images_dir: str = "JPEGImages
             if image.scores is not None:
                 ET.SubElement(obj, "score").text = f"{float(image.scores[k]):.6f}"
         ET.indent(root)
-        stem = Path(image.name).stem
+        stem = PurePosixPath(image.name).with_suffix("").as_posix()
         stems.append(stem)
+        (folder / stem).parent.mkdir(parents=True, exist_ok=True)
         ET.ElementTree(root).write(folder / f"{stem}.xml", encoding="utf-8", xml_declaration=True)
     (out / "ImageSets" / "Main" / "default.txt").write_text("".join(f"{s}\n" for s in stems))
     (out / "labelmap.txt").write_text(
@@ -91,17 +96,19 @@ def read_voc(path: Path, images_dir: Path, names: dict[int, str] | None = None) 
 
 
 def _annotation_files(path: Path) -> list[Path]:
-    """The XML files to read: regular files only (a FIFO among them would block the import)."""
+    """The XML files to read, subfolders included (links to folders not followed): regular files only
+    (a FIFO among them would block the import)."""
     if not path.is_dir():
         return [path]
+    found = [Path(folder) / name for folder, _, names in os.walk(path / "Annotations") for name in names]
     files = []
-    for file in sorted((path / "Annotations").glob("*.xml")):
+    for file in sorted(f for f in found if f.suffix == ".xml"):
         if file.is_file():
             files.append(file)
         else:
             logger.warning("%s: not a regular file (a FIFO, socket, device or folder), skipped", file)
     if not files:
-        raise YolosslError(f"{path}: no VOC annotation XML found (expected Annotations/*.xml)")
+        raise YolosslError(f"{path}: no VOC annotation XML found (expected Annotations/**/*.xml)")
     return files
 
 

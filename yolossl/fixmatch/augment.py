@@ -12,9 +12,13 @@ import albumentations as A
 import numpy as np
 import torch
 
+from yolossl.label.engine import GREY
+
 
 def weak_view(seed: int | None = None) -> A.Compose:
-    return A.Compose([A.HorizontalFlip(p=0.5), A.Affine(translate_percent=(-0.125, 0.125), p=1.0, fill=114)], seed=seed)
+    return A.Compose(
+        [A.HorizontalFlip(p=0.5), A.Affine(translate_percent=(-0.125, 0.125), p=1.0, fill=GREY)], seed=seed
+    )
 
 
 def strong_view(seed: int | None = None) -> A.Compose:
@@ -25,16 +29,16 @@ def strong_view(seed: int | None = None) -> A.Compose:
         A.Posterize(num_bits=(3, 6), p=1.0),
         A.Solarize(threshold_range=(0.5, 1.0), p=1.0),
         A.Sharpen(p=1.0),
-        A.Affine(rotate=(-30, 30), p=1.0, fill=114),
-        A.Affine(shear=(-20, 20), p=1.0, fill=114),
-        A.Affine(translate_percent=(-0.2, 0.2), p=1.0, fill=114),
+        A.Affine(rotate=(-30, 30), p=1.0, fill=GREY),
+        A.Affine(shear=(-20, 20), p=1.0, fill=GREY),
+        A.Affine(translate_percent=(-0.2, 0.2), p=1.0, fill=GREY),
     ]
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
             A.SomeOf(operations, n=2, p=1.0),
             A.CoarseDropout(
-                num_holes_range=(1, 1), hole_height_range=(0.25, 0.5), hole_width_range=(0.25, 0.5), fill=114, p=1.0
+                num_holes_range=(1, 1), hole_height_range=(0.25, 0.5), hole_width_range=(0.25, 0.5), fill=GREY, p=1.0
             ),
         ],
         seed=seed,

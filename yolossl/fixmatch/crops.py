@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from yolossl.data import ImageItem
+from yolossl.label.engine import GREY
 from yolossl.labels import clean_label_file
 
 CONTEXT = 0.15  # of the box size, on each side: the head sees a little of the surroundings
-PAD = 114
 
 
 def extract_crops(
@@ -60,7 +60,7 @@ def _crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     left, top = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
     right, bottom = left + int(np.ceil(side)), top + int(np.ceil(side))
     h, w = image.shape[:2]
-    canvas = np.full((bottom - top, right - left, 3), PAD, dtype=np.uint8)
+    canvas = np.full((bottom - top, right - left, 3), GREY, dtype=np.uint8)
     sx1, sy1, sx2, sy2 = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
     if sx2 > sx1 and sy2 > sy1:
         canvas[sy1 - top : sy2 - top, sx1 - left : sx2 - left] = image[sy1:sy2, sx1:sx2]

@@ -4,6 +4,7 @@
 - `settings`: what labeling is asked to do (`LabelSettings`), checked in one place.
 - `filters`: per-class thresholds, the uncertain band and its masking (`ClassThresholds`).
 - `fusion`: weighted boxes fusion of TTA views and ensemble members.
+- `record`: `record.csv`, every candidate box and its fate: the columns and one typed reader.
 - `pseudo`: the step itself: labels, image links or masked copies, the per-box record, the counts.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 from yolossl.label.engine import Detections, Detector, Frame
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.pseudo import (
-    RECORD_COLUMNS,
     LabelStats,
     choose_thresholds,
     label_pool,
@@ -21,6 +21,7 @@ from yolossl.label.pseudo import (
     training_items,
     write_yolo_labels,
 )
+from yolossl.label.record import RECORD_COLUMNS, RecordRow, read_record
 from yolossl.label.settings import LabelSettings
 
 __all__ = [
@@ -31,10 +32,12 @@ __all__ = [
     "Frame",
     "LabelSettings",
     "LabelStats",
+    "RecordRow",
     "choose_thresholds",
     "label_pool",
     "make_detector",
     "pseudo_label",
+    "read_record",
     "training_items",
     "write_yolo_labels",
 ]

@@ -41,7 +41,7 @@ _INSTALL = {
     "openvino": "pip install 'yolossl[openvino]'",
     "tensorrt": "pip install tensorrt (NVIDIA GPUs only)",
 }
-_PAD = 114  # Ultralytics' letterbox grey
+GREY = 114  # Ultralytics' letterbox grey: what its models see as "no content" (padding, masks, crops)
 _TTA_SCALE = 0.83  # the smaller view of --tta, as in Ultralytics' own augmented inference
 
 
@@ -238,7 +238,7 @@ class Detector:
         yield tensor.flip(3), unflip
         side = max(32, int(self.imgsz * _TTA_SCALE) // 32 * 32)  # smaller, and still a multiple of the stride
         small = self._torch.nn.functional.interpolate(tensor, size=(side, side), mode="bilinear", align_corners=False)
-        padded = self._torch.full_like(tensor, _PAD / 255)
+        padded = self._torch.full_like(tensor, GREY / 255)
         padded[:, :, :side, :side] = small
         scale = side / self.imgsz
         yield padded, lambda b: b / scale
@@ -450,4 +450,4 @@ def letterbox(image: np.ndarray, imgsz: int) -> np.ndarray:
     whose geometry `scale_boxes` inverts."""
     from ultralytics.data.augment import LetterBox
 
-    return LetterBox(new_shape=(imgsz, imgsz), auto=False, center=True, padding_value=_PAD)(image=image)
+    return LetterBox(new_shape=(imgsz, imgsz), auto=False, center=True, padding_value=GREY)(image=image)

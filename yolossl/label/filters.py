@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detections
+from yolossl.label.engine import GREY, Detections
 from yolossl.quality import match_image
 
 KEPT, UNCERTAIN, DROPPED = "kept", "uncertain", "dropped"
-FILL = 114  # Ultralytics' letterbox grey: the colour the detector already sees as "no content"
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,13 @@ class ClassThresholds:
 
     @classmethod
     def load(cls, path: Path) -> ClassThresholds:
-        raw = json.loads(path.read_text())
-        kept = {int(c): (math.inf if t is None else float(t)) for c, t in raw["kept"].items()}
-        return cls(kept, float(raw["band_low"]), raw["rule"])
+        """What `save` wrote; the one reader of `thresholds.json` (a damaged file is one line naming it)."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            kept = {int(c): (math.inf if t is None else float(t)) for c, t in raw["kept"].items()}
+            return cls(kept, float(raw["band_low"]), str(raw["rule"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise YolosslError(f"{path}: not a yolossl thresholds.json ({type(e).__name__}: {e})") from e
 
 
 def pick_threshold(scores: np.ndarray, correct: np.ndarray, target: float) -> float:
@@ -122,7 +125,7 @@ def mask_uncertain(image: np.ndarray, uncertain_xyxy: np.ndarray, kept_xyxy: np.
     out = image.copy()
     h, w = image.shape[:2]
     for x1, y1, x2, y2 in _pixel_boxes(uncertain_xyxy, w, h):
-        out[y1:y2, x1:x2] = FILL
+        out[y1:y2, x1:x2] = GREY
     for x1, y1, x2, y2 in _pixel_boxes(kept_xyxy, w, h):
         out[y1:y2, x1:x2] = image[y1:y2, x1:x2]
     return out

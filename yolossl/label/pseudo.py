@@ -13,14 +13,13 @@ Writes, into one folder that appears whole or not at all:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -40,28 +39,12 @@ from yolossl.label.filters import (
     mask_uncertain,
     thresholds_for_precision,
 )
+from yolossl.label.record import RECORD_FILE, RecordRow, RecordWriter
 from yolossl.label.settings import LabelSettings
 from yolossl.labels import check_split, clean_label_file, log_split_report
 
 logger = logging.getLogger(__name__)
 
-RECORD_COLUMNS = (
-    "image_id",
-    "image",
-    "class_id",
-    "class_name",
-    "score",
-    "x_center",
-    "y_center",
-    "width",
-    "height",
-    "status",
-    "reason",
-    "det_class_id",  # the detector's own class, when a class reviewer (the FixMatch head) was used
-    "head_class_id",
-    "head_score",
-    "head_decision",
-)
 _WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -205,9 +188,7 @@ def label_into(
     (root / "labels").mkdir(exist_ok=True)
     (root / "images").mkdir(exist_ok=True)
     writer = _Writer(root, settings, thresholds, names, reviewer)
-    with open(root / "record.csv", "w", newline="", encoding="utf-8") as record_file:
-        writer.record = csv.writer(record_file)
-        writer.record.writerow(RECORD_COLUMNS)
+    with RecordWriter(root / RECORD_FILE) as writer.record:
         keep_images = settings.uncertain == "mask" or reviewer is not None
         frames = detector.run(images, settings.batch, keep_images, settings.workers, on_progress)
         write_behind(frames, writer.write, ahead=settings.batch)  # one batch behind the model: enough to overlap
@@ -251,12 +232,11 @@ class _Writer:
     ):
         self.root, self.settings, self.thresholds, self.names = root, settings, thresholds, names
         self.reviewer = reviewer
-        self.relabeled = 0
         self.stats = LabelStats(no_label_classes=thresholds.unreachable)
         self.kept: Counter[int] = Counter()
         self.uncertain: Counter[int] = Counter()
         self._reasons: dict[tuple[str, int], str] = {}
-        self.record: csv.writer
+        self.record: RecordWriter
 
     def write(self, frame: Frame) -> None:
         item = frame.item
@@ -296,7 +276,7 @@ class _Writer:
         self.stats.images_with_boxes += n_kept > 0
         if has_uncertain and self.settings.uncertain == "drop-image":
             return
-        if not n_kept and self.settings.skip_empty:
+        if not n_kept and not self.settings.empty_label_files:
             return
         write_yolo_labels(self.root / "labels" / f"{item.id}.txt", dets.classes[kept], xywhn[kept])
         if has_uncertain and self.settings.uncertain == "mask" and frame.image is not None:
@@ -333,19 +313,21 @@ class _Writer:
         reasons: list[str],
         opinions: list[BoxOpinion] | None,
     ) -> None:
-        image_id, image = frame.item.id, frame.item.path
-        rows = []
-        for i, (c, score, (x, y, w, h)) in enumerate(
-            zip(dets.classes.tolist(), dets.scores.tolist(), xywhn.tolist(), strict=True)
-        ):
-            head = ["", "", "", ""]
-            if opinions:
-                o = opinions[i]
-                head = [o.det_class, o.head_class, f"{o.head_score:.4f}", o.decision]
-            name = self.names.get(c, str(c))
-            box = [f"{x:.6f}", f"{y:.6f}", f"{w:.6f}", f"{h:.6f}"]
-            rows.append([image_id, image, c, name, f"{score:.5f}", *box, status[i], reasons[i], *head])
-        self.record.writerows(rows)
+        image_id, image = frame.item.id, str(frame.item.path)
+        boxes = zip(dets.classes.tolist(), dets.scores.tolist(), xywhn.tolist(), status.tolist(), reasons, strict=True)
+        rows = [
+            RecordRow(image_id, image, c, self.names.get(c, str(c)), score, tuple(box), state, reason)
+            for c, score, box, state, reason in boxes
+        ]
+        for k, o in enumerate(opinions or []):
+            rows[k] = replace(
+                rows[k],
+                det_class_id=o.det_class,
+                head_class_id=o.head_class,
+                head_score=o.head_score,
+                head_decision=o.decision,
+            )
+        self.record.write(rows)
 
     def _write_image(self, item: ImageItem, image: np.ndarray) -> None:
         suffix = item.path.suffix.lower() if item.path.suffix.lower() in _WRITABLE_SUFFIXES else ".png"

@@ -30,8 +30,8 @@ class LabelSettings:
     """Floor of the uncertain band; boxes below it are dropped. None: 0.1, or `conf` if lower."""
     min_conf: float | None = None
     """Boxes below this are not even candidates (not recorded). None: 0.05, or the band's floor if lower."""
-    skip_empty: bool = False
-    """Write no label file for an image with no kept box (default: an empty one)."""
+    empty_label_files: bool = True
+    """An image with no kept box gets an empty label file ("looked, found nothing"); False: no file."""
     imgsz: int = 640
     batch: int = 16
     device: str = "cpu"
