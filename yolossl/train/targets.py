@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ import numpy as np
 
 from yolossl._fs import write_text_atomic
 from yolossl.errors import YolosslError
+from yolossl.label.filters import KEPT, ClassThresholds
+from yolossl.label.record import RECORD_FILE, iter_record
 
 DATA_KEY = "pseudo_targets"  # the data YAML's entry naming the file
 FILE_NAME = "pseudo_targets.json"
@@ -113,6 +116,25 @@ class PseudoTargets:
             label["cls"], label["bboxes"] = image.encoded(self.rules)
             marked += 1
         return marked
+
+
+def targets_from_labeling(pseudo_dir: Path, image_ids: Collection[str], rules: LossRules) -> PseudoTargets:
+    """The targets of the images `image_ids` from a labeling pass's `record.csv` and `thresholds.json`.
+
+    Kept boxes are targets; every other candidate (uncertain or dropped: the teacher saw it above the
+    floor but did not keep it) is an ignore region; classes without a threshold join `rules`.
+    """
+    thresholds = ClassThresholds.load(pseudo_dir / "thresholds.json")
+    images = {image_id: ImageTargets([], []) for image_id in image_ids}
+    for row in iter_record(pseudo_dir / RECORD_FILE):
+        image = images.get(row.image_id)
+        if image is None:
+            continue
+        if row.status == KEPT:
+            image.kept.append((row.class_id, row.score, *row.xywhn))
+        else:
+            image.ignore.append(row.xywhn)
+    return PseudoTargets(replace(rules, no_threshold_classes=tuple(thresholds.unreachable)), images)
 
 
 def target_rows(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
