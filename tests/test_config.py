@@ -7,6 +7,7 @@ import yaml
 
 from yolossl.config import CycleConfig, load_config_file, parse_train_args, resolve_config, save_config
 from yolossl.errors import YolosslError
+from yolossl.train.targets import LossRules
 
 
 def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
@@ -114,3 +115,27 @@ def test_an_explicit_conf_turns_the_default_target_precision_off(tmp_path: Path)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("conf: 0.4\n")
     assert resolve_config({}, cfg).target_precision is None
+
+
+def test_the_pseudo_aware_loss_turns_uncertain_boxes_into_ignore_regions_unless_told(tmp_path: Path) -> None:
+    assert (resolve_config({}).loss, resolve_config({}).uncertain) == ("ultralytics", "mask")
+    assert resolve_config({"loss": "pseudo-aware"}).uncertain == "keep"
+    assert resolve_config({"loss": "pseudo-aware", "uncertain": "mask"}).uncertain == "mask"  # grey, for comparison
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("loss: pseudo-aware\nlambda_u: 0.5\npseudo_box_min_score: 0.9\n")
+    config = resolve_config({}, cfg)
+    assert (config.uncertain, config.train_settings("cpu").loss) == ("keep", "pseudo-aware")
+    assert config.loss_rules((2,)) == LossRules(lambda_u=0.5, box_min_score=0.9, no_threshold_classes=(2,))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"loss": "soft"}, r"^loss must be one of ultralytics, pseudo-aware, got 'soft'$"),
+        ({"lambda_u": -1.0}, r"^lambda_u must be a number >= 0, got -1.0$"),
+        ({"pseudo_box_min_score": 1.5}, r"^pseudo_box_min_score must be in \[0, 1\] .*got 1.5$"),
+    ],
+)
+def test_loss_options_are_checked_where_the_loss_defines_them(values: dict, message: str) -> None:
+    with pytest.raises(YolosslError, match=message):
+        CycleConfig(**values)

@@ -30,6 +30,8 @@ def test_round_dataset_links_images_and_labels(tiny_dataset: Path, tmp_path: Pat
     data_yaml = build_round_dataset(run / "round_1", spec.train_items(), pseudo, val_images, spec.names).data_yaml
 
     meta = yaml.safe_load(data_yaml.read_text())
+    assert list(meta) == ["path", "train", "val", "names"]  # no pseudo targets: the YAML Ultralytics always got
+    assert not (run / "round_1" / "pseudo_targets.json").exists()
     assert meta["names"] == spec.names
     assert all(Path(meta[k]).is_absolute() for k in ("path", "train", "val"))
     assert Path(meta["val"]) == val_images.resolve()

@@ -22,6 +22,7 @@ from yolossl._yaml import load_yaml_file, load_yaml_text
 from yolossl.errors import YolosslError
 from yolossl.label.settings import LabelSettings
 from yolossl.train import TrainSettings
+from yolossl.train.targets import LossRules
 
 LEAKAGE_MODES = ("hash", "phash", "off")
 
@@ -95,6 +96,15 @@ class CycleConfig:
     images, so that the human labels are not drowned by pseudo-labels (benchmarks/RESULTS.md)."""
     train_args: dict[str, Any] = field(default_factory=dict)
     """Any other Ultralytics training argument, passed through (e.g. {'mosaic': 0.5})."""
+    loss: str = "ultralytics"
+    """ultralytics: pseudo-labels train as human labels do. pseudo-aware: the loss knows them (yolossl.train.loss):
+    what the teacher saw but did not keep is ignored rather than taught as background, and so are the classes it
+    could not label. Given on the command line or in a config file without `uncertain`, uncertain boxes are then
+    kept out of the labels (uncertain: keep) instead of greyed out; set `uncertain` to compare. Unmeasured."""
+    lambda_u: float = 1.0
+    """With loss pseudo-aware: weight of the pseudo-labeled images' loss."""
+    pseudo_box_min_score: float | None = None
+    """With loss pseudo-aware: pseudo boxes teach box regression only when scored at least this; None: never."""
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
@@ -115,7 +125,9 @@ class CycleConfig:
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")
-        self.label_settings()  # the labeling options are checked where labeling defines them
+        self.label_settings()  # the labeling options are checked where labeling defines them,
+        self.train_settings("cpu")  # the training ones where training does,
+        self.loss_rules()  # and the loss's where the loss does
 
     def label_settings(self, device: str = "cpu") -> LabelSettings:
         """The options that concern labeling; it runs on the first of several training devices."""
@@ -133,6 +145,10 @@ class CycleConfig:
             ray_address=self.ray_address,
         )
 
+    def loss_rules(self, no_threshold_classes: tuple[int, ...] = ()) -> LossRules:
+        """How the pseudo-aware loss treats a round's pseudo-labeled images."""
+        return LossRules(self.lambda_u, self.pseudo_box_min_score, no_threshold_classes)
+
     def train_settings(self, device: str, epochs: int | None = None) -> TrainSettings:
         """Ultralytics' training arguments for a round (round 0's `epochs` unless given)."""
         return TrainSettings(
@@ -143,6 +159,7 @@ class CycleConfig:
             workers=self.workers,
             seed=self.seed,
             extra=self.train_args,
+            loss=self.loss,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,9 +204,10 @@ def resolve_config(
             merged["train_args"] = {**merged.get("train_args", {}), **value}
         else:
             merged[key] = value
-    chosen = conf_alone_means_one_threshold({**file_values, **given})
-    if "target_precision" in chosen:
-        merged["target_precision"] = chosen["target_precision"]
+    chosen = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold({**file_values, **given}))
+    for key in ("target_precision", "uncertain"):
+        if key in chosen:
+            merged[key] = chosen[key]
     return CycleConfig(**merged)
 
 
@@ -197,6 +215,13 @@ def conf_alone_means_one_threshold(options: dict[str, Any]) -> dict[str, Any]:
     """A `conf` chosen without a `target_precision` asks for one global threshold: turn the default off."""
     if "conf" in options and "target_precision" not in options:
         return {**options, "target_precision": None}
+    return options
+
+
+def pseudo_aware_means_ignore_regions(options: dict[str, Any]) -> dict[str, Any]:
+    """The pseudo-aware loss without an `uncertain` mode: uncertain boxes become ignore regions, not grey pixels."""
+    if options.get("loss") == "pseudo-aware" and "uncertain" not in options:
+        return {**options, "uncertain": "keep"}
     return options
 
 

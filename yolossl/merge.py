@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -23,6 +23,7 @@ import yaml
 from yolossl._fs import fresh_partial_dir, link_file, replace_dir, write_text_atomic
 from yolossl.data import ImageItem
 from yolossl.labels import clean_label_file, format_labels
+from yolossl.train.targets import DATA_KEY, FILE_NAME, PseudoTargets, save_pseudo_targets
 
 
 def mirror_split(items: Sequence[ImageItem], dest: Path, n_classes: int) -> Path:
@@ -63,12 +64,14 @@ def build_round_dataset(
     names: dict[int, str],
     labeled_repeat: int = 1,
     on_item: Callable[[int], None] | None = None,
+    pseudo_targets: PseudoTargets | None = None,
 ) -> RoundDataset:
     """Write `round_dir/dataset/` (labeled + pseudo-labeled) and `round_dir/data.yaml`.
 
     `pseudo` items carry the label file written by the labeling step. Each labeled image is linked
     `labeled_repeat` times (oversampling without copies). A leftover dataset of an interrupted
-    attempt, label cache included, is replaced whole.
+    attempt, label cache included, is replaced whole. `pseudo_targets` (for the pseudo-aware loss)
+    go to `round_dir/pseudo_targets.json`, which the data YAML names.
     """
     dataset = round_dir / "dataset"
     partial = fresh_partial_dir(dataset)
@@ -88,6 +91,11 @@ def build_round_dataset(
         "val": str(val_images.resolve()),
         "names": dict(names),
     }
+    if pseudo_targets is not None:
+        targets_file = (round_dir / FILE_NAME).resolve()
+        images_dir = str((dataset / "images" / "pseudo").resolve())
+        save_pseudo_targets(replace(pseudo_targets, images_dir=images_dir), targets_file)
+        meta[DATA_KEY] = str(targets_file)
     write_text_atomic(data_yaml, yaml.safe_dump(meta, sort_keys=False))
     return RoundDataset(data_yaml, n_labeled, n_pseudo)
 

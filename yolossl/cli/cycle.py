@@ -114,6 +114,24 @@ def cycle(
         list[str] | None,
         typer.Option("--train-arg", help="Any other Ultralytics training argument, key=value (repeatable)."),
     ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="ultralytics: pseudo-labels train as human labels do. pseudo-aware: what the teacher saw but did not "
+            "keep, and classes it could not label, get no background loss (uncertain boxes: keep, unless "
+            f"--uncertain is given). Default: {D.loss}."
+        ),
+    ] = None,
+    lambda_u: Annotated[
+        float | None,
+        typer.Option(help=f"With --loss pseudo-aware: weight of pseudo-labeled images. Default: {D.lambda_u}."),
+    ] = None,
+    pseudo_box_min_score: Annotated[
+        float | None,
+        typer.Option(
+            help="With --loss pseudo-aware: pseudo boxes teach box regression from this score. Default: never."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")

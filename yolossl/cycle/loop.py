@@ -31,11 +31,13 @@ from yolossl.cycle.results import (
     summary_csv,
 )
 from yolossl.cycle.state import RunState
+from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label import LabelStats, training_items
 from yolossl.merge import build_round_dataset, labeled_repeat, mirror_split
 from yolossl.runtime import describe_device
 from yolossl.train import TrainResult, train_detector, validate_detector
+from yolossl.train.targets import PseudoTargets, targets_from_labeling
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +187,7 @@ class Cycle:
             return done
         labeled = self.inputs.labeled
         pseudo = list(training_items(round_dir / "pseudo", self.config.keep_empty)) if with_pseudo else []
+        targets = self._pseudo_targets(index, round_dir, pseudo) if with_pseudo else None
         repeat = labeled_repeat(self.config.labeled_repeat, len(labeled), len(pseudo))
         total = len(labeled) + len(pseudo)
         self.on_progress(ProgressEvent(index, "merge", 0, total))
@@ -196,6 +199,7 @@ class Cycle:
             self.inputs.names,
             labeled_repeat=repeat,
             on_item=lambda done: self.on_progress(ProgressEvent(index, "merge", done, total)),
+            pseudo_targets=targets,
         )
         merged = {
             "labeled_images": built.labeled_images,
@@ -204,6 +208,22 @@ class Cycle:
         }
         self.state.mark(index, "merge", merged)
         return merged
+
+    def _pseudo_targets(self, index: int, round_dir: Path, pseudo: list[ImageItem]) -> PseudoTargets | None:
+        """With the pseudo-aware loss: what it must know of the round's pseudo images (None: Ultralytics' loss)."""
+        if self.config.loss != "pseudo-aware":
+            return None
+        targets = targets_from_labeling(round_dir / "pseudo", {item.id for item in pseudo}, self.config.loss_rules())
+        regions = sum(len(image.ignore) for image in targets.images.values())
+        unlabeled = ", ".join(self.inputs.names[c] for c in targets.rules.no_threshold_classes) or "none"
+        logger.info(
+            "Round %d: pseudo-aware loss: %d ignore regions on %d images; no background loss for classes: %s",
+            index,
+            regions,
+            sum(bool(image.ignore) for image in targets.images.values()),
+            unlabeled,
+        )
+        return targets
 
     def _train(
         self, index: int, previous: RoundResult | None, round_dir: Path, merged: dict[str, Any]

@@ -1,8 +1,10 @@
 """The one place that trains and validates with Ultralytics: arguments, save folders, metrics.
 
-Training reuses Ultralytics' own trainer and validator unchanged; this module only decides the
-arguments, keeps every round in its own folder (multi-GPU training deletes its save dir before
-re-launching), and turns the results into plain dataclasses.
+Training runs Ultralytics' own trainer, or with `loss="pseudo-aware"` our subclass of it
+(`trainer.PseudoAwareTrainer`, loss in `loss`, per-image targets in `targets`); validation is
+Ultralytics' own. This module decides the arguments, keeps every round in its own folder
+(multi-GPU training deletes its save dir before re-launching), and turns the results into plain
+dataclasses.
 
     >>> result = train_detector("yolo11n.yaml", Path("round_0/data.yaml"), Path("round_0/train"),
     ...                         TrainSettings(epochs=50, imgsz=128, batch=16, device="cpu"))
@@ -39,9 +41,12 @@ class Metrics:
         return asdict(self)
 
 
+LOSSES = ("ultralytics", "pseudo-aware")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """Ultralytics training arguments, under Ultralytics' names."""
+    """Ultralytics training arguments, under Ultralytics' names; `loss` picks the trainer (ours or theirs)."""
 
     epochs: int
     imgsz: int
@@ -50,6 +55,12 @@ class TrainSettings:
     workers: int = 8
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    loss: str = "ultralytics"
+    """ultralytics: its own trainer; pseudo-aware: `PseudoAwareTrainer`, for data YAMLs naming their pseudo targets."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise YolosslError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ def train_detector(
             # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
             warnings.filterwarnings("ignore", message=".*get_trial_id.*")
             with torch_threads_kept():
-                results = model.train(**args)
+                results = model.train(**args, **_trainer_for(settings.loss, model, model_source))
     except (FileNotFoundError, SyntaxError, TypeError) as e:
         raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({first_line(e)})") from e
     wall = time.perf_counter() - start
@@ -143,6 +154,16 @@ def train_detector(
     if metrics is None:
         metrics = validate_detector(weights, data_yaml, settings)
     return TrainResult(weights=weights, metrics=metrics, save_dir=save_dir, wall_time_s=wall)
+
+
+def _trainer_for(loss: str, model: Any, source: str | Path) -> dict[str, Any]:
+    """`model.train`'s `trainer=` argument for `loss` (none: Ultralytics picks its own)."""
+    if loss == "ultralytics":
+        return {}
+    from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
+
+    check_loss_supported(model.model, source)
+    return {"trainer": PseudoAwareTrainer}
 
 
 def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -> Metrics:
