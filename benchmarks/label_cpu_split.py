@@ -45,8 +45,8 @@ def main() -> None:
     from ultralytics.utils import nms
 
     from yolossl.data import ImageItem
+    from yolossl.images import letterbox, read_image
     from yolossl.label import LabelSettings, make_detector
-    from yolossl.label.engine import letterbox, read_image
     from yolossl.label.filters import ClassThresholds
     from yolossl.label.pseudo import pseudo_label
 

@@ -161,7 +161,7 @@ def run_arm(args: argparse.Namespace) -> dict:
         out = ROOT / f"out-{arm}"
         if backend != "torch":  # export outside the timed part, as a user exports once
             from yolossl.label import LabelSettings, make_detector
-            from yolossl.label.pseudo import export_dir_for
+            from yolossl.label.pool import export_dir_for
 
             settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu", backend=backend)
             make_detector([args.weights], settings, export_dir=export_dir_for(out))
@@ -210,7 +210,7 @@ def ceiling(args: argparse.Namespace, images: list[Path], conf: float) -> float:
     from ultralytics.nn.autobackend import AutoBackend
     from ultralytics.utils import nms
 
-    from yolossl.label.engine import letterbox, read_image
+    from yolossl.images import letterbox, read_image
 
     model = AutoBackend(model=str(args.weights), device=torch.device("cpu"), fuse=True, verbose=False)
     model.eval()

@@ -71,7 +71,7 @@ def label_once(engine: str, pool: str, weights: str, imgsz: int, batch: int) -> 
     import torch  # noqa: F401  (library pages are the same for every run: outside the peak)
 
     from yolossl.label import LabelSettings
-    from yolossl.label.pseudo import label_folders
+    from yolossl.label.pool import label_folders
 
     out = ROOT / f"out-{engine}-{Path(pool).name}"
     shutil.rmtree(out, ignore_errors=True)

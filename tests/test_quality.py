@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolossl.quality import box_iou, label_quality, match_image, xywhn_to_xyxy
+from yolossl.boxes import xywhn_to_xyxy
+from yolossl.quality import box_iou, label_quality, match_image
 
 
 def test_iou_of_known_boxes() -> None:

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from yolossl.errors import YolosslError
+from yolossl.models import load_model
 from yolossl.runtime import describe_device, resolve_device
-from yolossl.train import TrainSettings, load_model, validate_detector
+from yolossl.train import TrainSettings, validate_detector
 
 
 def test_device_is_cuda_when_present_else_cpu(monkeypatch) -> None:

@@ -13,6 +13,9 @@ optimizer steps beyond it:
 Every arm keeps its best round on val (the round guard), so selection is the same for all.
 Gap recovered = (arm - supervised) / (oracle - supervised), on val mAP50-95.
 
+Why one module of ~400 lines: the splits, the arms and the summary share one run's seeds and
+folders; the cycle itself (most of each arm) lives in `cycle/`.
+
     >>> result = run_bench(BenchConfig(data="data.yaml", label_fraction=0.1, seeds=3))
 """
 
@@ -32,13 +35,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+from yolossl.boxes import yolo_label_text
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold
 from yolossl.cycle import CycleResult, run_cycle
 from yolossl.cycle.state import new_run_dir
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.label.record import RECORD_FILE, RecordRow, iter_record
-from yolossl.labels import clean_label_file, format_labels
+from yolossl.labels import clean_label_file
 from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.quality import label_quality
 from yolossl.runtime import resolve_device
@@ -249,7 +253,7 @@ def _make_split(config: BenchConfig, spec: Any, seed: int, out: Path) -> _Split:
         (pool / f"{item.id}{item.path.suffix}").symlink_to(item.path.resolve())
         if item.label is not None:  # cleaned, as training reads labels: one bad line can't end the bench
             rows = clean_label_file(item.label, len(spec.names)).rows
-            (truth / f"{item.id}.txt").write_text(format_labels(rows), encoding="utf-8")
+            (truth / f"{item.id}.txt").write_text(yolo_label_text(rows[:, 0], rows[:, 1:5]), encoding="utf-8")
     (out / "labeled.txt").write_text("".join(f"{item.path.resolve()}\n" for item in labeled))
     meta = {"train": str((out / "labeled.txt").resolve()), "val": [str(p) for p in spec.val], "names": spec.names}
     labeled_yaml = out / "labeled.yaml"

@@ -136,11 +136,6 @@ def _clean_line(line: str, n_classes: int) -> tuple[tuple[float, ...] | None, tu
     return (float(int(cls)), (cx1 + cx2) / 2, (cy1 + cy2) / 2, cx2 - cx1, cy2 - cy1), note
 
 
-def format_labels(rows: np.ndarray) -> str:
-    """Rows as YOLO label text, one `class xc yc w h` line each, 6 decimals."""
-    return "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in rows)
-
-
 def check_split(split: str, items: Sequence[ImageItem], sources: Iterable[Path], n_classes: int) -> SplitReport:
     """Check every label of a split, and find images without labels and label files without images."""
     report = SplitReport(split=split, images=len(items))

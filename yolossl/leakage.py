@@ -69,7 +69,7 @@ def _near_identical_images(pool: Sequence[ImageItem], val: Sequence[ImageItem]) 
         import imagehash
         from PIL import Image
 
-        from yolossl.label.engine import decode_scale, image_header
+        from yolossl.images import decode_scale, image_header
     except ImportError as e:
         raise YolosslError("leakage 'phash' needs imagehash: pip install 'yolossl[leakage]'") from e
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import yaml
 
 from yolossl._fs import fresh_partial_dir, link_file, replace_dir, write_text_atomic
+from yolossl.boxes import yolo_label_text
 from yolossl.data import ImageItem
-from yolossl.labels import clean_label_file, format_labels
+from yolossl.labels import clean_label_file
 from yolossl.train.targets import DATA_KEY, FILE_NAME, PseudoTargets, save_pseudo_targets
 
 
@@ -122,7 +123,8 @@ def _fill_split(
     for item in items:
         text = None
         if item.label is not None and not trusted:
-            text = format_labels(clean_label_file(item.label, n_classes).rows)
+            rows = clean_label_file(item.label, n_classes).rows
+            text = yolo_label_text(rows[:, 0], rows[:, 1:5])
         for copy in range(repeat):
             name = item.id if copy == 0 else f"{item.id}~{copy + 1}"
             link_file(item.path, image_dir / f"{name}{item.path.suffix}")

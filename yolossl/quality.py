@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolossl.boxes import xywhn_to_xyxy
+
 
 @dataclass(frozen=True)
 class LabelQuality:
@@ -31,12 +33,6 @@ class LabelQuality:
     @property
     def recall(self) -> float:
         return self.correct / self.true if self.true else 0.0
-
-
-def xywhn_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) normalised centre-size boxes to corners."""
-    xy, wh = boxes[:, :2], boxes[:, 2:4]
-    return np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -5,6 +5,9 @@ and each round's pseudo/record.csv and thresholds.json), draws the PNGs beside `
 embeds them in it, so the page can be mailed or attached to a ticket as one file. It works on a
 finished, interrupted or round-0-only run alike: what is missing is simply not shown.
 
+Why one module of ~400 lines: each plot is a short function over `RunData`, and the page is the
+only caller of all of them; split, the pieces would only import each other.
+
     >>> write_report(Path("runs/cycle/exp"))   # -> runs/cycle/exp/report.html
 """
 
@@ -25,7 +28,7 @@ import cv2
 import numpy as np
 
 from yolossl.errors import YolosslError
-from yolossl.label.engine import read_image
+from yolossl.images import read_image
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.record import RECORD_FILE, RecordRow, read_record
 

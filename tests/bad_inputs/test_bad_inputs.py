@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from yolossl.cli import app
 from yolossl.data import scan_image_folders
 from yolossl.label import LabelSettings
-from yolossl.label.pseudo import label_folders
+from yolossl.label.pool import label_folders
 from yolossl.labels import clean_label_file
 
 runner = CliRunner()
@@ -145,7 +145,7 @@ def test_image_case(case, make, expected, warning, tiny_weights, tmp_path, caplo
 
 
 def test_exif_rotation_is_applied_like_ultralytics_reads_it(tmp_path: Path) -> None:
-    from yolossl.label.engine import read_image
+    from yolossl.images import read_image
 
     assert read_image(_exif_rotated(tmp_path)).shape[:2] == (80, 40)  # upright: portrait
     from ultralytics.utils.patches import imread
@@ -154,7 +154,7 @@ def test_exif_rotation_is_applied_like_ultralytics_reads_it(tmp_path: Path) -> N
 
 
 def test_very_large_images_are_decoded_small(tmp_path: Path) -> None:
-    from yolossl.label.engine import read_image
+    from yolossl.images import read_image
 
     assert read_image(_very_large(tmp_path), imgsz=640).shape[:2] == (1125, 1500)  # 1/8, still > 2x imgsz
 
@@ -313,9 +313,9 @@ def test_unwritable_output_folder(tiny_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_disk_full_stops_in_one_line_and_resume_finishes(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
-    import yolossl.label.pseudo as pseudo
+    import yolossl.label.writer as writer
 
-    real = pseudo.write_yolo_labels
+    real = writer.write_yolo_labels
     calls = {"n": 0}
 
     def full_disk(path, *args):
@@ -324,7 +324,7 @@ def test_disk_full_stops_in_one_line_and_resume_finishes(tiny_dataset: Path, tmp
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, *args)
 
-    monkeypatch.setattr(pseudo, "write_yolo_labels", full_disk)
+    monkeypatch.setattr(writer, "write_yolo_labels", full_disk)
     args = [
         "--data",
         str(tiny_dataset / "data.yaml"),
@@ -343,7 +343,7 @@ def test_disk_full_stops_in_one_line_and_resume_finishes(tiny_dataset: Path, tmp
     _one_line_error(result, "No space left on device; continue later with 'yolossl cycle --resume RUN_FOLDER'")
     run = tmp_path / "runs" / "full"
     assert not (run / "round_1" / "pseudo").exists()  # no half-written step in place
-    monkeypatch.setattr(pseudo, "write_yolo_labels", real)  # space freed
+    monkeypatch.setattr(writer, "write_yolo_labels", real)  # space freed
     resumed = runner.invoke(app, ["cycle", "--resume", str(run)])
     assert resumed.exit_code == 0, resumed.stderr
     assert len(list((run / "round_1" / "pseudo" / "labels").iterdir())) == 12

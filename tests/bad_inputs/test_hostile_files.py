@@ -29,7 +29,7 @@ from yolossl.cli._ui import MAX_ERROR_CHARS
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label import LabelSettings
-from yolossl.label.pseudo import label_folders
+from yolossl.label.pool import label_folders
 from yolossl.leakage import find_leaks
 
 runner = CliRunner()
@@ -196,7 +196,7 @@ def huge_png(tmp_path_factory) -> Path:
 
 
 def test_a_20000x20000_png_is_skipped_before_decoding(huge_png, tiny_weights, tmp_path, caplog, monkeypatch) -> None:
-    import yolossl.label.engine as engine
+    import yolossl.images as engine
 
     pool = tmp_path / "pool"
     _good(pool / "a.jpg")

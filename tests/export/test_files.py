@@ -9,8 +9,8 @@ import pytest
 
 from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
+from yolossl.export.annotations import AnnotatedImage, with_distinct_stems
 from yolossl.export.files import number, side
-from yolossl.export.model import AnnotatedImage, with_distinct_stems
 
 
 @pytest.mark.parametrize("name", ["a.jpg", "sub/a.jpg", "./a.jpg", "a..b.jpg", "..a.jpg", "xy:z.jpg"])

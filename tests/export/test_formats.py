@@ -18,8 +18,8 @@ from yolossl import run_cycle
 from yolossl.cli import app
 from yolossl.errors import YolosslError
 from yolossl.export import EXPORT_FORMATS, export_source, import_annotations
+from yolossl.export.annotations import AnnotatedImage, Annotations
 from yolossl.export.coco import write_coco
-from yolossl.export.model import AnnotatedImage, Annotations
 from yolossl.export.source import load_dataset
 
 REPO = Path(__file__).resolve().parents[2]

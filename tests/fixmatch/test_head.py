@@ -8,16 +8,17 @@ import pytest
 
 from yolossl.data import load_data_yaml
 from yolossl.errors import YolosslError
-from yolossl.fixmatch.crops import PAD, extract_crops, labeled_box_crops
+from yolossl.fixmatch.crops import extract_crops, labeled_box_crops
 from yolossl.fixmatch.head import FixMatchHead, combine
 from yolossl.fixmatch.model import crop_classifier
+from yolossl.images import GREY
 
 
 def test_crops_at_edges_are_padded_not_shifted() -> None:
     image = np.full((40, 40, 3), 200, np.uint8)
     crop = extract_crops(image, np.array([[0, 0, 10, 10]]), size=20)[0]
     assert crop.shape == (20, 20, 3)
-    assert (crop[0, 0] == PAD).all()  # the context above-left of the image is grey
+    assert (crop[0, 0] == GREY).all()  # the context above-left of the image is grey
     assert (crop[10, 10] == 200).all()  # the box itself is in the middle
 
 

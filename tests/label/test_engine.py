@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
+from yolossl.boxes import Detections
 from yolossl.data import ImageItem, scan_image_folders
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detections, Detector, letterbox, load_letterboxed, read_image, to_rgb
+from yolossl.images import letterbox, load_letterboxed, read_image, to_rgb
+from yolossl.label.engine import Detector
 from yolossl.label.fusion import fuse_detections
 from yolossl.quality import box_iou
 
@@ -185,14 +187,14 @@ def test_a_downloaded_named_weight_is_the_one_labeling_uses(tmp_path: Path, tiny
     import shutil
     from types import SimpleNamespace
 
-    import yolossl.train
+    import yolossl.models
 
     def download(name):  # what Ultralytics does online: the file lands here, the model knows its path
         shutil.copyfile(tiny_weights, tmp_path / str(name))
         return SimpleNamespace(ckpt_path=str(tmp_path / str(name)))
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(yolossl.train, "load_model", download)
+    monkeypatch.setattr(yolossl.models, "load_model", download)
     assert Detector(["yolo11n.pt"], imgsz=64).names == Detector([tiny_weights], imgsz=64).names
 
 

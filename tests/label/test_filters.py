@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from yolossl.boxes import Detections
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detections
+from yolossl.images import GREY
 from yolossl.label.filters import (
-    FILL,
     ClassThresholds,
     box_status,
     mask_uncertain,
@@ -73,7 +73,7 @@ def test_masking_greys_uncertain_boxes_but_not_kept_ones() -> None:
     masked = mask_uncertain(image, np.array([[2.0, 2.0, 6.0, 6.0]]), np.array([[4.5, 4.5, 8.0, 8.0]]))
     assert (image == 50).all()  # the original is never touched
     expected = np.full((10, 10), 50)
-    expected[2:6, 2:6] = FILL
+    expected[2:6, 2:6] = GREY
     expected[4:8, 4:8] = 50  # the kept box (rounded outwards to whole pixels) stays as it was
     assert (masked[..., 0] == expected).all() and (masked[..., 2] == expected).all()
 

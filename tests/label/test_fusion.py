@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolossl.label.engine import Detections
+from yolossl.boxes import Detections
 from yolossl.label.fusion import fuse_detections
 
 

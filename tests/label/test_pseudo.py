@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from yolossl.boxes import Detections
 from yolossl.cli import app
 from yolossl.data import scan_image_folders
 from yolossl.errors import YolosslError
+from yolossl.images import GREY, read_image
 from yolossl.label import (
     RECORD_COLUMNS,
     ClassThresholds,
@@ -23,9 +25,9 @@ from yolossl.label import (
     training_items,
     write_yolo_labels,
 )
-from yolossl.label.engine import Detections, Frame, read_image
-from yolossl.label.filters import FILL
-from yolossl.label.pseudo import label_folders, write_behind
+from yolossl.label.engine import Frame
+from yolossl.label.pool import label_folders
+from yolossl.label.writer import write_behind
 
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross", 4: "ring"}
 
@@ -114,8 +116,8 @@ def test_mask_paints_uncertain_boxes_in_a_copy(pool, tmp_path, tiny_dataset) -> 
     copy = out / "images" / f"{pool[1].id}.jpg"
     assert not copy.is_symlink()
     masked, original = cv2.imread(str(copy)), cv2.imread(str(pool[1].path))
-    assert np.abs(masked[32:48, 32:48].astype(int) - FILL).max() <= 3  # inside the uncertain square box
-    assert np.abs(original[32:48, 32:48].astype(int) - FILL).mean() > 20  # ... which was not grey before
+    assert np.abs(masked[32:48, 32:48].astype(int) - GREY).max() <= 3  # inside the uncertain square box
+    assert np.abs(original[32:48, 32:48].astype(int) - GREY).mean() > 20  # ... which was not grey before
     # the kept box is intact, but for JPEG re-encoding noise
     assert np.abs(masked[6:18, 6:18].astype(int) - original[6:18, 6:18]).mean() < 6
     assert {p: p.read_bytes() for p in (tiny_dataset / "unlabeled").iterdir()} == before  # originals untouched
@@ -252,7 +254,8 @@ def test_thresholds_are_measured_after_the_class_reviewer(tiny_weights, tiny_dat
     """With the FixMatch head on, val precision must be that of the reviewed boxes the pool will get."""
     from yolossl.data import load_data_yaml
     from yolossl.label import Detector
-    from yolossl.label.pseudo import BoxOpinion, choose_thresholds
+    from yolossl.label.pseudo import choose_thresholds
+    from yolossl.label.writer import BoxOpinion
 
     class EverythingIsACircle:
         calls = 0

@@ -70,7 +70,7 @@ def label(
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.label import LabelSettings
-        from yolossl.label.pseudo import label_folders
+        from yolossl.label.pool import label_folders
         from yolossl.runtime import resolve_device
 
         settings = LabelSettings(

@@ -12,8 +12,8 @@ import numpy as np
 
 from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
+from yolossl.export.annotations import AnnotatedImage, Annotations
 from yolossl.export.files import field, items, load_json, number, refuse_duplicate_names, side
-from yolossl.export.model import AnnotatedImage, Annotations
 
 
 def write_coco(annotations: Annotations, out: Path, filename: str = "instances.json") -> Path:

@@ -17,8 +17,8 @@ import numpy as np
 
 from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
+from yolossl.export.annotations import AnnotatedImage, Annotations
 from yolossl.export.files import is_zip, number, parse_xml, read_zip_member, refuse_duplicate_names, side
-from yolossl.export.model import AnnotatedImage, Annotations
 
 
 def write_cvat(annotations: Annotations, out: Path, with_images: bool = True) -> Path:

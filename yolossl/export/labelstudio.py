@@ -21,8 +21,8 @@ import numpy as np
 
 from yolossl._fs import resolve_inside
 from yolossl.errors import YolosslError
+from yolossl.export.annotations import AnnotatedImage, Annotations
 from yolossl.export.files import field, items, load_json, mapping, number, refuse_duplicate_names, side
-from yolossl.export.model import AnnotatedImage, Annotations
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from yolossl._fs import resolve_inside
 from yolossl.data import IMAGE_SUFFIXES, image_id
-from yolossl.export.model import AnnotatedImage
+from yolossl.export.annotations import AnnotatedImage
 
 ID_STEM = re.compile(r".+-[0-9a-f]{8}")  # `image_id`: the stem and 8 hex of the absolute path's sha1
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from yolossl.errors import YolosslError
-from yolossl.export.model import AnnotatedImage, Annotations
+from yolossl.export.annotations import AnnotatedImage, Annotations
 
 
 def review_priority(image: AnnotatedImage, thresholds: dict[int, float | None]) -> tuple[int, float]:

@@ -17,7 +17,7 @@ from yolossl._fs import resolve_inside
 from yolossl.config import load_config_file
 from yolossl.data import DatasetSpec, load_data_yaml
 from yolossl.errors import YolosslError
-from yolossl.export.model import AnnotatedImage, Annotations, image_size
+from yolossl.export.annotations import AnnotatedImage, Annotations, image_size
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.record import RECORD_FILE, RecordRow, iter_record
 from yolossl.labels import clean_label_file

@@ -12,7 +12,7 @@ import albumentations as A
 import numpy as np
 import torch
 
-from yolossl.label.engine import GREY
+from yolossl.images import GREY
 
 
 def weak_view(seed: int | None = None) -> A.Compose:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from yolossl.data import ImageItem
-from yolossl.label.engine import GREY
+from yolossl.images import GREY
 from yolossl.labels import clean_label_file
 
 CONTEXT = 0.15  # of the box size, on each side: the head sees a little of the surroundings
@@ -73,7 +73,7 @@ def labeled_box_crops(
     items: Sequence[ImageItem], n_classes: int, size: int = 32, jitter: float = 0.1, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crops of every ground-truth box of a labeled split (jittered), and their class ids."""
-    from yolossl.label.engine import read_image
+    from yolossl.images import read_image
 
     rng = np.random.default_rng(seed)
     crops, labels = [np.zeros((0, size, size, 3), np.uint8)], [np.zeros(0, np.int64)]

@@ -22,7 +22,7 @@ import numpy as np
 from yolossl.data import IMAGE_SUFFIXES
 from yolossl.errors import YolosslError
 from yolossl.fixmatch.train import FixMatchConfig, StepLog, accuracy, train_fixmatch
-from yolossl.label.engine import read_image
+from yolossl.images import read_image
 
 
 @dataclass

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yolossl.boxes import Detections
 from yolossl.errors import YolosslError
 from yolossl.fixmatch.crops import extract_crops
 from yolossl.fixmatch.model import crop_classifier
 from yolossl.fixmatch.train import FixMatchConfig, FixMatchResult, predict_proba, train_fixmatch
-from yolossl.label.engine import Detections
-from yolossl.label.pseudo import BoxOpinion
+from yolossl.label.writer import BoxOpinion
 
 COMBINE_MODES = ("relabel", "drop")
 

@@ -5,24 +5,21 @@
 - `filters`: per-class thresholds, the uncertain band and its masking (`ClassThresholds`).
 - `fusion`: weighted boxes fusion of TTA views and ensemble members.
 - `record`: `record.csv`, every candidate box and its fate: the columns and one typed reader.
-- `pseudo`: the step itself: labels, image links or masked copies, the per-box record, the counts.
+- `pseudo`: the step itself: thresholds chosen on val, a pool labeled into a folder that appears whole.
+- `writer`: each frame's boxes sorted and written (labels, links or masked copies, record rows, counts).
+- `pool`: a whole pool (`yolossl label`), on this process or on Ray (`ray_engine`).
 """
 
 from __future__ import annotations
 
-from yolossl.label.engine import Detections, Detector, Frame
+from yolossl.boxes import Detections
+from yolossl.label.engine import Detector, Frame
 from yolossl.label.filters import ClassThresholds
-from yolossl.label.pseudo import (
-    LabelStats,
-    choose_thresholds,
-    label_pool,
-    make_detector,
-    pseudo_label,
-    training_items,
-    write_yolo_labels,
-)
+from yolossl.label.pool import label_folders, label_pool
+from yolossl.label.pseudo import choose_thresholds, make_detector, pseudo_label, training_items
 from yolossl.label.record import RECORD_COLUMNS, RecordRow, read_record
 from yolossl.label.settings import LabelSettings
+from yolossl.label.writer import LabelStats, write_yolo_labels
 
 __all__ = [
     "RECORD_COLUMNS",
@@ -34,6 +31,7 @@ __all__ = [
     "LabelStats",
     "RecordRow",
     "choose_thresholds",
+    "label_folders",
     "label_pool",
     "make_detector",
     "pseudo_label",

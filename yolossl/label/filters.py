@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from yolossl._fs import read_regular_file
+from yolossl.boxes import Detections
 from yolossl.errors import YolosslError, first_line
-from yolossl.label.engine import GREY, Detections
+from yolossl.images import GREY
 from yolossl.quality import match_image
 
 KEPT, UNCERTAIN, DROPPED = "kept", "uncertain", "dropped"

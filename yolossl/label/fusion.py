@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from yolossl.boxes import Detections
 from yolossl.errors import YolosslError
-from yolossl.label.engine import Detections
 
 WBF_IOU = 0.55  # the library's default: boxes overlapping this much are one object
 

@@ -27,9 +27,10 @@ from yolossl._fs import resumable_partial_dir
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.filters import ClassThresholds
-from yolossl.label.pseudo import ClassReviewer, LabelStats, finish_output
+from yolossl.label.pseudo import finish_output
 from yolossl.label.record import RECORD_COLUMNS
 from yolossl.label.settings import LabelSettings
+from yolossl.label.writer import ClassReviewer, LabelStats
 
 logger = logging.getLogger(__name__)
 

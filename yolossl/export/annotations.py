@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from yolossl.boxes import xywhn_to_xyxy, xyxy_to_xywhn
 from yolossl.errors import YolosslError, first_line
 from yolossl.export.files import require_regular_file
 
@@ -46,9 +47,8 @@ class AnnotatedImage:
 
     def yolo_rows(self) -> np.ndarray:
         """(N, 5) `class xc yc w h`, normalised: the YOLO label of this image."""
-        x1, y1, x2, y2 = self.xyxy.T
-        w, h = float(self.width), float(self.height)
-        return np.stack([self.classes, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h], axis=1)
+        xywhn = xyxy_to_xywhn(self.xyxy, (float(self.height), float(self.width)))
+        return np.concatenate([self.classes[:, None].astype(np.float64), xywhn], axis=1)
 
     @classmethod
     def from_yolo(
@@ -62,9 +62,9 @@ class AnnotatedImage:
     ) -> AnnotatedImage:
         """From normalised YOLO rows (N, 5) and the image's (width, height)."""
         w, h = size
-        c, xc, yc, bw, bh = rows.T if len(rows) else (np.zeros(0),) * 5
-        xyxy = np.stack([(xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h], axis=1)
-        return cls(path, name, w, h, np.asarray(c, dtype=np.int64), xyxy.reshape(-1, 4), scores, status)
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+        xyxy = xywhn_to_xyxy(rows[:, 1:5]) * np.array([w, h, w, h], dtype=np.float64)
+        return cls(path, name, w, h, rows[:, 0].astype(np.int64), xyxy, scores, status)
 
 
 @dataclass
