@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,20 @@ def untouched_outside(tmp_path: Path):
         return check
 
     return start
+
+
+@contextmanager
+def no_hang(seconds: int = 20) -> Iterator[None]:
+    """Fail the test instead of blocking forever: a FIFO opened for reading blocks until a writer comes,
+    and the alarm interrupts that open()."""
+
+    def expired(*_: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s: blocked on a file?")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

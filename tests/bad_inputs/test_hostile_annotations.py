@@ -9,39 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.bad_inputs.conftest import no_hang
 from yolossl.cli import app
 from yolossl.errors import YolosslError
 from yolossl.export import export_source, import_annotations
 from yolossl.export.files import MAX_ANNOTATION_BYTES
 
 runner = CliRunner()
-
-
-@contextmanager
-def no_hang(seconds: int = 20) -> Iterator[None]:
-    """Fails the test instead of blocking forever (a FIFO opened for reading blocks until a writer comes)."""
-
-    def fail(*_: object) -> None:
-        raise TimeoutError(f"hung for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _image(path: Path, size: tuple[int, int] = (64, 48)) -> Path:

@@ -10,11 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -23,7 +20,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.bad_inputs.conftest import tree_snapshot
+from tests.bad_inputs.conftest import no_hang, tree_snapshot
 from yolossl.cli import app
 from yolossl.cli._ui import MAX_ERROR_CHARS
 from yolossl.data import ImageItem
@@ -55,22 +52,6 @@ def _cli(*args: str, timeout: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
     command = [sys.executable, "-m", "yolossl", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-
-
-@contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    """Fail (instead of hanging) when the block is still running after `seconds`: a blocked open() is interrupted."""
-
-    def expired(*_: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s: blocked on a file?")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ---------------------------------------------------------------- folders named like the ones we build
@@ -167,7 +148,7 @@ def test_the_leakage_guard_never_opens_a_fifo(tmp_path, caplog) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")  # a val file of the FIFO's size (0): the hash would be compared
     pool = [ImageItem("x", tmp_path / "x.jpg")]
     val = [ImageItem("v", tmp_path / "empty.jpg"), ImageItem("w", _good(tmp_path / "val.jpg"))]
-    with _deadline(20), caplog.at_level(logging.WARNING, logger="yolossl"):
+    with no_hang(20), caplog.at_level(logging.WARNING, logger="yolossl"):
         assert find_leaks(pool, val, "hash") == {}
         assert find_leaks(pool, val, "phash") == {}
     assert f"{tmp_path / 'x.jpg'}: not a regular file (a FIFO), left out of the leakage check" in caplog.text
@@ -178,7 +159,7 @@ def test_a_fifo_given_as_a_yaml_is_one_error_line(option, what, tmp_path, untouc
     fifo = tmp_path / "given.yaml"
     os.mkfifo(fifo)
     check = untouched_outside(tmp_path / "runs")
-    with _deadline(20):
+    with no_hang(20):
         result = runner.invoke(app, ["cycle", option, str(fifo), "--project", str(tmp_path / "runs")])
     _one_line_error(result, f"{fifo}: a FIFO, not a {what}; not read")
     check()
@@ -242,7 +223,7 @@ def test_a_yaml_alias_bomb_is_refused_in_one_line(tmp_path, untouched_outside) -
     bomb.write_text(_alias_bomb())
     assert bomb.stat().st_size < 600
     check = untouched_outside(tmp_path / "runs")
-    with _deadline(20):
+    with no_hang(20):
         result = runner.invoke(app, ["cycle", "--data", str(bomb), "--project", str(tmp_path / "runs")])
     _one_line_error(result, f"{bomb}: aliases are not accepted (*a0 on line 4): they can expand without bound")
     check()
