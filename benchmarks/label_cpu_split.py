@@ -55,7 +55,7 @@ def main() -> None:
     items = [ImageItem(p.stem, p, None) for p in sorted(folder.glob("*.jpg"))[: args.images]]
     settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu")
     detector = make_detector([weights], settings)
-    thresholds = ClassThresholds.global_conf(len(detector.names), settings.conf, settings.band_low)
+    thresholds = ClassThresholds.global_conf(len(detector.names), settings.conf, settings.uncertain_low)
     boxed = np.stack([letterbox(read_image(item.path), args.imgsz) for item in items])
     out = ROOT / "cpu-split-out"
 

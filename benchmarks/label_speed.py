@@ -187,7 +187,7 @@ def candidate_floor() -> float:
     from yolossl.config import CycleConfig
     from yolossl.label import LabelSettings
 
-    return LabelSettings(conf=CycleConfig().conf).floor
+    return LabelSettings(conf=CycleConfig().conf).min_conf
 
 
 def _reset_peak_rss() -> None:

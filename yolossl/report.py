@@ -215,7 +215,7 @@ def plot_scores(record: RoundRecord, names: list[str], path: Path) -> Any:
             ax.text(0.5, 0.9, "no pseudo-labels (unreachable)", transform=ax.transAxes, ha="center", fontsize=7)
         if record.thresholds is not None:
             ax.axvline(
-                record.thresholds.band_low, color="tab:orange", linestyle="--", linewidth=1, label="uncertain from"
+                record.thresholds.uncertain_low, color="tab:orange", linestyle="--", linewidth=1, label="uncertain from"
             )
         ax.set_title(f"{name} ({len(values)} boxes)", fontsize=9)
         ax.set_xlim(0, 1)

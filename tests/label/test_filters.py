@@ -50,22 +50,22 @@ def test_per_class_thresholds_from_val_and_unreachable_classes() -> None:
             (0, 80, 10, 90, 0.7, 1),  # wrong
         ]
     )
-    thresholds = thresholds_for_precision([(detections, truth, shape)], n_classes=3, target=0.6, band_low=0.1)
+    thresholds = thresholds_for_precision([(detections, truth, shape)], n_classes=3, target=0.6, uncertain_low=0.1)
     assert thresholds.kept[0] == 0.4  # precision 2/3 at 0.4 reaches 0.6; 1/2 at 0.6 does not matter
     assert thresholds.unreachable == [1, 2]
     assert "precision >= 0.6" in thresholds.rule
 
 
 def test_box_status_kept_uncertain_dropped() -> None:
-    thresholds = ClassThresholds({0: 0.5, 1: math.inf}, band_low=0.2, rule="test")
+    thresholds = ClassThresholds({0: 0.5, 1: math.inf}, uncertain_low=0.2, rule="test")
     dets = _dets([(0, 0, 1, 1, 0.6, 0), (0, 0, 1, 1, 0.3, 0), (0, 0, 1, 1, 0.1, 0), (0, 0, 1, 1, 0.9, 1)])
     assert box_status(dets, thresholds, 2).tolist() == ["kept", "uncertain", "dropped", "uncertain"]
 
 
 def test_band_floor_above_a_threshold_is_refused() -> None:
     with pytest.raises(YolosslError, match="uncertain band"):
-        ClassThresholds({0: 0.3}, band_low=0.4, rule="test")
-    assert ClassThresholds.global_conf(2, 0.05, 0.1).band_low == 0.05  # the band shrinks to fit a low conf
+        ClassThresholds({0: 0.3}, uncertain_low=0.4, rule="test")
+    assert ClassThresholds.global_conf(2, 0.05, 0.1).uncertain_low == 0.05  # the band shrinks to fit a low conf
 
 
 def test_masking_greys_uncertain_boxes_but_not_kept_ones() -> None:
@@ -79,6 +79,6 @@ def test_masking_greys_uncertain_boxes_but_not_kept_ones() -> None:
 
 
 def test_thresholds_round_trip(tmp_path: Path) -> None:
-    thresholds = ClassThresholds({0: 0.42, 1: math.inf}, band_low=0.1, rule="precision >= 0.9 per class on val")
+    thresholds = ClassThresholds({0: 0.42, 1: math.inf}, uncertain_low=0.1, rule="precision >= 0.9 per class on val")
     thresholds.save(tmp_path / "t.json")
     assert ClassThresholds.load(tmp_path / "t.json") == thresholds

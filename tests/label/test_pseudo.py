@@ -65,7 +65,7 @@ SCRIPTED = {"conf": 0.6, "uncertain_low": 0.1, "min_conf": 0.05, "imgsz": 64, "b
 
 def _scripted(pool, out: Path, **changes):
     settings = LabelSettings(**{**SCRIPTED, **changes})
-    thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.band_low)
+    thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.uncertain_low)
     return pseudo_label(ScriptedDetector(), pool, out, settings, thresholds, NAMES)
 
 
@@ -159,8 +159,8 @@ def test_training_items_are_the_images_with_kept_boxes(pool, tmp_path) -> None:
 def test_relabeling_with_the_model_is_byte_identical(tiny_weights, pool, tmp_path) -> None:
     settings = LabelSettings(conf=0.002, uncertain_low=0.001, min_conf=0.001, imgsz=64, batch=4)
     for out in (tmp_path / "a", tmp_path / "b"):
-        detector = Detector([tiny_weights], imgsz=64, conf=settings.floor)
-        thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.band_low)
+        detector = Detector([tiny_weights], imgsz=64, conf=settings.min_conf)
+        thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.uncertain_low)
         stats = pseudo_label(detector, pool, out, settings, thresholds, NAMES)
     assert stats.kept > 0
     files = [p for p in (tmp_path / "a").rglob("*") if p.is_file() and p.name != "stats.json"]  # stats hold timings
@@ -221,7 +221,7 @@ def test_a_malformed_val_line_is_reported_and_dropped_not_fatal(tiny_weights, ti
     assert label.read_text() == broken  # the user's file is reported, never rewritten
     clean = ClassThresholds.load(tmp_path / "clean" / "thresholds.json")
     dropped = ClassThresholds.load(tmp_path / "broken" / "thresholds.json")
-    assert dropped.kept == clean.kept and dropped.band_low == clean.band_low
+    assert dropped.kept == clean.kept and dropped.uncertain_low == clean.uncertain_low
 
 
 def test_the_label_command(tiny_weights, tiny_dataset, tmp_path) -> None:
@@ -254,8 +254,8 @@ def test_thresholds_are_measured_after_the_class_reviewer(tiny_weights, tiny_dat
     """With the FixMatch head on, val precision must be that of the reviewed boxes the pool will get."""
     from yolossl.data import load_data_yaml
     from yolossl.label import Detector
+    from yolossl.label.decisions import BoxOpinion
     from yolossl.label.pseudo import choose_thresholds
-    from yolossl.label.writer import BoxOpinion
 
     class EverythingIsACircle:
         calls = 0
@@ -268,7 +268,7 @@ def test_thresholds_are_measured_after_the_class_reviewer(tiny_weights, tiny_dat
             ]
 
     settings = LabelSettings(target_precision=0.01, min_conf=0.001, uncertain_low=0.001, imgsz=64, batch=4)
-    detector = Detector([tiny_weights], imgsz=64, conf=settings.floor)
+    detector = Detector([tiny_weights], imgsz=64, conf=settings.min_conf)
     val = load_data_yaml(tiny_dataset / "data.yaml").val_items()
     reviewer = EverythingIsACircle()
     thresholds = choose_thresholds(detector, val, settings, len(NAMES), reviewer)

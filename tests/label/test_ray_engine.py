@@ -44,8 +44,8 @@ def test_ray_and_local_engines_write_the_same_bytes(local_ray, tiny_dataset: Pat
 
     pool = scan_image_folders([tiny_dataset / "unlabeled"]).images
     for name, settings in (("keeping", KEEPING),):  # masking: the resume test below compares it
-        thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.band_low)
-        detector = Detector([tiny_weights], imgsz=64, conf=settings.floor)
+        thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.uncertain_low)
+        detector = Detector([tiny_weights], imgsz=64, conf=settings.min_conf)
         local = pseudo_label(detector, pool, tmp_path / f"local-{name}", settings, thresholds, NAMES)
         remote = pseudo_label_ray(
             [tiny_weights], pool, tmp_path / f"ray-{name}", settings, thresholds, NAMES, shard_size=5
@@ -61,8 +61,8 @@ def test_finished_shards_are_not_redone(local_ray, tiny_dataset: Path, tiny_weig
     from yolossl.label.ray_engine import DONE, pseudo_label_ray
 
     pool = scan_image_folders([tiny_dataset / "unlabeled"]).images
-    thresholds = ClassThresholds.global_conf(len(NAMES), SETTINGS.conf, SETTINGS.band_low)
-    detector = Detector([tiny_weights], imgsz=64, conf=SETTINGS.floor)
+    thresholds = ClassThresholds.global_conf(len(NAMES), SETTINGS.conf, SETTINGS.uncertain_low)
+    detector = Detector([tiny_weights], imgsz=64, conf=SETTINGS.min_conf)
     pseudo_label(detector, pool, tmp_path / "whole", SETTINGS, thresholds, NAMES)  # the local engine's bytes
 
     # An interrupted run: shard 0 finished and marked done (its record carries a sentinel that only survives if

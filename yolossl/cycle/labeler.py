@@ -60,7 +60,7 @@ class PoolLabeler:
             inputs.pool.images,
             inputs.names,
             inputs.config,
-            settings.band_low,
+            settings.uncertain_low,
             settings.batch,
             settings.device,
             round_dir / "fixmatch_head.pt",

@@ -29,7 +29,7 @@ from yolossl.errors import YolosslError
 from yolossl.fixmatch.crops import extract_crops
 from yolossl.fixmatch.model import crop_classifier
 from yolossl.fixmatch.train import FixMatchConfig, FixMatchResult, predict_proba, train_fixmatch
-from yolossl.label.writer import BoxOpinion
+from yolossl.label.decisions import BoxOpinion
 
 COMBINE_MODES = ("relabel", "drop")
 

@@ -31,14 +31,14 @@ def fit_round_head(
     pool: Sequence[ImageItem],
     names: dict[int, str],
     config: CycleConfig,
-    band_low: float,
+    uncertain_low: float,
     batch: int,
     device: str,
     save_to: Path,
 ) -> HeadReviewer:
-    """Train this round's head on labeled box crops and the detector's candidates (score >= `band_low`)."""
+    """Train this round's head on labeled box crops and the detector's candidates (score >= `uncertain_low`)."""
     crops, labels = labeled_box_crops(labeled, len(names), seed=config.seed)
-    unlabeled = _candidate_crops(detector, pool, band_low, batch, config.seed)
+    unlabeled = _candidate_crops(detector, pool, uncertain_low, batch, config.seed)
     logger.info(
         "FixMatch head: %d labeled crops, %d unlabeled crops, %d steps",
         len(crops),
@@ -52,12 +52,12 @@ def fit_round_head(
 
 
 def _candidate_crops(
-    detector: Detector, pool: Sequence[ImageItem], band_low: float, batch: int, seed: int
+    detector: Detector, pool: Sequence[ImageItem], uncertain_low: float, batch: int, seed: int
 ) -> np.ndarray | None:
     """Crops of the candidate boxes on at most MAX_UNLABELED_IMAGES pool images; at most MAX_UNLABELED_CROPS."""
     step = max(1, len(pool) // MAX_UNLABELED_IMAGES)
     crops = [
-        extract_crops(frame.image, frame.detections.select(frame.detections.scores >= band_low).xyxy)
+        extract_crops(frame.image, frame.detections.select(frame.detections.scores >= uncertain_low).xyxy)
         for frame in detector.run(pool[::step], batch, keep_images=True)
         if frame.detections is not None
     ]

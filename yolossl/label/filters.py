@@ -2,15 +2,15 @@
 
 Every candidate box gets a status:
 - kept: score >= its class's threshold: written as a label;
-- uncertain: between `band_low` and that threshold: probably an object, not sure enough to label.
+- uncertain: between `uncertain_low` and that threshold: probably an object, not sure enough to label.
   By default its region is painted grey in the round's copy of the image, so the detector is not
   taught that a likely object is background;
-- dropped: below `band_low`: treated as nothing.
+- dropped: below `uncertain_low`: treated as nothing.
 
 Class thresholds are one global `conf`, or, with a target precision, picked per class on the
 human-labeled val split: the lowest score at which that class's boxes are right often enough.
 
-    >>> thresholds = thresholds_for_precision(val_boxes, n_classes=5, target=0.9, band_low=0.1)
+    >>> thresholds = thresholds_for_precision(val_boxes, n_classes=5, target=0.9, uncertain_low=0.1)
     >>> status = box_status(detections, thresholds)
 """
 
@@ -38,17 +38,19 @@ class ClassThresholds:
     """The kept threshold of each class (inf: this class gets no pseudo-labels) and the band's floor."""
 
     kept: dict[int, float]
-    band_low: float
+    uncertain_low: float
     rule: str  # how they were chosen, for the record and the report
 
     def __post_init__(self) -> None:
         finite = [t for t in self.kept.values() if math.isfinite(t)]
-        if finite and self.band_low > min(finite):
-            raise YolosslError(f"the uncertain band's floor {self.band_low} is above a kept threshold {min(finite)}")
+        if finite and self.uncertain_low > min(finite):
+            raise YolosslError(
+                f"the uncertain band's floor {self.uncertain_low} is above a kept threshold {min(finite)}"
+            )
 
     @classmethod
-    def global_conf(cls, n_classes: int, conf: float, band_low: float) -> ClassThresholds:
-        return cls({c: conf for c in range(n_classes)}, min(band_low, conf), f"conf >= {conf}")
+    def global_conf(cls, n_classes: int, conf: float, uncertain_low: float) -> ClassThresholds:
+        return cls({c: conf for c in range(n_classes)}, min(uncertain_low, conf), f"conf >= {conf}")
 
     @property
     def unreachable(self) -> list[int]:
@@ -59,7 +61,7 @@ class ClassThresholds:
 
     def save(self, path: Path) -> None:
         values = {str(c): (t if math.isfinite(t) else None) for c, t in self.kept.items()}
-        path.write_text(json.dumps({"rule": self.rule, "band_low": self.band_low, "kept": values}, indent=2))
+        path.write_text(json.dumps({"rule": self.rule, "uncertain_low": self.uncertain_low, "kept": values}, indent=2))
 
     @classmethod
     def load(cls, path: Path) -> ClassThresholds:
@@ -76,7 +78,8 @@ class ClassThresholds:
             if not key.isdigit():
                 raise YolosslError(f"{path}: kept: {key[:50]!r} is not a class id")
             thresholds[int(key)] = math.inf if value is None else _finite(value, path, f"kept.{key}")
-        return cls(thresholds, _finite(raw.get("band_low", 0.0), path, "band_low"), str(raw.get("rule", "")))
+        low = raw.get("uncertain_low", raw.get("band_low", 0.0))  # band_low: its name before 29 Nov
+        return cls(thresholds, _finite(low, path, "uncertain_low"), str(raw.get("rule", "")))
 
 
 def _finite(value: object, path: Path, entry: str) -> float:
@@ -105,7 +108,7 @@ def thresholds_for_precision(
     val_boxes: Iterable[tuple[Detections, np.ndarray, tuple[int, int]]],
     n_classes: int,
     target: float,
-    band_low: float,
+    uncertain_low: float,
 ) -> ClassThresholds:
     """Per-class thresholds from (detections, true YOLO labels (M, 5), image shape) of val images."""
     scores: list[np.ndarray] = []
@@ -122,15 +125,15 @@ def thresholds_for_precision(
     kept = {}
     for c in range(n_classes):
         mine = all_classes == c
-        kept[c] = max(pick_threshold(all_scores[mine], all_correct[mine], target), band_low)
-    return ClassThresholds(kept, band_low, f"precision >= {target} per class on val")
+        kept[c] = max(pick_threshold(all_scores[mine], all_correct[mine], target), uncertain_low)
+    return ClassThresholds(kept, uncertain_low, f"precision >= {target} per class on val")
 
 
 def box_status(detections: Detections, thresholds: ClassThresholds, n_classes: int) -> np.ndarray:
     """'kept' / 'uncertain' / 'dropped' for each box."""
     limits = thresholds.as_array(n_classes)[detections.classes]
     status = np.full(len(detections), DROPPED, dtype=object)
-    status[detections.scores >= thresholds.band_low] = UNCERTAIN
+    status[detections.scores >= thresholds.uncertain_low] = UNCERTAIN
     status[detections.scores >= limits] = KEPT
     return status
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from yolossl._fs import is_ours
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
+from yolossl.label.decisions import ClassReviewer
 from yolossl.label.engine import Detector
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.pseudo import choose_thresholds, make_detector, pseudo_label
 from yolossl.label.settings import LabelSettings
-from yolossl.label.writer import ClassReviewer, LabelStats
+from yolossl.label.writer import LabelStats
 from yolossl.labels import check_split, log_split_report
 
 logger = logging.getLogger(__name__)

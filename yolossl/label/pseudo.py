@@ -21,6 +21,7 @@ from pathlib import Path
 
 from yolossl._fs import fresh_partial_dir, replace_dir
 from yolossl.data import ImageItem
+from yolossl.label.decisions import ClassReviewer
 from yolossl.label.engine import Detector
 from yolossl.label.filters import (
     ClassThresholds,
@@ -28,7 +29,7 @@ from yolossl.label.filters import (
 )
 from yolossl.label.record import RECORD_FILE, RecordWriter
 from yolossl.label.settings import LabelSettings
-from yolossl.label.writer import ClassReviewer, LabelStats, PoolWriter, write_behind
+from yolossl.label.writer import LabelStats, PoolWriter, write_behind
 from yolossl.labels import clean_label_file
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def make_detector(weights: Sequence[str | Path], settings: LabelSettings, export
         weights,
         imgsz=settings.imgsz,
         device=settings.device,
-        conf=settings.floor,
+        conf=settings.min_conf,
         backend=settings.backend,
         tta=settings.tta,
         export_dir=export_dir,
@@ -60,7 +61,7 @@ def choose_thresholds(
     validator sees them: a malformed line is dropped (`check_split` reports it), not fatal mid-run.
     """
     if settings.target_precision is None:
-        return ClassThresholds.global_conf(n_classes, settings.conf, settings.band_low)
+        return ClassThresholds.global_conf(n_classes, settings.conf, settings.uncertain_low)
 
     def val_boxes() -> Iterator:
         frames = detector.run(val, batch=settings.batch, workers=settings.workers, keep_images=reviewer is not None)
@@ -71,7 +72,7 @@ def choose_thresholds(
                     detections, _ = reviewer.review(frame.image, detections)
                 yield detections, clean_label_file(frame.item.label, n_classes).rows, frame.shape
 
-    return thresholds_for_precision(val_boxes(), n_classes, settings.target_precision, settings.band_low)
+    return thresholds_for_precision(val_boxes(), n_classes, settings.target_precision, settings.uncertain_low)
 
 
 def pseudo_label(

@@ -26,11 +26,12 @@ from typing import Any
 from yolossl._fs import resumable_partial_dir
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
+from yolossl.label.decisions import ClassReviewer
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.pseudo import finish_output
 from yolossl.label.record import RECORD_COLUMNS
 from yolossl.label.settings import LabelSettings
-from yolossl.label.writer import ClassReviewer, LabelStats
+from yolossl.label.writer import LabelStats
 
 logger = logging.getLogger(__name__)
 

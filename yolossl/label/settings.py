@@ -27,9 +27,11 @@ class LabelSettings:
     uncertain: str = "mask"
     """mask: grey out uncertain boxes in a copy; drop-image: leave such images out; keep: ignore them."""
     uncertain_low: float | None = None
-    """Floor of the uncertain band; boxes below it are dropped. None: 0.1, or `conf` if lower."""
+    """Floor of the uncertain band; boxes below it are dropped. None: 0.1, or `conf` if lower (resolved
+    when the settings are made, so it is always a number afterwards)."""
     min_conf: float | None = None
-    """Boxes below this are not even candidates (not recorded). None: 0.05, or the band's floor if lower."""
+    """Boxes below this are not even candidates (not recorded). None: 0.05, or `uncertain_low` if lower
+    (resolved likewise)."""
     empty_label_files: bool = True
     """An image with no kept box gets an empty label file ("looked, found nothing"); False: no file."""
     imgsz: int = 640
@@ -44,11 +46,15 @@ class LabelSettings:
     shard_size: int = 1000
 
     def __post_init__(self) -> None:
+        if self.uncertain_low is None:
+            object.__setattr__(self, "uncertain_low", min(0.1, self.conf))
+        if self.min_conf is None:
+            object.__setattr__(self, "min_conf", min(0.05, self.uncertain_low))
         if self.uncertain not in UNCERTAIN_MODES:
             raise YolosslError(f"--uncertain must be one of {', '.join(UNCERTAIN_MODES)}, got {self.uncertain!r}")
-        if not 0.0 < self.floor <= self.band_low <= self.conf < 1.0:
+        if not 0.0 < self.min_conf <= self.uncertain_low <= self.conf < 1.0:
             raise YolosslError(
-                f"need 0 < min_conf ({self.floor}) <= uncertain_low ({self.band_low}) <= conf ({self.conf}) < 1"
+                f"need 0 < min_conf ({self.min_conf}) <= uncertain_low ({self.uncertain_low}) <= conf ({self.conf}) < 1"
             )
         if self.engine not in ENGINES:
             raise YolosslError(f"--engine must be local or ray, got {self.engine!r}")
@@ -56,11 +62,3 @@ class LabelSettings:
             raise YolosslError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
             raise YolosslError(f"--target-precision must be in (0, 1], got {self.target_precision}")
-
-    @property
-    def band_low(self) -> float:
-        return min(0.1, self.conf) if self.uncertain_low is None else self.uncertain_low
-
-    @property
-    def floor(self) -> float:
-        return min(0.05, self.band_low) if self.min_conf is None else self.min_conf

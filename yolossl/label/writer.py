@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -23,30 +22,15 @@ from yolossl.boxes import Detections, yolo_label_text
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.images import why_unreadable
+from yolossl.label.decisions import BoxOpinion, ClassReviewer, decide, decision_chain
 from yolossl.label.engine import Frame
-from yolossl.label.filters import DROPPED, KEPT, UNCERTAIN, ClassThresholds, box_status, mask_uncertain
+from yolossl.label.filters import ClassThresholds, mask_uncertain
 from yolossl.label.record import RecordRow, RecordWriter
 from yolossl.label.settings import LabelSettings
 
 logger = logging.getLogger(__name__)
 
 _WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class ClassReviewer(Protocol):
-    """A second opinion on the class of each candidate box (the FixMatch head implements it)."""
-
-    def review(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list[BoxOpinion]]: ...
-
-
-@dataclass(frozen=True)
-class BoxOpinion:
-    """What the reviewer said about one box, for the record."""
-
-    det_class: int
-    head_class: int
-    head_score: float
-    decision: str
 
 
 @dataclass
@@ -121,11 +105,10 @@ class PoolWriter:
         reviewer: ClassReviewer | None,
     ):
         self.root, self.settings, self.thresholds, self.names = root, settings, thresholds, names
-        self.reviewer = reviewer
+        self.steps = decision_chain(settings, thresholds, len(names), reviewer)
         self.stats = LabelStats(no_label_classes=thresholds.unreachable)
         self.kept: Counter[int] = Counter()
         self.uncertain: Counter[int] = Counter()
-        self._reasons: dict[tuple[str, int], str] = {}
         self.record: RecordWriter
 
     def write(self, frame: Frame) -> None:
@@ -135,28 +118,11 @@ class PoolWriter:
             self.stats.unreadable.append(str(item.path))
             return
         self.stats.images += 1
-        dets = frame.detections
-        opinions: list[BoxOpinion] | None = None
-        if self.reviewer is not None and frame.image is not None and len(dets):
-            dets, opinions = self.reviewer.review(frame.image, dets)
-        status = box_status(dets, self.thresholds, len(self.names))
-        if self.settings.uncertain == "keep":
-            status[status == UNCERTAIN] = DROPPED
-        classes = dets.classes.tolist()
-        reasons = [self._reason(s, c) for s, c in zip(status.tolist(), classes, strict=True)]
-        for k, opinion in enumerate(opinions or []):
-            if opinion.decision.startswith("dropped"):
-                reasons[k] = opinion.decision
-        kept, uncertain = status == KEPT, status == UNCERTAIN
-        has_uncertain = bool(uncertain.any())
-        if has_uncertain and self.settings.uncertain == "drop-image":
-            left_out = "image left out: it has uncertain boxes"
-            reasons = [left_out if s == KEPT else r for s, r in zip(status, reasons, strict=True)]
-            status[kept] = DROPPED
-            kept = status == KEPT
-            self.stats.dropped_images += 1
+        d = decide(self.steps, frame.detections, frame.image)
+        dets, kept, uncertain = d.detections, d.kept, d.uncertain
+        self.stats.dropped_images += d.image_left_out
         xywhn = dets.xywhn(frame.shape)
-        self._record(frame, dets, xywhn, status, reasons, opinions)
+        self._record(frame, dets, xywhn, d.status, d.reasons, d.opinions)
         self.kept.update(dets.classes[kept].tolist())
         self.uncertain.update(dets.classes[uncertain].tolist())
         n_kept, n_uncertain = int(kept.sum()), int(uncertain.sum())
@@ -164,35 +130,17 @@ class PoolWriter:
         self.stats.uncertain += n_uncertain
         self.stats.dropped += len(dets) - n_kept - n_uncertain
         self.stats.images_with_boxes += n_kept > 0
-        if has_uncertain and self.settings.uncertain == "drop-image":
+        if d.image_left_out:
             return
         if not n_kept and not self.settings.empty_label_files:
             return
         write_yolo_labels(self.root / "labels" / f"{item.id}.txt", dets.classes[kept], xywhn[kept])
-        if has_uncertain and self.settings.uncertain == "mask" and frame.image is not None:
+        if uncertain.any() and self.settings.uncertain == "mask" and frame.image is not None:
             masked = mask_uncertain(frame.image, dets.xyxy[uncertain], dets.xyxy[kept])
             self._write_image(item, masked)
             self.stats.masked_images += 1
         else:
             link_file(item.path, self.root / "images" / f"{item.id}{item.path.suffix}")
-
-    def _reason(self, status: str, cls: int) -> str:
-        """Why a box of class `cls` got `status`; a handful of distinct texts, so each is made once."""
-        key = (status, cls)
-        if key not in self._reasons:
-            self._reasons[key] = self._explain(status, cls)
-        return self._reasons[key]
-
-    def _explain(self, status: str, cls: int) -> str:
-        limit = self.thresholds.kept.get(int(cls), float("inf"))
-        below = f"score < {limit:.3f}" if limit != float("inf") else "class threshold unreachable on val"
-        if status == KEPT:
-            return f"score >= {limit:.3f}"
-        if status == UNCERTAIN:
-            return f"score in [{self.thresholds.band_low:.3f}, {limit:.3f})" if limit != float("inf") else below
-        if self.settings.uncertain == "keep":  # no band: everything not kept is simply dropped
-            return below
-        return f"score < {self.thresholds.band_low:.3f}"
 
     def _record(
         self,
