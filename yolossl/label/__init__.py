@@ -3,6 +3,7 @@
 - `engine`: batched, threaded, streaming inference on any Ultralytics backend (`Detector`, `Detections`).
 - `settings`: what labeling is asked to do (`LabelSettings`), checked in one place.
 - `filters`: per-class thresholds, the uncertain band and its masking (`ClassThresholds`).
+- `decisions`: each box kept, uncertain or dropped, and why, as a chain of steps.
 - `fusion`: weighted boxes fusion of TTA views and ensemble members.
 - `record`: `record.csv`, every candidate box and its fate: the columns and one typed reader.
 - `pseudo`: the step itself: thresholds chosen on val, a pool labeled into a folder that appears whole.
