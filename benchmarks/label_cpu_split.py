@@ -54,7 +54,7 @@ def main() -> None:
     folder = ensure_images(2000, args.imgsz)  # label_speed.py's images: drawn once, shared
     items = [ImageItem(p.stem, p, None) for p in sorted(folder.glob("*.jpg"))[: args.images]]
     settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu")
-    detector = make_detector([weights], settings)
+    detector = make_detector([weights], settings.predict)
     thresholds = ClassThresholds.global_conf(len(detector.names), settings.conf, settings.uncertain_low)
     boxed = np.stack([letterbox(read_image(item.path), args.imgsz) for item in items])
     out = ROOT / "cpu-split-out"

@@ -164,7 +164,7 @@ def run_arm(args: argparse.Namespace) -> dict:
             from yolossl.label.pool import export_dir_for
 
             settings = LabelSettings(imgsz=args.imgsz, batch=args.batch, device="cpu", backend=backend)
-            make_detector([args.weights], settings, export_dir=export_dir_for(out))
+            make_detector([args.weights], settings.predict, export_dir=export_dir_for(out))
         command = ["label", str(args.folder), "--model", str(args.weights), "--out", str(out), "--quiet"]
         command += ["--imgsz", str(args.imgsz), "--batch", str(args.batch), "--device", "cpu", "--backend", backend]
         command += ["--uncertain", "keep" if arm == "d-keep" else "mask"]

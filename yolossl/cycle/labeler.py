@@ -31,7 +31,7 @@ class PoolLabeler:
 
     def __call__(self, index: int, weights: Path, round_dir: Path, advance: Callable[[int], None]) -> LabelStats:
         inputs, settings = self.inputs, self.settings
-        detector = make_detector([weights], settings, export_dir=round_dir / "export")
+        detector = make_detector([weights], settings.predict, export_dir=round_dir / "export")
         reviewer = self._fit_head(detector, round_dir) if inputs.config.fixmatch else None
         thresholds = choose_thresholds(detector, inputs.val, settings, len(inputs.names), reviewer)
         if thresholds.unreachable:

@@ -23,7 +23,7 @@ import numpy as np
 
 from yolossl.boxes import Detections
 from yolossl.label.filters import DROPPED, KEPT, UNCERTAIN, ClassThresholds, box_status
-from yolossl.label.settings import LabelSettings
+from yolossl.label.settings import FilterSettings
 
 
 @dataclass(frozen=True)
@@ -133,14 +133,14 @@ def leave_out_images_with_uncertain(d: BoxDecisions) -> BoxDecisions:
 
 
 def decision_chain(
-    settings: LabelSettings, thresholds: ClassThresholds, n_classes: int, reviewer: ClassReviewer | None
+    filtering: FilterSettings, thresholds: ClassThresholds, n_classes: int, reviewer: ClassReviewer | None
 ) -> list[Step]:
-    """The steps `settings` ask for, in the order they apply."""
+    """The steps the filter settings ask for, in the order they apply."""
     steps: list[Step] = [ReviewClasses(reviewer)] if reviewer is not None else []
-    steps.append(ByThreshold(thresholds, n_classes, band=settings.uncertain != "keep"))
+    steps.append(ByThreshold(thresholds, n_classes, band=filtering.uncertain != "keep"))
     if reviewer is not None:
         steps.append(explain_head_drops)
-    if settings.uncertain == "drop-image":
+    if filtering.uncertain == "drop-image":
         steps.append(leave_out_images_with_uncertain)
     return steps
 

@@ -47,7 +47,7 @@ def label_folders(
         raise YolosslError("--target-precision picks thresholds on a val split: pass --data data.yaml")
     spec = load_data_yaml(data) if data is not None else None
     pool = scan_image_folders(folders)
-    detector = make_detector(models, settings, export_dir=export_dir_for(out_dir))
+    detector = make_detector(models, settings.predict, export_dir=export_dir_for(out_dir))
     logger.info("Labeling %d images on %s", len(pool.images), describe_device(settings.device))
     names = spec.names if spec else detector.names
     if spec and len(spec.names) != len(detector.names):

@@ -28,21 +28,22 @@ from yolossl.label.filters import (
     thresholds_for_precision,
 )
 from yolossl.label.record import RECORD_FILE, RecordWriter
-from yolossl.label.settings import LabelSettings
+from yolossl.label.settings import LabelSettings, PredictSettings
 from yolossl.label.writer import LabelStats, PoolWriter, write_behind
 from yolossl.labels import clean_label_file
 
 logger = logging.getLogger(__name__)
 
 
-def make_detector(weights: Sequence[str | Path], settings: LabelSettings, export_dir: Path | None = None) -> Detector:
+def make_detector(weights: Sequence[str | Path], predict: PredictSettings, export_dir: Path | None = None) -> Detector:
+    """The detector a labeling pass runs: only the prediction half of its settings concerns it."""
     return Detector(
         weights,
-        imgsz=settings.imgsz,
-        device=settings.device,
-        conf=settings.min_conf,
-        backend=settings.backend,
-        tta=settings.tta,
+        imgsz=predict.imgsz,
+        device=predict.device,
+        conf=predict.min_conf,
+        backend=predict.backend,
+        tta=predict.tta,
         export_dir=export_dir,
     )
 
@@ -115,7 +116,7 @@ def label_into(
     """
     (root / "labels").mkdir(exist_ok=True)
     (root / "images").mkdir(exist_ok=True)
-    writer = PoolWriter(root, settings, thresholds, names, reviewer)
+    writer = PoolWriter(root, settings.filter, thresholds, names, reviewer)
     with RecordWriter(root / RECORD_FILE) as writer.record:
         keep_images = settings.uncertain == "mask" or reviewer is not None
         frames = detector.run(images, settings.batch, keep_images, settings.workers, on_progress)

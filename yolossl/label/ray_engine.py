@@ -64,7 +64,7 @@ class ShardLabeler:
 
         if settings.device == "cpu":
             torch.set_num_threads(1)  # one actor per CPU: no oversubscription
-        self.detector = make_detector(weights, settings)
+        self.detector = make_detector(weights, settings.predict)
         self.settings, self.thresholds, self.names = settings, thresholds, names
         self.shards_dir, self.reviewer = Path(shards_dir), reviewer
 

@@ -17,8 +17,33 @@ ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
+class PredictSettings:
+    """How the detector runs: input size, batching, device and runtime, TTA, and the score floor of a candidate."""
+
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "cpu"
+    backend: str = "torch"
+    tta: bool = False
+    workers: int | None = None
+    min_conf: float = 0.05
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Which candidates become labels: the kept threshold(s), the uncertain band and what it does, empty files."""
+
+    conf: float = 0.25
+    target_precision: float | None = None
+    uncertain: str = "mask"
+    uncertain_low: float = 0.1
+    empty_label_files: bool = True
+
+
+@dataclass(frozen=True)
 class LabelSettings:
-    """How boxes are chosen and what happens to the uncertain ones; inference options too."""
+    """A labeling pass's options as given (command line, config): checked here once, then handed out in the
+    halves each room uses, `predict` (the detector) and `filter` (the box decisions), plus the engine's."""
 
     conf: float = 0.25
     """Kept threshold for every class, unless `target_precision` picks one per class."""
@@ -62,3 +87,13 @@ class LabelSettings:
             raise YolosslError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
             raise YolosslError(f"--target-precision must be in (0, 1], got {self.target_precision}")
+
+    @property
+    def predict(self) -> PredictSettings:
+        return PredictSettings(self.imgsz, self.batch, self.device, self.backend, self.tta, self.workers, self.min_conf)
+
+    @property
+    def filter(self) -> FilterSettings:
+        return FilterSettings(
+            self.conf, self.target_precision, self.uncertain, self.uncertain_low, self.empty_label_files
+        )

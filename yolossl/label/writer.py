@@ -26,7 +26,7 @@ from yolossl.label.decisions import BoxOpinion, ClassReviewer, decide, decision_
 from yolossl.label.engine import Frame
 from yolossl.label.filters import ClassThresholds, mask_uncertain
 from yolossl.label.record import RecordRow, RecordWriter
-from yolossl.label.settings import LabelSettings
+from yolossl.label.settings import FilterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +99,13 @@ class PoolWriter:
     def __init__(
         self,
         root: Path,
-        settings: LabelSettings,
+        filtering: FilterSettings,
         thresholds: ClassThresholds,
         names: dict[int, str],
         reviewer: ClassReviewer | None,
     ):
-        self.root, self.settings, self.thresholds, self.names = root, settings, thresholds, names
-        self.steps = decision_chain(settings, thresholds, len(names), reviewer)
+        self.root, self.filtering, self.thresholds, self.names = root, filtering, thresholds, names
+        self.steps = decision_chain(filtering, thresholds, len(names), reviewer)
         self.stats = LabelStats(no_label_classes=thresholds.unreachable)
         self.kept: Counter[int] = Counter()
         self.uncertain: Counter[int] = Counter()
@@ -132,10 +132,10 @@ class PoolWriter:
         self.stats.images_with_boxes += n_kept > 0
         if d.image_left_out:
             return
-        if not n_kept and not self.settings.empty_label_files:
+        if not n_kept and not self.filtering.empty_label_files:
             return
         write_yolo_labels(self.root / "labels" / f"{item.id}.txt", dets.classes[kept], xywhn[kept])
-        if uncertain.any() and self.settings.uncertain == "mask" and frame.image is not None:
+        if uncertain.any() and self.filtering.uncertain == "mask" and frame.image is not None:
             masked = mask_uncertain(frame.image, dets.xyxy[uncertain], dets.xyxy[kept])
             self._write_image(item, masked)
             self.stats.masked_images += 1
