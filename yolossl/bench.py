@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from yolossl.boxes import yolo_label_text
-from yolossl.config import CycleConfig, conf_alone_means_one_threshold
+from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
 from yolossl.cycle import CycleResult, run_cycle
 from yolossl.cycle.state import new_run_dir
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
@@ -187,7 +187,8 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
             if arm in config.arms or (arm == "yolossl" and {"supervised", "oracle"} & set(config.arms)):
                 if on_arm:
                     on_arm(arm, seed)
-                options = conf_alone_means_one_threshold(config.cycle) if arm == "yolossl" else DOCS_WORKFLOW
+                given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(config.cycle))
+                options = given if arm == "yolossl" else DOCS_WORKFLOW
                 arm_config = CycleConfig(**{**asdict(base), **options, "name": arm, "start_weights": r0_weights})
                 start = time.perf_counter()
                 cycles[arm] = run_cycle(arm_config)
