@@ -29,7 +29,7 @@ from yolossl._fs import fresh_partial_dir, link_file, replace_dir, resolve_insid
 from yolossl.boxes import yolo_label_text
 from yolossl.data import DatasetSpec, label_path_for, load_data_yaml
 from yolossl.errors import YolosslError
-from yolossl.export.annotations import AnnotatedImage, Annotations, image_size, with_distinct_stems
+from yolossl.export.annotations import AnnotatedImage, Annotations, first_few, image_size, with_distinct_stems
 from yolossl.export.coco import read_coco, write_coco
 from yolossl.export.cvat import read_cvat, write_cvat
 from yolossl.export.files import require_regular_file
@@ -87,11 +87,10 @@ def export_source(
     images, renamed = named_by_roots(annotations.images, roots)
     if renamed:
         logger.warning(
-            "%s: %d images have the same name under another folder; named by their id instead: %s%s",
+            "%s: %d images have the same name under another folder; named by their id instead: %s",
             source,
             len(renamed),
-            ", ".join(renamed[:5]),
-            ", ..." if len(renamed) > 5 else "",
+            first_few(renamed),
         )
     if fmt in _BY_STEM:
         images = with_distinct_stems(images, source)
@@ -277,7 +276,7 @@ def _located(annotations: Annotations, finder: ImageFinder, path: Path) -> Annot
             image.width, image.height = _size_of(image, path)
         located.append(image)
     where = ", ".join(str(root) for root in finder.roots)
-    shown = ", ".join(repr(name) for name in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    shown = first_few([repr(name) for name in missing])
     if not located:
         raise YolosslError(f"{path}: no annotated image found under {where}: {shown} (use --images DIR)")
     if missing:

@@ -119,10 +119,14 @@ def with_distinct_stems(images: list[AnnotatedImage], source: Path) -> list[Anno
         result.append(replace(image, name=name.as_posix()))
     if renamed:
         logger.warning(
-            "%s: %d images share a file stem with another; renamed so each has its own label file: %s%s",
+            "%s: %d images share a file stem with another; renamed so each has its own label file: %s",
             source,
             len(renamed),
-            ", ".join(renamed[:5]),
-            ", ..." if len(renamed) > 5 else "",
+            first_few(renamed),
         )
     return result
+
+
+def first_few(items: list[str], limit: int = 5) -> str:
+    """The first `limit` items, comma-separated, with ', ...' when there are more: enough for one warning line."""
+    return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")

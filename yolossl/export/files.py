@@ -138,12 +138,19 @@ def mapping(value: Any, path: Path, entry: str) -> dict:
     return value
 
 
+def _as_float(value: Any) -> float:
+    """`value` as a float; NaN for anything that is not a number (booleans included) or numeric text."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def number(value: Any, path: Path, entry: str) -> float:
     """A finite number (JSON number or numeric text), else one line naming the entry."""
-    try:
-        result = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError, OverflowError):
-        result = math.nan
+    result = _as_float(value)
     if not math.isfinite(result):
         raise YolosslError(f"{path}: {entry}: expected a finite number, got {_short_value(value)}")
     return result
@@ -151,10 +158,7 @@ def number(value: Any, path: Path, entry: str) -> float:
 
 def side(value: Any, path: Path, entry: str) -> int:
     """An image width or height: a whole number of pixels from 1 to `MAX_IMAGE_SIDE`."""
-    try:
-        result = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError, OverflowError):
-        result = math.nan
+    result = _as_float(value)
     if not (math.isfinite(result) and result == int(result) and 1 <= result <= MAX_IMAGE_SIDE):
         raise YolosslError(
             f"{path}: {entry}: expected a whole number of pixels from 1 to {MAX_IMAGE_SIDE}, got {_short_value(value)}"
