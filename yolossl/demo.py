@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from yolossl.config import CycleConfig
+from yolossl.glyphs import GLYPH_CLASSES, draw_glyph_scene
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,17 @@ class DemoSpec:
     size: int = 128
     seed: int = 0
     classes: tuple[str, ...] = CLASS_NAMES
+    scene: str = "shapes"
+    """shapes (`draw_scene`) or glyphs (`yolossl.glyphs`: ten look-alike digits, label-bound)."""
 
 
 # The benchmark dataset of `yolossl bench`: every training image labeled (the bench hides labels
 # itself), seven classes with look-alikes, its own seed.
 BENCH_SPEC = DemoSpec(n_labeled=1000, n_unlabeled=0, n_val=200, seed=7, classes=BENCH_CLASS_NAMES)
+# The label-bound benchmark (`yolossl bench --dataset glyphs`): ten look-alike digits whose variety
+# a hundred labels cannot cover; small images so that every arm fits a CPU budget.
+GLYPHS_DIR = Path("datasets/glyphs")
+GLYPHS_SPEC = DemoSpec(n_labeled=1100, n_unlabeled=0, n_val=150, size=96, seed=11, classes=GLYPH_CLASSES, scene="glyphs")
 
 
 def ensure_demo_dataset(root: str | Path = DEMO_DIR, spec: DemoSpec = DemoSpec()) -> Path:
@@ -81,6 +88,11 @@ def ensure_bench_dataset(root: str | Path = BENCH_DIR) -> Path:
     return ensure_demo_dataset(root, BENCH_SPEC)
 
 
+def ensure_glyphs_dataset(root: str | Path = GLYPHS_DIR) -> Path:
+    """The label-bound `yolossl bench --dataset glyphs` dataset (see GLYPHS_SPEC), built once; returns its data YAML."""
+    return ensure_demo_dataset(root, GLYPHS_SPEC)
+
+
 def write_demo_dataset(root: Path, spec: DemoSpec = DemoSpec()) -> None:
     """Draw every split into `root` and write its data YAML.
 
@@ -98,7 +110,8 @@ def write_demo_dataset(root: Path, spec: DemoSpec = DemoSpec()) -> None:
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image, labels = draw_scene(rng, spec.size, spec.classes)
+            draw = draw_glyph_scene if spec.scene == "glyphs" else draw_scene
+            image, labels = draw(rng, spec.size, spec.classes)
             stem = f"{split}_{i:05d}"
             cv2.imwrite(str(image_dir / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             (label_dir / f"{stem}.txt").write_text(
