@@ -57,9 +57,18 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     result = run_bench(config)
     run = tmp_path / "bench" / "tiny"
     payload = json.loads((run / "bench.json").read_text())
-    assert set(payload["arms"]) == {"supervised", "docs", "yolossl", "oracle"}
+    assert set(payload["arms"]) == {"converged", "supervised", "docs", "yolossl", "oracle"}
     for values in payload["arms"].values():
-        assert len(values["per_seed_map50_95"]) == 1 and "gap_recovered" in values
+        assert len(values["per_seed_map50_95"]) == 1
+        assert "gap_recovered" in values and "gap_recovered_vs_converged" in values
+    # bench.json says which baseline each gap uses, and how label-bound the bench is
+    assert set(payload["baselines"]) == {"converged", "supervised"}
+    arms = payload["arms"]
+    assert payload["label_bound_gap"] == pytest.approx(
+        arms["oracle"]["map50_95_mean"] - arms["converged"]["map50_95_mean"]
+    )
+    round0_metrics = json.loads((run / "seed_0" / "round0" / "round_0" / "metrics.json").read_text())["metrics"]
+    assert arms["converged"]["per_seed_map50_95"] == [round0_metrics["map50_95"]]
     assert (run / "bench.md").read_text().startswith("| arm |")
     oracle = next(r for r in result.arms if r.arm == "oracle")  # the yolossl arm's report shows its ceiling
     assert json.loads((run / "seed_0" / "yolossl" / "oracle.json").read_text())["map50_95"] == oracle.map50_95
@@ -83,6 +92,11 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     assert args["epochs"] == max(1, math.ceil(images_seen / 4))
     oracle_args = yaml.safe_load((run / "seed_0" / "oracle" / "round_1" / "args.yaml").read_text())
     assert oracle_args["epochs"] == max(1, math.ceil(images_seen / 8))
+    # ... on the yolossl arm's round schedule: no warm-up, one constant learning rate
+    yolossl_args = yaml.safe_load((run / "seed_0" / "yolossl" / "round_1" / "train" / "args.yaml").read_text())
+    for given in (args, oracle_args, yolossl_args):
+        assert (given["warmup_epochs"], given["lrf"], given["optimizer"]) == (0.0, 1.0, "AdamW")
+        assert given["lr0"] == yolossl_args["lr0"]
     # pseudo-label quality is scored against the hidden labels
     assert len(yolossl.pseudo_precision) == 1 and 0.0 <= yolossl.pseudo_precision[0] <= 1.0
 

@@ -286,3 +286,68 @@ def test_the_run_keeps_its_log_and_reports_progress(tiny_dataset: Path, tmp_path
     last_label = [e for e in events if e.step == "label"][-1]
     assert last_label.done == last_label.total == 12
     assert [e.done for e in events if e.round == 0 and e.step == "train"][-1] == 1  # epoch 1 of 1
+
+
+def _scripted(tiny_weights: Path, scores: list[float], calls: list[tuple]):
+    """A trainer that records (model, save_dir, settings) and returns the next scripted val score."""
+    import shutil
+
+    from yolossl.train import TrainResult
+
+    remaining = iter(scores)
+
+    def scripted_training(model, data_yaml, save_dir, settings, on_epoch=None):
+        calls.append((str(model), save_dir, settings))
+        weights = save_dir / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True)
+        shutil.copyfile(tiny_weights, weights)
+        score = next(remaining)
+        return TrainResult(weights, Metrics(score, score, 0.5, 0.5), save_dir, 0.1)
+
+    return scripted_training
+
+
+def test_round0_cycles_until_one_gains_less_than_0_005(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    """0.30, then +0.04 (kept, go on), then +0.002 (kept, converged): the fourth cycle never runs."""
+    calls: list[tuple] = []
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=4)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.34, 0.342], calls))
+    assert [settings.epochs for _, _, settings in calls] == [10, 5, 5]
+    run = result.run_dir / "round_0"
+    assert [save_dir for _, save_dir, _ in calls] == [run / "train", run / "train_2", run / "train_3"]
+    assert calls[1][0] == str(run / "train" / "weights" / "best.pt")  # each cycle continues the best so far
+    assert calls[2][0] == str(run / "train_2" / "weights" / "best.pt")
+    round0 = result.rounds[0]
+    assert round0.metrics.map50_95 == 0.342 and round0.weights == run / "train_3" / "weights" / "best.pt"
+    assert round0.epochs == 20
+
+
+def test_a_round0_cycle_that_loses_is_not_kept(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    calls: list[tuple] = []
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=3)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.29], calls))
+    assert len(calls) == 2 and result.rounds[0].metrics.map50_95 == 0.30
+    assert result.rounds[0].weights == result.run_dir / "round_0" / "train" / "weights" / "best.pt"
+
+
+@pytest.mark.parametrize("schedule", ["continue", "fresh"])
+def test_rounds_after_round0_train_on_the_round_schedule(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, schedule: str
+) -> None:
+    calls: list[tuple] = []
+    config = _tiny_config(
+        tiny_dataset, tmp_path, rounds=1, round_schedule=schedule, round_lr_scale=0.25, train_args={"mosaic": 0.5}
+    )
+    run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.31], calls))
+    round0, round1 = (settings.extra for _, _, settings in calls)
+    assert round0 == {"mosaic": 0.5}  # round 0 is trained as Ultralytics would
+    if schedule == "fresh":
+        assert round1 == {"mosaic": 0.5}
+    else:  # no warm-up; constant: a quarter of the AdamW rate Ultralytics picks for 5 classes
+        assert round1 == {
+            "optimizer": "AdamW",
+            "lr0": 0.001111 * 0.25,
+            "lrf": 1.0,
+            "warmup_epochs": 0.0,
+            "mosaic": 0.5,
+        }

@@ -1,10 +1,16 @@
-"""`yolossl bench`: will SSL help on my data? Four arms on identical splits, seeds and training budget.
+"""`yolossl bench`: will SSL help on my data? Five arms on identical splits, seeds and training budget.
+
+Baselines: `converged` is round 0 itself, labeled-only and (with `round0_cycles` > 1) trained in
+learning-rate cycles until one more gains < 0.005: how far labels alone go, so `oracle - converged`
+says whether the bench is label-bound. `supervised` continues it on the labels for the yolossl
+arm's exact steps, on the same round schedule: the baseline that decides (`gap_recovered`).
 
 Per seed, the training images are split into a labeled fraction and a pool whose labels are
 hidden (or an explicit labeled / unlabeled / truth split is used). One supervised round 0 is
 trained on the labeled images and shared by every arm, then each arm trains the same number of
 optimizer steps beyond it:
 
+- converged: round 0 (the labeled-only model every arm starts from);
 - supervised: more training on the labeled images alone, as many steps as the yolossl arm took;
 - docs: the docs' workflow, predict(conf=0.85) -> merge (empty images as background) -> retrain;
 - yolossl: the default cycle (or the options given);
@@ -46,11 +52,17 @@ from yolossl.labels import clean_label_file
 from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.quality import label_quality
 from yolossl.runtime import resolve_device
-from yolossl.train import TrainSettings, train_detector
+from yolossl.train import train_detector
 
 logger = logging.getLogger(__name__)
 
-ARMS = ("supervised", "docs", "yolossl", "oracle")
+ARMS = ("converged", "supervised", "docs", "yolossl", "oracle")
+BASELINES = {
+    "supervised": "labeled-only, continued from round 0 for exactly the yolossl arm's optimizer steps; "
+    "gap_recovered uses it",
+    "converged": "labeled-only round 0 itself, trained in learning-rate cycles until one gained < 0.005 mAP50-95 "
+    "(with round0_cycles > 1); gap_recovered_vs_converged uses it; oracle - converged: how label-bound the bench is",
+}
 DOCS_WORKFLOW = {"conf": 0.85, "target_precision": None, "uncertain": "keep", "keep_empty": True, "labeled_repeat": 1}
 
 
@@ -127,23 +139,24 @@ class BenchResult:
                 "pseudo_recall": [r.pseudo_recall for r in results],
                 "wall_time_s": sum(r.wall_time_s for r in results),
             }
-        if "supervised" in out and "oracle" in out:
-            for values in out.values():
-                values["gap_recovered"] = _gap(values["per_seed_map50_95"], out)
-                values["gap_recovered_per_seed"] = [
-                    _gap_one(a, s, o)
-                    for a, s, o in zip(
-                        values["per_seed_map50_95"],
-                        out["supervised"]["per_seed_map50_95"],
-                        out["oracle"]["per_seed_map50_95"],
-                        strict=True,
-                    )
-                ]
+        for baseline, key in (("supervised", "gap_recovered"), ("converged", "gap_recovered_vs_converged")):
+            if baseline in out and "oracle" in out:
+                for values in out.values():
+                    values[key] = _gap(values["per_seed_map50_95"], out, baseline)
+                    values[f"{key}_per_seed"] = [
+                        _gap_one(a, b, o)
+                        for a, b, o in zip(
+                            values["per_seed_map50_95"],
+                            out[baseline]["per_seed_map50_95"],
+                            out["oracle"]["per_seed_map50_95"],
+                            strict=True,
+                        )
+                    ]
         return out
 
 
-def _gap(values: list[float], out: dict[str, dict[str, Any]]) -> float | None:
-    return _gap_one(statistics.fmean(values), out["supervised"]["map50_95_mean"], out["oracle"]["map50_95_mean"])
+def _gap(values: list[float], out: dict[str, dict[str, Any]], baseline: str) -> float | None:
+    return _gap_one(statistics.fmean(values), out[baseline]["map50_95_mean"], out["oracle"]["map50_95_mean"])
 
 
 def _gap_one(arm: float, supervised: float, oracle: float) -> float | None:
@@ -181,15 +194,20 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
         round0 = run_cycle(replace(base, rounds=0, name="round0", start_weights=reused))
         round0_time = time.perf_counter() - start
         curves[seed] = _round0_curve(round0)
+        if "converged" in config.arms:
+            results.append(_round0_arm(seed, round0, round0_time))
         r0_weights = str(round0.rounds[0].weights)
         cycles: dict[str, CycleResult] = {}
+        given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(config.cycle))
+        yolossl_config = CycleConfig(**{**asdict(base), **given, "name": "yolossl", "start_weights": r0_weights})
         for arm in ("yolossl", "docs"):
             if arm in config.arms or (arm == "yolossl" and {"supervised", "oracle"} & set(config.arms)):
                 if on_arm:
                     on_arm(arm, seed)
-                given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(config.cycle))
-                options = given if arm == "yolossl" else DOCS_WORKFLOW
-                arm_config = CycleConfig(**{**asdict(base), **options, "name": arm, "start_weights": r0_weights})
+                arm_config = yolossl_config
+                if arm == "docs":  # the docs' workflow, trained on the yolossl arm's round schedule
+                    schedule = {k: getattr(yolossl_config, k) for k in ("round_schedule", "round_lr_scale")}
+                    arm_config = replace(base, **DOCS_WORKFLOW, **schedule, name="docs", start_weights=r0_weights)
                 start = time.perf_counter()
                 cycles[arm] = run_cycle(arm_config)
                 wall = time.perf_counter() - start + round0_time
@@ -200,7 +218,7 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
             if arm in config.arms:
                 if on_arm:
                     on_arm(arm, seed)
-                results.append(_matched_arm(arm, seed, config, base, round0, split, budget, seed_dir, round0_time))
+                results.append(_matched_arm(arm, seed, yolossl_config, round0, split, budget, seed_dir, round0_time))
                 if arm == "oracle" and "yolossl" in cycles:
                     _show_ceiling(cycles["yolossl"].run_dir, results[-1])
         _write(run_dir, BenchResult(run_dir, results, curves))
@@ -295,6 +313,13 @@ def _cycle_arm(arm: str, seed: int, cycle: CycleResult, truth: Path, wall: float
     )
 
 
+def _round0_arm(seed: int, round0: CycleResult, wall: float) -> ArmResult:
+    """Round 0 as the converged labeled-only baseline: every other arm starts from it."""
+    r0 = round0.rounds[0]
+    m = r0.metrics
+    return ArmResult("converged", seed, m.map50, m.map50_95, 0, [m.map50_95], wall_time_s=wall)
+
+
 def _pseudo_quality(pseudo_dir: Path, truth: Path) -> tuple[float, float]:
     """Precision and recall of a round's kept pseudo boxes against the hidden labels (IoU >= 0.5, same class)."""
     predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -315,7 +340,6 @@ def _pseudo_quality(pseudo_dir: Path, truth: Path) -> tuple[float, float]:
 def _matched_arm(
     arm: str,
     seed: int,
-    config: BenchConfig,
     base: CycleConfig,
     round0: CycleResult,
     split: _Split,
@@ -338,15 +362,9 @@ def _matched_arm(
             truth_items.append(ImageItem(h.id, h.path, label if label.is_file() else None))
         built = build_round_dataset(arm_dir / "data", split.labeled, truth_items, val_images, names)
         data_yaml, n_images = built.data_yaml, built.labeled_images + built.pseudo_images
-    settings = TrainSettings(
-        epochs=1,
-        imgsz=base.imgsz,
-        batch=base.batch,
-        device=resolve_device(base.device),
-        workers=base.workers,
-        seed=seed,
-        extra=base.train_args,
-    )
+    # The yolossl arm's round schedule, and Ultralytics' own loss: these arms' labels are all human.
+    nc = len(load_data_yaml(split.labeled_yaml).names)
+    settings = replace(base.round_settings(resolve_device(base.device), nc), loss="ultralytics")
     weights = round0.rounds[0].weights
     scores = [round0.rounds[0].metrics]
     best_index, best_weights = 0, weights
@@ -380,6 +398,8 @@ def _show_ceiling(run_dir: Path, oracle: ArmResult) -> None:
 def _write(run_dir: Path, result: BenchResult) -> None:
     summary = result.summary()
     payload = {
+        "baselines": {arm: text for arm, text in BASELINES.items() if arm in summary},
+        "label_bound_gap": _label_bound_gap(summary),
         "arms": summary,
         "per_seed": [asdict(r) for r in result.arms],
         "round0_curve": result.round0_curve,
@@ -388,24 +408,35 @@ def _write(run_dir: Path, result: BenchResult) -> None:
     (run_dir / "bench.md").write_text(format_table(summary))
 
 
+def _label_bound_gap(summary: dict[str, dict[str, Any]]) -> float | None:
+    """Oracle minus converged labeled-only mAP50-95: what more labels would still buy (>= 0.10: label-bound)."""
+    if "oracle" not in summary or "converged" not in summary:
+        return None
+    return summary["oracle"]["map50_95_mean"] - summary["converged"]["map50_95_mean"]
+
+
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
     """A markdown table of the arms: mAP mean ± std over seeds, gap recovered, pseudo-label quality."""
     lines = [
-        "| arm | val mAP50 | val mAP50-95 | gap recovered | pseudo precision / recall per round (seed means) | time |",
-        "|---|---|---|---|---|---|",
+        "| arm | val mAP50 | val mAP50-95 | gap recovered (vs supervised) | vs converged | "
+        "pseudo precision / recall per round (seed means) | time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for arm in ARMS:
         if arm not in summary:
             continue
         v = summary[arm]
-        gap = v.get("gap_recovered")
+        gaps = " | ".join(_percent(v.get(key)) for key in ("gap_recovered", "gap_recovered_vs_converged"))
         quality = _quality_text(v["pseudo_precision"], v["pseudo_recall"])
         lines.append(
             f"| {arm} | {v['map50_mean']:.3f} ± {v['map50_std']:.3f} | {v['map50_95_mean']:.3f} ± "
-            f"{v['map50_95_std']:.3f} | {'-' if gap is None else f'{gap:.0%}'} | {quality} | "
-            f"{v['wall_time_s'] / 60:.0f} min |"
+            f"{v['map50_95_std']:.3f} | {gaps} | {quality} | {v['wall_time_s'] / 60:.0f} min |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def _quality_text(precision: list[list[float]], recall: list[list[float]]) -> str:

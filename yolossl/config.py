@@ -22,6 +22,7 @@ from yolossl._yaml import load_yaml_file, load_yaml_text
 from yolossl.errors import YolosslError
 from yolossl.label.settings import LabelSettings
 from yolossl.train import TrainSettings
+from yolossl.train.schedule import ROUND_SCHEDULES, round_train_args
 from yolossl.train.targets import LossRules
 
 LEAKAGE_MODES = ("hash", "phash", "off")
@@ -105,6 +106,14 @@ class CycleConfig:
     """With loss pseudo-aware: weight of the pseudo-labeled images' loss."""
     pseudo_box_min_score: float | None = None
     """With loss pseudo-aware: pseudo boxes teach box regression only when scored at least this; None: never."""
+    round_schedule: str = "continue"
+    """How rounds after round 0 train (yolossl.train.schedule): continue (no warm-up, a constant learning rate of
+    round_lr_scale x Ultralytics' small-run AdamW rate) or fresh (Ultralytics' own warm-up and decay each round)."""
+    round_lr_scale: float = 0.5
+    """With round_schedule continue: the rounds' learning rate as a fraction of round 0's."""
+    round0_cycles: int = 1
+    """Round 0 as up to this many learning-rate cycles on the labels: the first of `epochs`, each next of half as
+    many, stopping when one gains less than 0.005 mAP50-95 on val. One schedule's plateau is not convergence."""
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
@@ -122,6 +131,12 @@ class CycleConfig:
         _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
+        _check(
+            self.round_schedule in ROUND_SCHEDULES,
+            f"round_schedule must be one of {', '.join(ROUND_SCHEDULES)}, got {self.round_schedule!r}",
+        )
+        _check(0.0 < self.round_lr_scale <= 10.0, f"round_lr_scale must be in (0, 10], got {self.round_lr_scale}")
+        _check(self.round0_cycles >= 1, f"round0_cycles must be >= 1, got {self.round0_cycles}")
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")
@@ -161,6 +176,11 @@ class CycleConfig:
             extra=self.train_args,
             loss=self.loss,
         )
+
+    def round_settings(self, device: str, nc: int) -> TrainSettings:
+        """Training arguments of a round after round 0: `round_epochs` under the round schedule."""
+        extra = round_train_args(self.round_schedule, nc, self.round_lr_scale, self.train_args)
+        return dataclasses.replace(self.train_settings(device, self.round_epochs), extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,8 +16,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,7 +58,9 @@ BENCH_SPEC = DemoSpec(n_labeled=1000, n_unlabeled=0, n_val=200, seed=7, classes=
 # The label-bound benchmark (`yolossl bench --dataset glyphs`): ten look-alike digits whose variety
 # a hundred labels cannot cover; small images so that every arm fits a CPU budget.
 GLYPHS_DIR = Path("datasets/glyphs")
-GLYPHS_SPEC = DemoSpec(n_labeled=1100, n_unlabeled=0, n_val=150, size=96, seed=11, classes=GLYPH_CLASSES, scene="glyphs")
+GLYPHS_SPEC = DemoSpec(
+    n_labeled=1100, n_unlabeled=0, n_val=150, size=96, seed=11, classes=GLYPH_CLASSES, scene="glyphs"
+)
 
 
 def ensure_demo_dataset(root: str | Path = DEMO_DIR, spec: DemoSpec = DemoSpec()) -> Path:
@@ -300,4 +304,30 @@ BENCH_TRAINING_DEFAULTS = {
     "batch": 16,
     "workers": 0,
     "train_args": {"nbs": 16, "val": False},
+}
+
+
+# `yolossl bench --dataset glyphs`: round 0 as learning-rate cycles until one gains < 0.005 (the
+# converged labeled-only baseline), short rounds, small images: each arm a few minutes on 2 cores.
+GLYPHS_TRAINING_DEFAULTS = {
+    **BENCH_TRAINING_DEFAULTS,
+    "imgsz": 96,
+    "epochs": 150,
+    "round0_cycles": 3,
+    "round_epochs": 2,
+}
+
+
+@dataclass(frozen=True)
+class BenchDataset:
+    """A bundled benchmark: how to build it, the share of its training images that keep labels, its settings."""
+
+    ensure: Callable[[], Path]
+    label_fraction: float
+    training: dict[str, Any]
+
+
+BENCH_DATASETS = {
+    "shapes": BenchDataset(ensure_bench_dataset, 0.1, BENCH_TRAINING_DEFAULTS),
+    "glyphs": BenchDataset(ensure_glyphs_dataset, 100 / 1100, GLYPHS_TRAINING_DEFAULTS),
 }

@@ -107,7 +107,9 @@ def _glyph_mask(rng: np.random.Generator, text: str, height: int) -> np.ndarray:
     moved = corners @ linear.T
     offset = -moved.min(0)
     out_w, out_h = (np.ceil(moved.max(0) + offset)).astype(int) + 1
-    warped = cv2.warpAffine(canvas, np.hstack([linear, offset[:, None]]), (int(out_w), int(out_h)), flags=cv2.INTER_AREA)
+    warped = cv2.warpAffine(
+        canvas, np.hstack([linear, offset[:, None]]), (int(out_w), int(out_h)), flags=cv2.INTER_AREA
+    )
     ys, xs = np.nonzero(warped > 32)
     tight = warped[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     return tight.astype(np.float32) / 255.0

@@ -15,7 +15,17 @@ def bench(
         Path | None,
         typer.Option(help="Data YAML with every training image labeled. Default: the bundled benchmark dataset."),
     ] = None,
-    label_fraction: Annotated[float, typer.Option(help="Share of training images whose labels are kept.")] = 0.1,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="Bundled benchmark when no --data: glyphs (label-bound: ten look-alike digits) or shapes "
+            "(the first bench, kept for regression)."
+        ),
+    ] = "glyphs",
+    label_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of training images whose labels are kept. Default: 0.1, or 100 images on glyphs."),
+    ] = None,
     unlabeled: Annotated[
         list[Path] | None, typer.Option("--unlabeled", "-u", help="Explicit split: unlabeled folder (repeatable).")
     ] = None,
@@ -24,9 +34,14 @@ def bench(
     ] = None,
     rounds: Annotated[int, typer.Option(help="Pseudo-label rounds of the docs and yolossl arms.")] = 3,
     seeds: Annotated[int, typer.Option(help="Seeds: splits and training seeds; results are mean ± std.")] = 3,
-    arms: Annotated[str, typer.Option(help="Comma-separated arms to run.")] = "supervised,docs,yolossl,oracle",
+    arms: Annotated[
+        str, typer.Option(help="Comma-separated arms to run.")
+    ] = "converged,supervised,docs,yolossl,oracle",
     model: Annotated[str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.")] = None,
+    round0_cycles: Annotated[
+        int | None, typer.Option(help="Round 0's learning-rate cycles at most (stops when one gains < 0.005).")
+    ] = None,
     round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,
     imgsz: Imgsz = None,
     batch: Batch = None,
@@ -51,12 +66,17 @@ def bench(
     with errors_as_one_line(verbose):
         from yolossl.bench import BenchConfig, format_table, run_bench
         from yolossl.config import parse_train_args
-        from yolossl.demo import BENCH_TRAINING_DEFAULTS, ensure_bench_dataset
+        from yolossl.demo import BENCH_DATASETS
+        from yolossl.errors import YolosslError
 
-        training: dict[str, Any] = {} if data else dict(BENCH_TRAINING_DEFAULTS)
+        if dataset not in BENCH_DATASETS:
+            raise YolosslError(f"--dataset must be one of {', '.join(BENCH_DATASETS)}, got {dataset!r}")
+        bundled = BENCH_DATASETS[dataset]
+        training: dict[str, Any] = {} if data else dict(bundled.training)
         given = {
             "model": model,
             "epochs": epochs,
+            "round0_cycles": round0_cycles,
             "round_epochs": round_epochs,
             "imgsz": imgsz,
             "batch": batch,
@@ -66,8 +86,8 @@ def bench(
         if train_arg:
             training["train_args"] = {**training.get("train_args", {}), **parse_train_args(train_arg)}
         config = BenchConfig(
-            data=str(data or ensure_bench_dataset()),
-            label_fraction=None if unlabeled else label_fraction,
+            data=str(data or bundled.ensure()),
+            label_fraction=None if unlabeled else label_fraction or (0.1 if data else bundled.label_fraction),
             unlabeled=[str(p) for p in unlabeled or []],
             unlabeled_truth=str(unlabeled_truth) if unlabeled_truth else None,
             rounds=rounds,

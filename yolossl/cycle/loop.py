@@ -41,6 +41,9 @@ from yolossl.train.targets import PseudoTargets, targets_from_labeling
 
 logger = logging.getLogger(__name__)
 
+MIN_CYCLE_GAIN = 0.005
+"""Round 0 has converged when one more learning-rate cycle on the labels gains less mAP50-95 than this."""
+
 Trainer = Callable[..., TrainResult]
 """`train_detector`'s signature: (model, data_yaml, save_dir, settings, on_epoch) -> TrainResult."""
 
@@ -238,9 +241,45 @@ class Cycle:
         images = merged["labeled_images"] * merged["labeled_repeat"] + merged["pseudo_images"]
         self.on_progress(ProgressEvent(index, "train", 0, epochs))
         logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
-        settings = self.config.train_settings(self.device, epochs)
+        if previous is None:
+            return start_model, *self._train_round0(start_model, data_yaml, round_dir)
+        settings = self.config.round_settings(self.device, len(self.inputs.names))
         trained = self.train(start_model, data_yaml, round_dir / "train", settings, self._on_epoch(index))
         return start_model, epochs, trained
+
+    def _train_round0(self, model: str, data_yaml: Path, round_dir: Path) -> tuple[int, TrainResult]:
+        """Learning-rate cycles on the labels until one gains < `MIN_CYCLE_GAIN` (at most `round0_cycles`).
+
+        A schedule that has plateaued is not convergence: a fresh cycle from its weights still gains.
+        Each cycle after the first is half as long; the best weights become round 0's.
+        """
+        epochs = self.config.epochs
+        best = self.train(
+            model, data_yaml, round_dir / "train", self.config.train_settings(self.device, epochs), self._on_epoch(0)
+        )
+        total = epochs
+        for cycle in range(1, self.config.round0_cycles):
+            length = max(1, self.config.epochs // 2)
+            self.on_progress(ProgressEvent(0, "train", 0, length))
+            settings = self.config.train_settings(self.device, length)
+            trained = self.train(
+                str(best.weights), data_yaml, round_dir / f"train_{cycle + 1}", settings, self._on_epoch(0)
+            )
+            total += length
+            gain = trained.metrics.map50_95 - best.metrics.map50_95
+            logger.info(
+                "Round 0: learning-rate cycle %d (%d epochs) %+.4f mAP50-95 (%.4f -> %.4f)",
+                cycle + 1,
+                length,
+                gain,
+                best.metrics.map50_95,
+                trained.metrics.map50_95,
+            )
+            if gain > 0:
+                best = trained
+            if gain < MIN_CYCLE_GAIN:
+                break
+        return total, best
 
     def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
         """Round 0 from weights the user already trained: copied into the run and validated, not retrained."""
