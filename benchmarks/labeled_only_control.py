@@ -3,7 +3,7 @@
 Reads a finished `yolossl cycle` run and, starting from its round-0 weights, fine-tunes on the
 labeled data only, round by round, with as many optimizer steps as the cycle's round took
 (epochs scaled by the round's images per epoch, repeated labeled images
-counted each time, over the labeled images). Prints both side by side: the part of the
+counted each time, over the labeled images), on the cycle's round schedule. Prints both side by side: the part of the
 cycle's gain that the control also gets came from training longer, not from the pseudo-labels.
 
     python benchmarks/labeled_only_control.py runs/cycle/exp
@@ -21,7 +21,7 @@ from pathlib import Path
 from yolossl.config import CycleConfig
 from yolossl.cycle import RoundResult
 from yolossl.runtime import resolve_device, set_up_process
-from yolossl.train import TrainSettings, train_detector
+from yolossl.train import train_detector
 
 
 def main() -> None:
@@ -37,18 +37,14 @@ def main() -> None:
 
     logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
-    config = CycleConfig(**yaml.safe_load((args.run / "config.yaml").read_text()))
+    values = yaml.safe_load((args.run / "config.yaml").read_text())
+    values.setdefault("round_schedule", "fresh")  # runs from before round schedules trained each round afresh
+    config = CycleConfig(**values)
     rows = list(csv.DictReader((args.run / "summary.csv").open()))
-    settings = TrainSettings(
-        epochs=config.round_epochs,
-        imgsz=config.imgsz,
-        batch=config.batch,
-        device=resolve_device(config.device),
-        workers=config.workers,
-        seed=config.seed,
-        extra=config.train_args,
-    )
     labeled_yaml = args.run / "round_0" / "data.yaml"
+    names = yaml.safe_load(labeled_yaml.read_text())["names"]
+    # The cycle's round schedule, with Ultralytics' own loss: every label here is human.
+    settings = replace(config.round_settings(resolve_device(config.device), len(names)), loss="ultralytics")
     weights = args.run / "round_0" / "train" / "weights" / "best.pt"
     control = [float(rows[0]["map50_95"])]
     for row in rows[1:]:

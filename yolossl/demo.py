@@ -312,7 +312,7 @@ BENCH_TRAINING_DEFAULTS = {
 GLYPHS_TRAINING_DEFAULTS = {
     **BENCH_TRAINING_DEFAULTS,
     "imgsz": 96,
-    "epochs": 150,
+    "epochs": 120,
     "round0_cycles": 3,
     "round_epochs": 2,
 }

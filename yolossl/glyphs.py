@@ -26,19 +26,19 @@ _FONTS = (
     cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
     cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
 )
-_MIN_SIDE, _MAX_SIDE = 9, 30  # glyph height in pixels at the dataset's image size (96)
+_MIN_SIDE, _MAX_SIDE = 12, 36  # glyph height in pixels at the dataset's image size (96)
 
 
 def draw_glyph_scene(
     rng: np.random.Generator, size: int, classes: tuple[str, ...] = GLYPH_CLASSES
 ) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
-    """One image and its YOLO labels (class, xc, yc, w, h normalised): 2–6 digits, 1–3 unlabeled letters."""
+    """One image and its YOLO labels (class, xc, yc, w, h normalised): 2–5 digits, 0–2 unlabeled letters."""
     image = _textured_background(rng, size)
     occupied = np.zeros((size, size), bool)
     labels = []
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         _draw_glyph(rng, image, occupied, str(rng.choice(list(_DISTRACTORS))))
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(2, 6))):
         cls = int(rng.integers(len(classes)))
         box = _draw_glyph(rng, image, occupied, classes[cls])
         if box is not None:
@@ -94,7 +94,7 @@ def _glyph_mask(rng: np.random.Generator, text: str, height: int) -> np.ndarray:
     pad = 4 * thickness
     canvas = np.zeros((th + base + 2 * pad, tw + 2 * pad), np.uint8)
     cv2.putText(canvas, text, (pad, pad + th), font, scale, 255, thickness, cv2.LINE_AA)
-    angle = math.radians(rng.uniform(-20, 20))
+    angle = math.radians(rng.uniform(-15, 15))
     shear = rng.uniform(-0.25, 0.25)
     stretch = rng.uniform(0.75, 1.3)
     linear = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]) @ np.array(

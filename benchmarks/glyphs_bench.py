@@ -1,0 +1,87 @@
+"""The label-bound bench of issue #15: every arm on 3 seeds, then one-ingredient ablations on seed 0.
+
+Step 1 runs `yolossl bench --dataset glyphs` (converged labeled-only round 0 shared by every arm,
+the budget-matched labeled-only continuation, the docs' workflow, the default cycle, the oracle).
+Step 2 reruns only the yolossl arm on seed 0 from step 1's round 0, one ingredient changed at a
+time, and prints each against step 1's seed-0 baselines. An ablation's own steps can differ a
+little from the default arm's (it keeps other pool images), so its gap uses the default arm's
+budget-matched baseline: read small differences with that in mind.
+
+    python benchmarks/glyphs_bench.py --name glyphs                 # ~1 h on 2 cores, then ablations
+    python benchmarks/glyphs_bench.py --name glyphs --ablations-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from yolossl.bench import BenchConfig, format_table, run_bench
+from yolossl.demo import BENCH_DATASETS
+from yolossl.runtime import set_up_process
+
+ABLATIONS = {
+    "pseudo-aware loss (ignore regions)": {"loss": "pseudo-aware"},
+    "pseudo-aware loss + grey mask": {"loss": "pseudo-aware", "uncertain": "mask"},
+    "uncertain boxes as background (keep)": {"uncertain": "keep"},
+    "pseudo-aware, box loss from boxes >= 0.9": {"loss": "pseudo-aware", "pseudo_box_min_score": 0.9},
+    "pseudo-aware, box loss from every box": {"loss": "pseudo-aware", "pseudo_box_min_score": 0.0},
+    "pseudo-aware, lambda_u 0.5": {"loss": "pseudo-aware", "lambda_u": 0.5},
+    "round schedule fresh (Ultralytics' warm-up and decay)": {"round_schedule": "fresh"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="glyphs")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--project", default="runs/bench")
+    parser.add_argument("--ablations-only", action="store_true")
+    parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
+    args = parser.parse_args()
+    set_up_process()
+    import logging
+
+    import ultralytics  # noqa: F401  (its logger is set up on import; quiet it after)
+
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    dataset = BENCH_DATASETS["glyphs"]
+    common = {"data": str(dataset.ensure()), "label_fraction": dataset.label_fraction, "project": args.project}
+    main_run = Path(args.project) / args.name
+    if not args.ablations_only:
+        start = time.perf_counter()
+        result = run_bench(BenchConfig(**common, seeds=args.seeds, training=dataset.training, name=args.name))
+        print(format_table(result.summary()))
+        print(f"{main_run}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    baseline = json.loads((main_run / "bench.json").read_text())["arms"]
+    supervised, oracle = (baseline[a]["per_seed_map50_95"][0] for a in ("supervised", "oracle"))
+    default = baseline["yolossl"]["per_seed_map50_95"][0]
+    rows = [("default cycle", default)]
+    for label, options in ABLATIONS.items():
+        if args.only and label not in args.only:
+            continue
+        slug = "ablation-" + "".join(c if c.isalnum() else "-" for c in label)[:40].strip("-")
+        run = run_bench(
+            BenchConfig(
+                **common,
+                seeds=1,
+                arms=("yolossl",),
+                training=dataset.training,
+                cycle=options,
+                name=f"{args.name}-{slug}",
+                round0_from=str(main_run),
+            )
+        )
+        rows.append((label, run.arms[0].map50_95))
+        print(f"{label}: mAP50-95 {run.arms[0].map50_95:.4f}", flush=True)
+    print(f"\nseed 0: supervised (budget-matched) {supervised:.4f}, oracle {oracle:.4f}")
+    print("| yolossl arm, seed 0 | val mAP50-95 | gap recovered |\n|---|---|---|")
+    for label, value in rows:
+        gap = (value - supervised) / (oracle - supervised) if oracle > supervised else float("nan")
+        print(f"| {label} | {value:.4f} | {gap:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
