@@ -84,6 +84,9 @@ def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: s
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"fixmatch_tau": 0.0}, r"fixmatch_tau must be in \(0, 1\]"),
         ({"train_args": {"imgsz": 320}}, r"train_args cannot set \['imgsz'\]"),
+        ({"round_schedule": "cosine"}, "round_schedule must be one of continue, fresh"),
+        ({"round_lr_scale": 0.0}, r"round_lr_scale must be in \(0, 10\]"),
+        ({"round0_cycles": 0}, "round0_cycles must be >= 1"),
     ],
 )
 def test_invalid_values_are_rejected(values: dict, message: str) -> None:

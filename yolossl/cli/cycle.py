@@ -132,6 +132,24 @@ def cycle(
             help="With --loss pseudo-aware: pseudo boxes teach box regression from this score. Default: never."
         ),
     ] = None,
+    round_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="How rounds after round 0 train: continue (no warm-up, one constant learning rate) or fresh "
+            f"(Ultralytics' warm-up and decay every round). Default: {D.round_schedule}."
+        ),
+    ] = None,
+    round_lr_scale: Annotated[
+        float | None,
+        typer.Option(help=f"With --round-schedule continue: rounds' rate / round 0's. Default: {D.round_lr_scale}."),
+    ] = None,
+    round0_cycles: Annotated[
+        int | None,
+        typer.Option(
+            help="Round 0 as up to this many learning-rate cycles (each next half as long), until one gains "
+            f"< 0.005 mAP50-95. Default: {D.round0_cycles}."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")
