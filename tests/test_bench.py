@@ -69,6 +69,7 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     )
     round0_metrics = json.loads((run / "seed_0" / "round0" / "round_0" / "metrics.json").read_text())["metrics"]
     assert arms["converged"]["per_seed_map50_95"] == [round0_metrics["map50_95"]]
+    assert arms["converged"]["converged_per_seed"] == [None]  # one learning-rate cycle shows nothing
     assert (run / "bench.md").read_text().startswith("| arm |")
     oracle = next(r for r in result.arms if r.arm == "oracle")  # the yolossl arm's report shows its ceiling
     assert json.loads((run / "seed_0" / "yolossl" / "oracle.json").read_text())["map50_95"] == oracle.map50_95

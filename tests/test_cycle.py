@@ -320,6 +320,9 @@ def test_round0_cycles_until_one_gains_less_than_0_005(tiny_dataset: Path, tmp_p
     round0 = result.rounds[0]
     assert round0.metrics.map50_95 == 0.342 and round0.weights == run / "train_3" / "weights" / "best.pt"
     assert round0.epochs == 20
+    record = json.loads((run / "round0_cycles.json").read_text())
+    assert [c["map50_95"] for c in record["cycles"]] == [0.30, 0.34, 0.342] and record["converged"] is True
+    assert record["cycles"][1]["gain"] == pytest.approx(0.04)
 
 
 def test_a_round0_cycle_that_loses_is_not_kept(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
@@ -328,6 +331,16 @@ def test_a_round0_cycle_that_loses_is_not_kept(tiny_dataset: Path, tmp_path: Pat
     result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.29], calls))
     assert len(calls) == 2 and result.rounds[0].metrics.map50_95 == 0.30
     assert result.rounds[0].weights == result.run_dir / "round_0" / "train" / "weights" / "best.pt"
+    assert json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())["converged"] is True
+
+
+def test_round0_still_gaining_at_the_cap_is_said(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog
+) -> None:
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=2)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.40], []))
+    assert json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())["converged"] is False
+    assert "still gaining after 2 learning-rate cycles" in caplog.text
 
 
 @pytest.mark.parametrize("schedule", ["continue", "fresh"])

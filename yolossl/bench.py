@@ -44,6 +44,7 @@ import yaml
 from yolossl.boxes import yolo_label_text
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
 from yolossl.cycle import CycleResult, run_cycle
+from yolossl.cycle.loop import ROUND0_CYCLES_FILE
 from yolossl.cycle.state import new_run_dir
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.errors import YolosslError
@@ -110,6 +111,8 @@ class ArmResult:
     pseudo_precision: list[float] = field(default_factory=list)
     pseudo_recall: list[float] = field(default_factory=list)
     wall_time_s: float = 0.0
+    converged: bool | None = None
+    """Converged arm: whether round 0's last learning-rate cycle gained < 0.005 (None: a single cycle, unknown)."""
 
 
 @dataclass
@@ -139,6 +142,8 @@ class BenchResult:
                 "pseudo_recall": [r.pseudo_recall for r in results],
                 "wall_time_s": sum(r.wall_time_s for r in results),
             }
+            if arm == "converged":
+                out[arm]["converged_per_seed"] = [r.converged for r in results]
         for baseline, key in (("supervised", "gap_recovered"), ("converged", "gap_recovered_vs_converged")):
             if baseline in out and "oracle" in out:
                 for values in out.values():
@@ -314,10 +319,12 @@ def _cycle_arm(arm: str, seed: int, cycle: CycleResult, truth: Path, wall: float
 
 
 def _round0_arm(seed: int, round0: CycleResult, wall: float) -> ArmResult:
-    """Round 0 as the converged labeled-only baseline: every other arm starts from it."""
-    r0 = round0.rounds[0]
-    m = r0.metrics
-    return ArmResult("converged", seed, m.map50, m.map50_95, 0, [m.map50_95], wall_time_s=wall)
+    """Round 0 as the converged labeled-only baseline (every other arm starts from it); its rounds are its cycles."""
+    m = round0.rounds[0].metrics
+    record = round0.run_dir / "round_0" / ROUND0_CYCLES_FILE
+    cycles = json.loads(record.read_text()) if record.is_file() else {"cycles": [], "converged": None}
+    curve = [c["map50_95"] for c in cycles["cycles"]] or [m.map50_95]
+    return ArmResult("converged", seed, m.map50, m.map50_95, 0, curve, wall_time_s=wall, converged=cycles["converged"])
 
 
 def _pseudo_quality(pseudo_dir: Path, truth: Path) -> tuple[float, float]:

@@ -42,6 +42,7 @@ from yolossl.train.targets import PseudoTargets, targets_from_labeling
 logger = logging.getLogger(__name__)
 
 MIN_CYCLE_GAIN = 0.005
+ROUND0_CYCLES_FILE = "round0_cycles.json"
 """Round 0 has converged when one more learning-rate cycle on the labels gains less mAP50-95 than this."""
 
 Trainer = Callable[..., TrainResult]
@@ -251,35 +252,45 @@ class Cycle:
         """Learning-rate cycles on the labels until one gains < `MIN_CYCLE_GAIN` (at most `round0_cycles`).
 
         A schedule that has plateaued is not convergence: a fresh cycle from its weights still gains.
-        Each cycle after the first is half as long; the best weights become round 0's.
+        Each cycle after the first is half as long; the best weights become round 0's. Every cycle's
+        score goes to `round0_cycles.json`, with whether the last one ended below the gain.
         """
-        epochs = self.config.epochs
-        best = self.train(
-            model, data_yaml, round_dir / "train", self.config.train_settings(self.device, epochs), self._on_epoch(0)
-        )
-        total = epochs
-        for cycle in range(1, self.config.round0_cycles):
-            length = max(1, self.config.epochs // 2)
+        lengths = [self.config.epochs] + [max(1, self.config.epochs // 2)] * (self.config.round0_cycles - 1)
+        best: TrainResult | None = None
+        cycles: list[dict[str, Any]] = []
+        for k, length in enumerate(lengths, start=1):
             self.on_progress(ProgressEvent(0, "train", 0, length))
-            settings = self.config.train_settings(self.device, length)
+            start = model if best is None else str(best.weights)
+            folder = round_dir / ("train" if k == 1 else f"train_{k}")
             trained = self.train(
-                str(best.weights), data_yaml, round_dir / f"train_{cycle + 1}", settings, self._on_epoch(0)
+                start, data_yaml, folder, self.config.train_settings(self.device, length), self._on_epoch(0)
             )
-            total += length
-            gain = trained.metrics.map50_95 - best.metrics.map50_95
-            logger.info(
-                "Round 0: learning-rate cycle %d (%d epochs) %+.4f mAP50-95 (%.4f -> %.4f)",
-                cycle + 1,
-                length,
-                gain,
-                best.metrics.map50_95,
-                trained.metrics.map50_95,
-            )
-            if gain > 0:
+            gain = None if best is None else trained.metrics.map50_95 - best.metrics.map50_95
+            cycles.append({"epochs": length, "map50_95": trained.metrics.map50_95, "gain": gain})
+            if gain is not None:
+                logger.info(
+                    "Round 0: learning-rate cycle %d (%d epochs) %+.4f mAP50-95 (%.4f -> %.4f)",
+                    k,
+                    length,
+                    gain,
+                    best.metrics.map50_95,
+                    trained.metrics.map50_95,
+                )
+            if best is None or gain > 0:
                 best = trained
-            if gain < MIN_CYCLE_GAIN:
+            if gain is not None and gain < MIN_CYCLE_GAIN:
                 break
-        return total, best
+        last_gain = cycles[-1]["gain"]
+        converged = None if last_gain is None else last_gain < MIN_CYCLE_GAIN  # None: one cycle shows nothing
+        if converged is False:
+            logger.warning(
+                "Round 0: still gaining after %d learning-rate cycles (%+.4f); raise --round0-cycles to converge",
+                len(cycles),
+                cycles[-1]["gain"],
+            )
+        record = {"cycles": cycles, "converged": converged, "min_gain": MIN_CYCLE_GAIN}
+        write_text_atomic(round_dir / ROUND0_CYCLES_FILE, json.dumps(record, indent=2))
+        return sum(c["epochs"] for c in cycles), best
 
     def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
         """Round 0 from weights the user already trained: copied into the run and validated, not retrained."""
