@@ -1,0 +1,207 @@
+"""The online teacher: its EMA schedule, the strong view's box mapping, its batches and a tiny run end to end."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from yolossl.errors import YolosslError
+from yolossl.train.online import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
+from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_BOX, PSEUDO_CLASS_ONLY, LossRules
+from yolossl.train.teacher import EmaSchedule, ema_schedule, image_targets, kept_mask
+from yolossl.train.views import hflip_matrix, map_boxes, strong_view, warp
+
+
+def test_the_ema_schedule_fits_the_run_length() -> None:
+    """1000 optimizer steps: a horizon of 100 steps (decay 0.99), reached by the mean teacher's ramp at step 99."""
+    schedule = ema_schedule(1000)
+    assert schedule == EmaSchedule(pytest.approx(0.99))
+    assert [schedule(u) for u in (0, 1, 9, 99, 100, 999)] == pytest.approx([0.0, 0.5, 0.9, 0.99, 0.99, 0.99])
+    assert schedule.ramp_updates == 99  # a tenth of the run
+    assert ema_schedule(10**6).target == 0.999  # a long run stops at max_decay
+    assert ema_schedule(5).target == 0.0  # shorter than ten steps: the teacher is the student
+    # Ultralytics' own ramp would still be at 0.9999 * (1 - exp(-1000 / 2000)) = 0.39 after this whole run
+    assert 0.9999 * (1 - math.exp(-1000 / 2000)) < 0.4
+
+
+def _drawn_image(box: tuple[int, int, int, int], size: tuple[int, int] = (48, 64)) -> torch.Tensor:
+    """A black (1, 3, h, w) image with one white rectangle at pixel corners `box` (x1, y1, x2, y2)."""
+    image = torch.zeros(1, 3, *size)
+    x1, y1, x2, y2 = box
+    image[..., y1:y2, x1:x2] = 1.0
+    return image
+
+
+def _bright_box(image: torch.Tensor) -> list[int]:
+    """The pixel-edge corners of the bright pixels of a (1, 3, h, w) image."""
+    ys, xs = torch.nonzero(image[0, 0] > 0.5, as_tuple=True)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        hflip_matrix(64),
+        torch.tensor([[0.5, 0.0, 10.0], [0.0, 0.5, 6.0], [0.0, 0.0, 1.0]]),  # scale down and shift
+        torch.tensor([[-1.0, 0.0, 60.0], [0.0, 1.0, -8.0], [0.0, 0.0, 1.0]]),  # mirror and shift up
+    ],
+    ids=["hflip", "scale-shift", "flip-shift"],
+)
+def test_teacher_boxes_land_on_the_object_in_the_strong_view(matrix: torch.Tensor) -> None:
+    """A drawn rectangle, warped by a known matrix: the mapped box is where its pixels went, and maps back."""
+    box = (8, 12, 28, 36)
+    image = _drawn_image(box)
+    warped = warp(image, matrix[None])
+    mapped = map_boxes(torch.tensor([box], dtype=torch.float32), matrix, 64, 48)[0]
+    assert mapped.tolist() == pytest.approx(_bright_box(warped), abs=1.0)
+    back = map_boxes(mapped[None], torch.linalg.inv(matrix), 64, 48)[0]
+    assert back.tolist() == pytest.approx(list(box), abs=1e-4)
+
+
+def test_the_strong_view_moves_no_pixel_unless_mirrored() -> None:
+    box = (8, 12, 28, 36)
+    image = _drawn_image(box).repeat(8, 1, 1, 1) * 0.8
+    generator = torch.Generator().manual_seed(0)
+    strong, matrices = strong_view(image, generator, flip=0.0)
+    assert torch.equal(matrices, torch.eye(3).repeat(8, 1, 1))
+    assert not torch.allclose(strong, image, atol=0.05)  # perturbed ...
+    for view in strong:  # ... but the object is where it was: inside brighter than outside, everywhere
+        inside, outside = view[:, 12:36, 8:28], torch.cat([view[:, :, :8].flatten(), view[:, :, 28:].flatten()])
+        assert inside.mean() > outside.mean() + 0.3
+    strong, matrices = strong_view(image, torch.Generator().manual_seed(0), flip=1.0)
+    assert torch.equal(matrices, hflip_matrix(64).repeat(8, 1, 1))
+    for view, matrix in zip(strong, matrices, strict=True):
+        x1, y1, x2, y2 = map_boxes(torch.tensor([box], dtype=torch.float32), matrix, 64, 48)[0].int().tolist()
+        assert view[:, y1:y2, x1:x2].mean() > view.mean() + 0.2
+
+
+def test_teacher_boxes_become_kind_coded_targets() -> None:
+    """Above the class threshold: a target (box regression from the gate up); below it: an ignore region."""
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 32.0, 32.0, 0.9, 1.0],  # kept, regressed
+            [32.0, 0.0, 64.0, 32.0, 0.5, 0.0],  # kept, class only
+            [0.0, 32.0, 16.0, 48.0, 0.3, 0.0],  # under class 0's threshold: ignored
+            [10.0, 10.0, 10.5, 20.0, 0.9, 1.0],  # less than a pixel wide: dropped
+        ]
+    )
+    thresholds = torch.tensor([0.4, 0.6])
+    kept = kept_mask(boxes, thresholds)
+    assert kept.tolist() == [True, True, False, True]
+    targets = image_targets(boxes, kept, 64, 48)
+    assert targets.kept == [
+        pytest.approx((1, 0.9, 0.25, 1 / 3, 0.5, 2 / 3)),
+        pytest.approx((0, 0.5, 0.75, 1 / 3, 0.5, 2 / 3)),
+    ]
+    assert targets.ignore == [pytest.approx((0.125, 5 / 6, 0.25, 1 / 3))]
+    codes, _ = targets.encoded(LossRules(box_min_score=0.8))
+    assert codes[:, 0].tolist() == [
+        PSEUDO_BOX * KIND_STRIDE + 1,
+        PSEUDO_CLASS_ONLY * KIND_STRIDE,
+        IGNORE * KIND_STRIDE,
+        PSEUDO_AREA * KIND_STRIDE,
+    ]
+
+
+def test_online_settings_round_trip_and_damage(tmp_path: Path) -> None:
+    settings = OnlineSettings(("a.jpg", "b.jpg"), LossRules(0.5, 0.7, (2,)), unlabeled_ratio=0.5, target_precision=0.8)
+    save_online_settings(settings, tmp_path / "online.json")
+    assert load_online_settings(tmp_path / "online.json") == settings
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(YolosslError, match=r"bad.json: not an online settings file written by yolossl \(KeyError"):
+        load_online_settings(tmp_path / "bad.json")
+    with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be a number > 0, got 0"):
+        OnlineSettings(("a.jpg",), unlabeled_ratio=0)
+
+
+def _online_data_yaml(tiny_dataset: Path, run: Path, **options) -> Path:
+    """The tiny labeled split (8 images) as a round dataset, its YAML naming an online.json over 8 pool images."""
+    from yolossl.data import load_data_yaml, scan_image_folders
+    from yolossl.merge import build_round_dataset, mirror_split
+
+    spec = load_data_yaml(tiny_dataset / "data.yaml")
+    val = mirror_split(spec.val_items(), run / "val", len(spec.names))
+    data_yaml = build_round_dataset(run / "round_1", spec.train_items(), [], val, spec.names).data_yaml
+    pool = tuple(str(item.path) for item in scan_image_folders([str(tiny_dataset / "unlabeled")]).images[:8])
+    # a one-epoch model is never confident: a low conf gives the teacher boxes to keep
+    values = {"conf": 0.002, "uncertain_low": 0.001, "rules": LossRules(lambda_u=0.5, box_min_score=0.0024), **options}
+    save_online_settings(OnlineSettings(pool, **values), run / "round_1" / "online.json")
+    meta = yaml.safe_load(data_yaml.read_text())
+    data_yaml.write_text(yaml.safe_dump({**meta, ONLINE_KEY: str(run / "round_1" / "online.json")}))
+    return data_yaml
+
+
+def _watched_run(model: Path | str, data_yaml: Path, save_dir: Path, epochs: int) -> dict:
+    """Train the online trainer on `data_yaml`, recording each batch and each step's loss keys."""
+    from yolossl.train.online import OnlineTeacherTrainer
+
+    seen: dict = {"keys": [], "batches": []}
+
+    class Watched(OnlineTeacherTrainer):
+        def preprocess_batch(self, batch):
+            batch = super().preprocess_batch(batch)
+            seen["batches"].append(
+                {"n": len(batch["img"]), "n_l": batch["n_l"], "cls": batch["cls"].view(-1).tolist(),
+                 "owner": batch["batch_idx"].view(-1).tolist()}
+            )  # fmt: skip
+            return batch
+
+    def after_batch(trainer) -> None:
+        seen["keys"].append(tuple(trainer.loss_items))
+
+    overrides = dict(
+        model=str(model), data=str(data_yaml), epochs=epochs, imgsz=64, batch=4, device="cpu", workers=0,
+        plots=False, project=str(save_dir.parent), name=save_dir.name, exist_ok=True, val=True,
+    )  # fmt: skip
+    trainer = Watched(overrides=overrides)
+    trainer.add_callback("on_train_batch_end", after_batch)
+    trainer.train()
+    seen["trainer"] = trainer
+    return seen
+
+
+def test_a_tiny_online_run_end_to_end(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog) -> None:
+    """2 epochs of 2 batches (4 labeled + 4 unlabeled): teacher targets on the appended half, same loss keys."""
+    import logging
+
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run", burn_in_epochs=1)
+    with caplog.at_level(logging.INFO, logger="yolossl"):
+        seen = _watched_run(tiny_weights, data_yaml, tmp_path / "t" / "online", epochs=2)
+
+    keys = {("box_loss", "cls_loss", "dfl_loss", "u_loss")}
+    assert set(seen["keys"]) == keys and len(seen["keys"]) == 4  # every step, burn-in included
+    burn_in, online = seen["batches"][:2], seen["batches"][2:]
+    assert all(b["n"] == b["n_l"] == 4 for b in burn_in)  # epoch 1 (burn-in): labeled only
+    for b in online:
+        assert b["n"] == 8 and b["n_l"] == 4
+        unlabeled = [(o, c) for o, c in zip(b["owner"], b["cls"], strict=True) if o >= 4]
+        # every unlabeled image has its PSEUDO_AREA box, and its other boxes are teacher targets or ignore regions
+        assert sorted({o for o, c in unlabeled if c == PSEUDO_AREA * KIND_STRIDE}) == [4, 5, 6, 7]
+        assert {int(c) // KIND_STRIDE for o, c in unlabeled} <= {PSEUDO_BOX, PSEUDO_CLASS_ONLY, IGNORE, PSEUDO_AREA}
+        assert all(c < KIND_STRIDE for o, c in zip(b["owner"], b["cls"], strict=True) if o < 4)  # humans' untouched
+    assert any(int(c) // KIND_STRIDE in (PSEUDO_BOX, PSEUDO_CLASS_ONLY) for b in online for c in b["cls"])
+
+    trainer = seen["trainer"]
+    assert trainer.ema_schedule.target == 0.0  # 4 optimizer steps: the teacher follows the student
+    assert trainer.ema.decay is trainer.ema_schedule  # not Ultralytics' 2000-update ramp
+    assert (tmp_path / "t" / "online" / "weights" / "best.pt").is_file()
+    log = [r.getMessage() for r in caplog.records if r.name == "yolossl.train.online"]
+    epochs = [m for m in log if m.startswith("Online epoch")]
+    assert (
+        epochs[0] == "Online epoch 1/2: unlabeled loss 0.0000; teacher boxes kept per class: no boxes above the floor"
+    )
+    assert epochs[1].startswith("Online epoch 2/2: unlabeled loss ") and "%)" in epochs[1]
+    assert float(epochs[1].split("unlabeled loss ")[1].split(";")[0]) > 0
+
+
+def test_without_its_settings_the_online_trainer_says_so(tiny_dataset: Path, tmp_path: Path) -> None:
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run")
+    meta = yaml.safe_load(data_yaml.read_text())
+    del meta[ONLINE_KEY]
+    data_yaml.write_text(yaml.safe_dump(meta))
+    with pytest.raises(YolosslError, match=r"data.yaml: no 'online' entry naming the online teacher's settings"):
+        _watched_run("yolo11n.yaml", data_yaml, tmp_path / "t" / "x", epochs=1)
