@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from yolossl.errors import YolosslError
-from yolossl.train.online import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
+from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
 from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_BOX, PSEUDO_CLASS_ONLY, LossRules
 from yolossl.train.teacher import EmaSchedule, ema_schedule, image_targets, kept_mask
 from yolossl.train.views import hflip_matrix, map_boxes, strong_view, warp
@@ -205,3 +205,111 @@ def test_without_its_settings_the_online_trainer_says_so(tiny_dataset: Path, tmp
     data_yaml.write_text(yaml.safe_dump(meta))
     with pytest.raises(YolosslError, match=r"data.yaml: no 'online' entry naming the online teacher's settings"):
         _watched_run("yolo11n.yaml", data_yaml, tmp_path / "t" / "x", epochs=1)
+
+
+def test_thresholds_from_val_at_the_start_and_after_each_validation(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog
+) -> None:
+    """With a target precision the teacher's thresholds are measured on val; classes out of reach get no
+    background loss on the unlabeled images."""
+    import logging
+
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run", target_precision=0.5)
+    with caplog.at_level(logging.INFO, logger="yolossl"):
+        seen = _watched_run(tiny_weights, data_yaml, tmp_path / "t" / "online", epochs=1)
+    chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Online teacher thresholds")]
+    assert len(chosen) == 2  # before the first batch, and after the one validation
+    assert all(m.startswith("Online teacher thresholds (precision >= 0.5 per class on val): circle ") for m in chosen)
+    trainer = seen["trainer"]
+    unreachable = torch.isinf(trainer.kept_thresholds)
+    assert torch.equal(trainer.model.criterion.no_threshold, unreachable)
+
+
+def _summary(run: Path) -> list[dict[str, str]]:
+    import csv
+
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader((run / "summary.csv").open())]
+
+
+def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """rounds 2 x round_epochs 1: one online run of 2 epochs, recorded as round 1, its final model labeling the pool."""
+    from tests.conftest import tiny_cycle_config
+    from yolossl import run_cycle
+    from yolossl.train import train_detector
+
+    runs = []
+
+    def trainer(model, data_yaml, save_dir, settings, on_epoch):  # the real trainer, watched
+        runs.append((settings.online, settings.epochs, ONLINE_KEY in yaml.safe_load(data_yaml.read_text())))
+        return train_detector(model, data_yaml, save_dir, settings, on_epoch)
+
+    config = tiny_cycle_config(tiny_dataset, tmp_path, rounds=2, mode="online", lambda_u=0.5, unlabeled_ratio=0.5)
+    result = run_cycle(config, trainer=trainer)
+    run = result.run_dir
+    assert runs == [(False, 1, False), (True, 2, True)]
+    assert [r.index for r in result.rounds] == [0, 1]
+    assert result.rounds[1].epochs == 2 and result.rounds[1].pseudo_images == 12
+    assert result.rounds[1].trained_from == str(result.rounds[0].weights)
+
+    settings = load_online_settings(run / "round_1" / "online.json")
+    assert len(settings.unlabeled) == 12 and settings.unlabeled_ratio == 0.5 and settings.rules.lambda_u == 0.5
+    assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.003, None, 0.002)
+    # the round's dataset is the labeled split only: the pool comes in through the teacher
+    assert not list((run / "round_1" / "dataset" / "images").glob("pseudo/*"))
+
+    labels = sorted((run / "round_1" / "pseudo" / "labels").glob("*.txt"))
+    assert len(labels) == 12 and (run / "round_1" / "pseudo" / "record.csv").is_file()
+    rows = _summary(run)
+    assert [r["round"] for r in rows] == ["0", "1"] and int(rows[1]["pseudo_boxes"]) == result.rounds[1].pseudo_boxes
+    assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
+    log = (run / "cycle.log").read_text()
+    assert "Round 1: online teacher run from " in log and "Online epoch 2/2: unlabeled loss " in log
+    assert "u_loss" in log  # the per-epoch line of the cycle carries the unlabeled loss too
+
+
+def test_an_interrupted_online_round_resumes_from_its_last_finished_step(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Stopped in the online training, then in the labeling after it: each resume redoes only the step cut off."""
+    from tests.conftest import tiny_cycle_config
+    from yolossl import resume_cycle, run_cycle
+    from yolossl.cycle import PoolLabeler
+    from yolossl.cycle.inputs import read_inputs
+    from yolossl.train import train_detector
+
+    calls: list[str] = []
+
+    def trainer(model, data_yaml, save_dir, settings, on_epoch):
+        calls.append("online" if settings.online else "round 0")
+        if settings.online and calls.count("online") == 1:
+            raise KeyboardInterrupt("stopped in the online run")
+        return train_detector(model, data_yaml, save_dir, settings, on_epoch)
+
+    def labeler_stopping_once(run: Path):
+        inputs = read_inputs(tiny_cycle_config(tiny_dataset, tmp_path, mode="online"), run / "config.yaml")
+        real = PoolLabeler(inputs, "cpu")
+
+        def label(index, weights, round_dir, advance):
+            calls.append("label")
+            if calls.count("label") == 1:
+                raise KeyboardInterrupt("stopped in the labeling")
+            return real(index, weights, round_dir, advance)
+
+        return label
+
+    config = tiny_cycle_config(tiny_dataset, tmp_path, mode="online")
+    with pytest.raises(KeyboardInterrupt, match="online run"):
+        run_cycle(config, trainer=trainer)
+    run = tmp_path / "r"
+    round_0 = (run / "round_0" / "train" / "weights" / "best.pt").stat().st_mtime_ns
+    labeler = labeler_stopping_once(run)
+    with pytest.raises(KeyboardInterrupt, match="labeling"):
+        resume_cycle(run, trainer=trainer, labeler=labeler)
+    online_weights = (run / "round_1" / "train" / "weights" / "best.pt").stat().st_mtime_ns
+    result = resume_cycle(run, trainer=trainer, labeler=labeler)
+
+    assert calls == ["round 0", "online", "online", "label", "label"]
+    assert (run / "round_0" / "train" / "weights" / "best.pt").stat().st_mtime_ns == round_0
+    assert (run / "round_1" / "train" / "weights" / "best.pt").stat().st_mtime_ns == online_weights
+    assert [r.index for r in result.rounds] == [0, 1] and [r["round"] for r in _summary(run)] == ["0", "1"]
+    assert len(list((run / "round_1" / "pseudo" / "labels").glob("*.txt"))) == 12
