@@ -313,3 +313,22 @@ def test_an_interrupted_online_round_resumes_from_its_last_finished_step(tiny_da
     assert (run / "round_1" / "train" / "weights" / "best.pt").stat().st_mtime_ns == online_weights
     assert [r.index for r in result.rounds] == [0, 1] and [r["round"] for r in _summary(run)] == ["0", "1"]
     assert len(list((run / "round_1" / "pseudo" / "labels").glob("*.txt"))) == 12
+
+
+def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yolossl.cli import app
+    from yolossl.config import resolve_config
+
+    config = resolve_config({"mode": "online", "unlabeled_ratio": 0.5, "lambda_u": 2.0})
+    assert (config.mode, config.unlabeled_ratio, config.loss_rules().lambda_u) == ("online", 0.5, 2.0)
+    assert resolve_config({}).mode == "offline"
+    with pytest.raises(YolosslError, match=r"^mode must be one of offline, online, got 'both'$"):
+        resolve_config({"mode": "both"})
+    with pytest.raises(YolosslError, match=r"^mode online fine-tunes round 0's model .* offline-only$"):
+        resolve_config({"mode": "online", "fixmatch": True})
+    with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be > 0, got 0.0$"):
+        resolve_config({"unlabeled_ratio": 0.0})
+    result = CliRunner().invoke(app, ["cycle", "--mode", "sideways", "--data", str(tmp_path / "none.yaml")])
+    assert result.exit_code != 0 and "mode must be one of offline, online, got 'sideways'" in result.output
