@@ -235,6 +235,8 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
     """rounds 2 x round_epochs 1: one online run of 2 epochs, recorded as round 1, its final model labeling the pool."""
+    import csv
+
     from tests.conftest import tiny_cycle_config
     from yolossl import run_cycle
     from yolossl.train import train_detector
@@ -245,7 +247,17 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
         runs.append((settings.online, settings.epochs, ONLINE_KEY in yaml.safe_load(data_yaml.read_text())))
         return train_detector(model, data_yaml, save_dir, settings, on_epoch)
 
-    config = tiny_cycle_config(tiny_dataset, tmp_path, rounds=2, mode="online", lambda_u=0.5, unlabeled_ratio=0.5)
+    # scores of a one-epoch model stay near 0.0025: below `conf` every box would be an ignore region (no loss)
+    config = tiny_cycle_config(
+        tiny_dataset,
+        tmp_path,
+        rounds=2,
+        mode="online",
+        lambda_u=0.5,
+        unlabeled_ratio=0.5,
+        conf=0.002,
+        uncertain_low=0.001,
+    )
     result = run_cycle(config, trainer=trainer)
     run = result.run_dir
     assert runs == [(False, 1, False), (True, 2, True)]
@@ -255,7 +267,7 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
 
     settings = load_online_settings(run / "round_1" / "online.json")
     assert len(settings.unlabeled) == 12 and settings.unlabeled_ratio == 0.5 and settings.rules.lambda_u == 0.5
-    assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.003, None, 0.002)
+    assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.002, None, 0.001)
     # the round's dataset is the labeled split only: the pool comes in through the teacher
     assert not list((run / "round_1" / "dataset" / "images").glob("pseudo/*"))
 
@@ -268,6 +280,12 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
     assert "Round 1: online teacher run from " in log and "Online epoch 2/2: unlabeled loss " in log
     assert "u_loss" in log  # the per-epoch line of the cycle carries the unlabeled loss too
     assert (run / "report.html").is_file() and "could not be written" not in log
+    teacher = list(csv.DictReader((run / "round_1" / "train" / "teacher.csv").open()))
+    assert [r["epoch"] for r in teacher] == ["1", "2"] and float(teacher[1]["u_loss"]) > 0
+    assert all(int(r[f"kept_{n}"]) <= int(r[f"seen_{n}"]) for r in teacher for n in result.class_names)
+    assert (run / "report_teacher_1.png").is_file() and "Online teacher per epoch, round 1" in (
+        run / "report.html"
+    ).read_text()
 
 
 def test_an_interrupted_online_round_resumes_from_its_last_finished_step(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ Everything comes from Ultralytics' arguments, as its multi-GPU launch requires: 
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -44,7 +45,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 from yolossl.errors import YolosslError
 from yolossl.label.filters import ClassThresholds
 from yolossl.train.loss import PseudoAwareLoss
-from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, load_online_settings
+from yolossl.train.online_settings import ONLINE_KEY, TEACHER_LOG, OnlineSettings, load_online_settings
 from yolossl.train.teacher import (
     KeptShare,
     ema_schedule,
@@ -201,7 +202,7 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
 
 
 def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
-    """Per epoch, in the log: the unlabeled loss and the share of the teacher's boxes kept, per class."""
+    """Per epoch, in the log and in `teacher.csv`: the unlabeled loss and the share of the teacher's boxes kept."""
     if RANK in {-1, 0}:
         u_loss = float((trainer.tloss or {}).get("u_loss", 0.0))
         logger.info(
@@ -211,4 +212,15 @@ def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
             u_loss,
             trainer.kept_share.describe(trainer.data["names"]),
         )
+        row = {"epoch": trainer.epoch + 1, "u_loss": round(u_loss, 5)}
+        _append_row(Path(trainer.save_dir) / TEACHER_LOG, {**row, **trainer.kept_share.counts(trainer.data["names"])})
     trainer.kept_share.reset()
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -20,6 +20,9 @@ from yolossl.train.targets import LossRules
 
 ONLINE_KEY = "online"  # the data YAML's entry naming the file
 ONLINE_FILE = "online.json"
+TEACHER_LOG = "teacher.csv"
+"""Written by the online trainer into its save dir, a row per epoch: epoch, u_loss, kept_<class>, seen_<class>
+(the teacher's boxes above the floor, and how many of them became targets); the report plots it."""
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,11 @@ class KeptShare:
         self.seen += np.bincount(classes, minlength=self.n_classes)[: self.n_classes]
         self.kept += np.bincount(classes[kept.cpu().numpy()], minlength=self.n_classes)[: self.n_classes]
 
+    def counts(self, names: dict[int, str]) -> dict[str, int]:
+        """`kept_<name>` and `seen_<name>` of every class: a row of the teacher's log."""
+        kept = {f"kept_{names[c]}": int(self.kept[c]) for c in range(self.n_classes)}
+        return {**kept, **{f"seen_{names[c]}": int(self.seen[c]) for c in range(self.n_classes)}}
+
     def describe(self, names: dict[int, str]) -> str:
         """`name kept/seen (share)` per class that the teacher saw at all."""
         parts = [
