@@ -143,10 +143,9 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         nc = self.data["nc"]
         if online.target_precision is None:
             return ClassThresholds.global_conf(nc, online.conf, online.uncertain_low)
-        return thresholds_on_val(
-            self.ema.ema, iter(self.test_loader), nc, online.target_precision, online.uncertain_low,
-            online.nms_iou, self.device,
-        )  # fmt: skip
+        batches = iter(self.test_loader)
+        low, iou = online.uncertain_low, online.nms_iou
+        return thresholds_on_val(self.ema.ema, batches, nc, online.target_precision, low, iou, self.device)
 
     def _use_thresholds(self, thresholds: ClassThresholds) -> None:
         """Targets from now on follow `thresholds`; classes out of reach get no background loss on unlabeled images."""
