@@ -26,6 +26,7 @@ from yolossl.train.schedule import ROUND_SCHEDULES, round_train_args
 from yolossl.train.targets import LossRules
 
 LEAKAGE_MODES = ("hash", "phash", "off")
+MODES = ("offline", "online")
 
 
 @dataclass
@@ -114,6 +115,13 @@ class CycleConfig:
     round0_cycles: int = 1
     """Round 0 as up to this many learning-rate cycles on the labels: the first of `epochs`, each next of half as
     many, stopping when one gains less than 0.005 mAP50-95 on val. One schedule's plateau is not convergence."""
+    mode: str = "offline"
+    """offline: `rounds` rounds of label → merge → retrain. online: after round 0, one run of `round_epochs * rounds`
+    epochs (round 1) in which the model's EMA teacher labels each unlabeled batch on the fly (yolossl.train.online,
+    with `lambda_u`, `pseudo_box_min_score`, the thresholds and `uncertain_low`); its final model then labels the pool
+    into round_1/pseudo/. Unmeasured on the bench."""
+    unlabeled_ratio: float = 1.0
+    """With mode online: unlabeled images per labeled image in each training batch."""
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
@@ -143,6 +151,12 @@ class CycleConfig:
         self.label_settings()  # the labeling options are checked where labeling defines them,
         self.train_settings("cpu")  # the training ones where training does,
         self.loss_rules()  # and the loss's where the loss does
+        _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        _check(self.unlabeled_ratio > 0, f"unlabeled_ratio must be > 0, got {self.unlabeled_ratio}")
+        _check(
+            self.mode == "offline" or not (self.fixmatch or self.from_scratch),
+            "mode online fine-tunes round 0's model with its own teacher: fixmatch and from_scratch are offline-only",
+        )
 
     def label_settings(self, device: str = "cpu") -> LabelSettings:
         """The options that concern labeling; it runs on the first of several training devices."""

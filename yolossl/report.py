@@ -1,9 +1,10 @@
 """The run report: plots people would rather look at than read, in one self-contained HTML page.
 
 `write_report(run_dir)` reads only what a cycle wrote (summary.csv, config.yaml, data_report.json,
-and each round's pseudo/record.csv and thresholds.json), draws the PNGs beside `report.html`, and
-embeds them in it, so the page can be mailed or attached to a ticket as one file. It works on a
-finished, interrupted or round-0-only run alike: what is missing is simply not shown.
+each round's pseudo/record.csv and thresholds.json, an online run's train/teacher.csv), draws the
+PNGs beside `report.html`, and embeds them in it, so the page can be mailed or attached to a
+ticket as one file. It works on a finished, interrupted or round-0-only run alike: what is missing
+is simply not shown.
 
 Why one module of ~400 lines: each plot is a short function over `RunData`, and the page is the
 only caller of all of them; split, the pieces would only import each other.
@@ -20,7 +21,7 @@ import json
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from yolossl.errors import YolosslError
 from yolossl.images import read_image
 from yolossl.label.filters import ClassThresholds
 from yolossl.label.record import RECORD_FILE, RecordRow, read_record
+from yolossl.train.online_settings import TEACHER_LOG
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class RunData:
     data_report: dict[str, Any]
     records: list[RoundRecord]
     oracle: dict[str, float] | None
+    teacher: dict[int, list[dict[str, str]]] = field(default_factory=dict)
+    """The online teacher's log per epoch (`--mode online`), by round."""
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -90,6 +94,10 @@ def load_run(run_dir: Path) -> RunData:
         data_report=json.loads(data_report_path.read_text()) if data_report_path.is_file() else {},
         records=records,
         oracle=oracle,
+        teacher={
+            int(path.parents[1].name.split("_")[1]): _read_csv(path)
+            for path in sorted(run_dir.glob(f"round_*/train/{TEACHER_LOG}"))
+        },
     )
 
 
@@ -163,6 +171,33 @@ def plot_map(data: RunData, path: Path) -> Any:
     ax.set_xticks(series["round"] or [0])
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_teacher(rows: list[dict[str, str]], names: list[str], path: Path) -> Any:
+    """The online run per epoch: the unlabeled loss, and the share of the teacher's boxes kept per class."""
+    plt = _pyplot()
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (loss_ax, share_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(epochs, [float(r["u_loss"]) for r in rows], marker="o", color="tab:purple")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("unlabeled loss (u_loss)")
+    loss_ax.set_title("Loss on the teacher's targets")
+    for name in names:
+        seen = [int(r.get(f"seen_{name}") or 0) for r in rows]
+        kept = [int(r.get(f"kept_{name}") or 0) for r in rows]
+        share = [k / s if s else math.nan for k, s in zip(kept, seen, strict=True)]
+        share_ax.plot(epochs, share, marker="o", label=name)
+    share_ax.set_xlabel("epoch")
+    share_ax.set_ylabel("kept / seen above the floor")
+    share_ax.set_ylim(0, 1.05)
+    share_ax.set_title("Teacher boxes kept, per class")
+    share_ax.legend(fontsize=8, loc="best")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (loss_ax, share_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -330,6 +365,10 @@ def write_report(run_dir: str | Path) -> Path:
     if data.summary:
         plot_map(data, run_dir / "report_map.png")
         figures.append(("Validation mAP per round", run_dir / "report_map.png"))
+    for index, rows in data.teacher.items():
+        if rows:
+            plot_teacher(rows, data.class_names, run_dir / f"report_teacher_{index}.png")
+            figures.append((f"Online teacher per epoch, round {index}", run_dir / f"report_teacher_{index}.png"))
     if data.records:
         plot_boxes(data, run_dir / "report_boxes.png")
         figures.append(("Pseudo boxes per class", run_dir / "report_boxes.png"))

@@ -150,6 +150,21 @@ def cycle(
             f"< 0.005 mAP50-95. Default: {D.round0_cycles}."
         ),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="offline: --rounds rounds of label, merge, retrain. online: after round 0, one run of "
+            "round-epochs x rounds epochs in which the model's EMA teacher labels each unlabeled batch on the fly "
+            "(with --lambda-u, --pseudo-box-min-score and the thresholds), then labels the pool for export. "
+            f"Unmeasured on the bench. Default: {D.mode}."
+        ),
+    ] = None,
+    unlabeled_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help=f"With --mode online: unlabeled images per labeled image in a batch. Default: {D.unlabeled_ratio}."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")

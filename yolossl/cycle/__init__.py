@@ -1,6 +1,7 @@
 """The self-training cycle: round 0 on the labels, then N rounds of pseudo-label → merge → retrain.
 
 - `loop`: the rounds and the round guard (`Cycle`, given its trainer and labeler);
+- `online`: `--mode online`, one online-teacher run after round 0 (`OnlineCycle`);
 - `inputs`: the splits checked and the pool scanned before the first round;
 - `labeler`: the default labeler of a round (`PoolLabeler`);
 - `state`: the run folder, `state.json` and resume, `cycle.log`;
@@ -20,6 +21,7 @@ from yolossl.config import CycleConfig, save_config
 from yolossl.cycle.inputs import read_inputs
 from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
+from yolossl.cycle.online import OnlineCycle
 from yolossl.cycle.results import CycleResult, RoundResult, best_round, summary_csv, summary_rows
 from yolossl.cycle.state import CONFIG_FILE, logging_to_run_folder, new_run_dir, read_run_config
 from yolossl.runtime import resolve_device
@@ -30,6 +32,7 @@ __all__ = [
     "Cycle",
     "CycleResult",
     "Labeler",
+    "OnlineCycle",
     "PoolLabeler",
     "ProgressCallback",
     "ProgressEvent",
@@ -61,7 +64,7 @@ def run_cycle(
     save_config(config, run_dir / CONFIG_FILE)
     logger.info("Run folder: %s", run_dir)
     with logging_to_run_folder(run_dir):
-        return Cycle(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
+        return _cycle_class(config)(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
 
 
 def resume_cycle(
@@ -78,7 +81,12 @@ def resume_cycle(
     logger.info("Resuming %s", run_dir)
     inputs = read_inputs(config, run_dir / CONFIG_FILE)
     with logging_to_run_folder(run_dir):
-        return Cycle(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
+        return _cycle_class(config)(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
+
+
+def _cycle_class(config: CycleConfig) -> type[Cycle]:
+    """Offline rounds (`Cycle`) or one online-teacher run (`OnlineCycle`), by `config.mode`."""
+    return OnlineCycle if config.mode == "online" else Cycle
 
 
 def _with_demo_data(config: CycleConfig) -> CycleConfig:

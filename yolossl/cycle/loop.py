@@ -90,7 +90,7 @@ class Cycle:
         write_data_report(self.inputs, self.run_dir)
         val_images = self._mirror_val()
         result = CycleResult(self.run_dir, self.config, list(self.inputs.names.values()))
-        for index in range(self.config.rounds + 1):
+        for index in self.round_indices():
             if done := self.state.result(index):
                 result.rounds.append(RoundResult.from_dict(done))
                 continue
@@ -110,6 +110,10 @@ class Cycle:
         self._write_final_weights(result)
         self._write_report()
         return result
+
+    def round_indices(self) -> range:
+        """Round 0, then one per pseudo-label round."""
+        return range(self.config.rounds + 1)
 
     def _round(self, index: int, previous: RoundResult | None, val_images: Path) -> RoundResult:
         """label (with the best weights so far) → merge → train → guard; round 0 only merges and trains."""

@@ -58,6 +58,9 @@ class TrainSettings:
     extra: dict[str, Any] = field(default_factory=dict)
     loss: str = "ultralytics"
     """ultralytics: its own trainer; pseudo-aware: `PseudoAwareTrainer`, for data YAMLs naming their pseudo targets."""
+    online: bool = False
+    """Train with the online teacher (`online.OnlineTeacherTrainer`, pseudo-aware loss), for data YAMLs naming their
+    online settings; `loss` is then not used."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -118,7 +121,7 @@ def train_detector(
             # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
             warnings.filterwarnings("ignore", message=".*get_trial_id.*")
             with torch_threads_kept():
-                results = model.train(**args, **_trainer_for(settings.loss, model, model_source))
+                results = model.train(**args, **_trainer_for(settings, model, model_source))
     except (FileNotFoundError, SyntaxError, TypeError) as e:
         raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({first_line(e)})") from e
     wall = time.perf_counter() - start
@@ -132,13 +135,17 @@ def train_detector(
     return TrainResult(weights=weights, metrics=metrics, save_dir=save_dir, wall_time_s=wall)
 
 
-def _trainer_for(loss: str, model: Any, source: str | Path) -> dict[str, Any]:
-    """`model.train`'s `trainer=` argument for `loss` (none: Ultralytics picks its own)."""
-    if loss == "ultralytics":
+def _trainer_for(settings: TrainSettings, model: Any, source: str | Path) -> dict[str, Any]:
+    """`model.train`'s `trainer=` argument for `settings` (none: Ultralytics picks its own)."""
+    if settings.loss == "ultralytics" and not settings.online:
         return {}
     from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
 
     check_loss_supported(model.model, source)
+    if settings.online:
+        from yolossl.train.online import OnlineTeacherTrainer
+
+        return {"trainer": OnlineTeacherTrainer}
     return {"trainer": PseudoAwareTrainer}
 
 

@@ -27,9 +27,15 @@ from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_CLASS
 class PseudoAwareLoss(v8DetectionLoss):
     """`v8DetectionLoss` reading each box's kind from its class code; installed as the training model's criterion."""
 
-    def __init__(self, model: torch.nn.Module, rules: LossRules, tal_topk: int = 10) -> None:
+    def __init__(
+        self, model: torch.nn.Module, rules: LossRules, tal_topk: int = 10, report_unlabeled: bool = False
+    ) -> None:
         super().__init__(model, tal_topk)
         self.lambda_u = rules.lambda_u
+        # `u_loss`: the pseudo-labeled images' share of the loss, logged (not optimised) by the online teacher
+        self.report_unlabeled = report_unlabeled
+        if report_unlabeled:
+            self.loss_names = (*self.loss_names, "u_loss")
         self.no_threshold = torch.zeros(self.nc, dtype=torch.bool, device=self.device)
         self.no_threshold[[c for c in rules.no_threshold_classes if 0 <= c < self.nc]] = True
 
@@ -102,10 +108,26 @@ class PseudoAwareLoss(v8DetectionLoss):
         loss[0] *= self.hyp.box
         loss[1] *= self.hyp.cls
         loss[2] *= self.hyp.dfl
+        items = list(loss.detach())
+        if self.report_unlabeled:
+            with torch.no_grad():
+                cls_u = (bce_loss * cls_weight)[pseudo].sum() / target_scores_sum
+                box_u, dfl_u = self.bbox_loss(
+                    pred_distri,
+                    pred_bboxes,
+                    anchor_points,
+                    target_bboxes / stride_tensor,
+                    target_scores * anchor_weight.unsqueeze(-1),
+                    target_scores_sum,
+                    regress & pseudo,
+                    imgsz,
+                    stride_tensor,
+                )
+                items.append(box_u * self.hyp.box + cls_u * self.hyp.cls + dfl_u * self.hyp.dfl)
         return (
             (fg_mask, target_gt_idx, target_bboxes, anchor_points, stride_tensor),
             loss,
-            dict(zip(self.loss_names, loss.detach(), strict=True)),
+            dict(zip(self.loss_names, items, strict=True)),
         )
 
 

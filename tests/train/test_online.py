@@ -1,0 +1,396 @@
+"""The online teacher: its EMA schedule, the strong view's box mapping, its batches and a tiny run end to end."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from yolossl.errors import YolosslError
+from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
+from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_BOX, PSEUDO_CLASS_ONLY, LossRules
+from yolossl.train.teacher import EmaSchedule, ema_schedule, image_targets, kept_mask
+from yolossl.train.views import hflip_matrix, map_boxes, strong_view, warp
+
+
+def test_the_ema_schedule_fits_the_run_length() -> None:
+    """1000 optimizer steps: a horizon of 100 steps (decay 0.99), reached by the mean teacher's ramp at step 99."""
+    schedule = ema_schedule(1000)
+    assert schedule == EmaSchedule(pytest.approx(0.99))
+    assert [schedule(u) for u in (0, 1, 9, 99, 100, 999)] == pytest.approx([0.0, 0.5, 0.9, 0.99, 0.99, 0.99])
+    assert schedule.ramp_updates == 99  # a tenth of the run
+    assert ema_schedule(10**6).target == 0.999  # a long run stops at max_decay
+    assert ema_schedule(5).target == 0.0  # shorter than ten steps: the teacher is the student
+    # Ultralytics' own ramp would still be at 0.9999 * (1 - exp(-1000 / 2000)) = 0.39 after this whole run
+    assert 0.9999 * (1 - math.exp(-1000 / 2000)) < 0.4
+
+
+def _drawn_image(box: tuple[int, int, int, int], size: tuple[int, int] = (48, 64)) -> torch.Tensor:
+    """A black (1, 3, h, w) image with one white rectangle at pixel corners `box` (x1, y1, x2, y2)."""
+    image = torch.zeros(1, 3, *size)
+    x1, y1, x2, y2 = box
+    image[..., y1:y2, x1:x2] = 1.0
+    return image
+
+
+def _bright_box(image: torch.Tensor) -> list[int]:
+    """The pixel-edge corners of the bright pixels of a (1, 3, h, w) image."""
+    ys, xs = torch.nonzero(image[0, 0] > 0.5, as_tuple=True)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        hflip_matrix(64),
+        torch.tensor([[0.5, 0.0, 10.0], [0.0, 0.5, 6.0], [0.0, 0.0, 1.0]]),  # scale down and shift
+        torch.tensor([[-1.0, 0.0, 60.0], [0.0, 1.0, -8.0], [0.0, 0.0, 1.0]]),  # mirror and shift up
+    ],
+    ids=["hflip", "scale-shift", "flip-shift"],
+)
+def test_teacher_boxes_land_on_the_object_in_the_strong_view(matrix: torch.Tensor) -> None:
+    """A drawn rectangle, warped by a known matrix: the mapped box is where its pixels went, and maps back."""
+    box = (8, 12, 28, 36)
+    image = _drawn_image(box)
+    warped = warp(image, matrix[None])
+    mapped = map_boxes(torch.tensor([box], dtype=torch.float32), matrix, 64, 48)[0]
+    assert mapped.tolist() == pytest.approx(_bright_box(warped), abs=1.0)
+    back = map_boxes(mapped[None], torch.linalg.inv(matrix), 64, 48)[0]
+    assert back.tolist() == pytest.approx(list(box), abs=1e-4)
+
+
+def test_the_strong_view_moves_no_pixel_unless_mirrored() -> None:
+    box = (8, 12, 28, 36)
+    image = _drawn_image(box).repeat(8, 1, 1, 1) * 0.8
+    generator = torch.Generator().manual_seed(0)
+    strong, matrices = strong_view(image, generator, flip=0.0)
+    assert torch.equal(matrices, torch.eye(3).repeat(8, 1, 1))
+    assert not torch.allclose(strong, image, atol=0.05)  # perturbed ...
+    for view in strong:  # ... but the object is where it was: inside brighter than outside, everywhere
+        inside, outside = view[:, 12:36, 8:28], torch.cat([view[:, :, :8].flatten(), view[:, :, 28:].flatten()])
+        assert inside.mean() > outside.mean() + 0.3
+    strong, matrices = strong_view(image, torch.Generator().manual_seed(0), flip=1.0)
+    assert torch.equal(matrices, hflip_matrix(64).repeat(8, 1, 1))
+    for view, matrix in zip(strong, matrices, strict=True):
+        x1, y1, x2, y2 = map_boxes(torch.tensor([box], dtype=torch.float32), matrix, 64, 48)[0].int().tolist()
+        assert view[:, y1:y2, x1:x2].mean() > view.mean() + 0.2
+
+
+def test_teacher_boxes_become_kind_coded_targets() -> None:
+    """Above the class threshold: a target (box regression from the gate up); below it: an ignore region."""
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 32.0, 32.0, 0.9, 1.0],  # kept, regressed
+            [32.0, 0.0, 64.0, 32.0, 0.5, 0.0],  # kept, class only
+            [0.0, 32.0, 16.0, 48.0, 0.3, 0.0],  # under class 0's threshold: ignored
+            [10.0, 10.0, 10.5, 20.0, 0.9, 1.0],  # less than a pixel wide: dropped
+        ]
+    )
+    thresholds = torch.tensor([0.4, 0.6])
+    kept = kept_mask(boxes, thresholds)
+    assert kept.tolist() == [True, True, False, True]
+    targets = image_targets(boxes, kept, 64, 48)
+    assert targets.kept == [
+        pytest.approx((1, 0.9, 0.25, 1 / 3, 0.5, 2 / 3)),
+        pytest.approx((0, 0.5, 0.75, 1 / 3, 0.5, 2 / 3)),
+    ]
+    assert targets.ignore == [pytest.approx((0.125, 5 / 6, 0.25, 1 / 3))]
+    codes, _ = targets.encoded(LossRules(box_min_score=0.8))
+    assert codes[:, 0].tolist() == [
+        PSEUDO_BOX * KIND_STRIDE + 1,
+        PSEUDO_CLASS_ONLY * KIND_STRIDE,
+        IGNORE * KIND_STRIDE,
+        PSEUDO_AREA * KIND_STRIDE,
+    ]
+
+
+def test_online_settings_round_trip_and_damage(tmp_path: Path) -> None:
+    settings = OnlineSettings(("a.jpg", "b.jpg"), LossRules(0.5, 0.7, (2,)), unlabeled_ratio=0.5, target_precision=0.8)
+    save_online_settings(settings, tmp_path / "online.json")
+    assert load_online_settings(tmp_path / "online.json") == settings
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(YolosslError, match=r"bad.json: not an online settings file written by yolossl \(KeyError"):
+        load_online_settings(tmp_path / "bad.json")
+    with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be a number > 0, got 0"):
+        OnlineSettings(("a.jpg",), unlabeled_ratio=0)
+
+
+def _online_data_yaml(tiny_dataset: Path, run: Path, **options) -> Path:
+    """The tiny labeled split (8 images) as a round dataset, its YAML naming an online.json over 8 pool images."""
+    from yolossl.data import load_data_yaml, scan_image_folders
+    from yolossl.merge import build_round_dataset, mirror_split
+
+    spec = load_data_yaml(tiny_dataset / "data.yaml")
+    val = mirror_split(spec.val_items(), run / "val", len(spec.names))
+    data_yaml = build_round_dataset(run / "round_1", spec.train_items(), [], val, spec.names).data_yaml
+    pool = tuple(str(item.path) for item in scan_image_folders([str(tiny_dataset / "unlabeled")]).images[:8])
+    # a one-epoch model is never confident: a low conf gives the teacher boxes to keep
+    values = {"conf": 0.002, "uncertain_low": 0.001, "rules": LossRules(lambda_u=0.5, box_min_score=0.0024), **options}
+    save_online_settings(OnlineSettings(pool, **values), run / "round_1" / "online.json")
+    meta = yaml.safe_load(data_yaml.read_text())
+    data_yaml.write_text(yaml.safe_dump({**meta, ONLINE_KEY: str(run / "round_1" / "online.json")}))
+    return data_yaml
+
+
+def _watched_run(model: Path | str, data_yaml: Path, save_dir: Path, epochs: int) -> dict:
+    """Train the online trainer on `data_yaml`, recording each batch and each step's loss keys."""
+    from yolossl.train.online import OnlineTeacherTrainer
+
+    seen: dict = {"keys": [], "batches": []}
+
+    class Watched(OnlineTeacherTrainer):
+        def preprocess_batch(self, batch):
+            batch = super().preprocess_batch(batch)
+            seen["batches"].append(
+                {"n": len(batch["img"]), "n_l": batch["n_l"], "cls": batch["cls"].view(-1).tolist(),
+                 "owner": batch["batch_idx"].view(-1).tolist()}
+            )  # fmt: skip
+            return batch
+
+    def after_batch(trainer) -> None:
+        seen["keys"].append(tuple(trainer.loss_items))
+
+    overrides = dict(
+        model=str(model), data=str(data_yaml), epochs=epochs, imgsz=64, batch=4, device="cpu", workers=0,
+        plots=False, project=str(save_dir.parent), name=save_dir.name, exist_ok=True, val=True,
+    )  # fmt: skip
+    trainer = Watched(overrides=overrides)
+    trainer.add_callback("on_train_batch_end", after_batch)
+    trainer.train()
+    seen["trainer"] = trainer
+    return seen
+
+
+def test_a_tiny_online_run_end_to_end(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog) -> None:
+    """2 epochs of 2 batches (4 labeled + 4 unlabeled): teacher targets on the appended half, same loss keys."""
+    import logging
+
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run", burn_in_epochs=1)
+    with caplog.at_level(logging.INFO, logger="yolossl"):
+        seen = _watched_run(tiny_weights, data_yaml, tmp_path / "t" / "online", epochs=2)
+
+    keys = {("box_loss", "cls_loss", "dfl_loss", "u_loss")}
+    assert set(seen["keys"]) == keys and len(seen["keys"]) == 4  # every step, burn-in included
+    burn_in, online = seen["batches"][:2], seen["batches"][2:]
+    assert all(b["n"] == b["n_l"] == 4 for b in burn_in)  # epoch 1 (burn-in): labeled only
+    for b in online:
+        assert b["n"] == 8 and b["n_l"] == 4
+        unlabeled = [(o, c) for o, c in zip(b["owner"], b["cls"], strict=True) if o >= 4]
+        # every unlabeled image has its PSEUDO_AREA box, and its other boxes are teacher targets or ignore regions
+        assert sorted({o for o, c in unlabeled if c == PSEUDO_AREA * KIND_STRIDE}) == [4, 5, 6, 7]
+        assert {int(c) // KIND_STRIDE for o, c in unlabeled} <= {PSEUDO_BOX, PSEUDO_CLASS_ONLY, IGNORE, PSEUDO_AREA}
+        assert all(c < KIND_STRIDE for o, c in zip(b["owner"], b["cls"], strict=True) if o < 4)  # humans' untouched
+    assert any(int(c) // KIND_STRIDE in (PSEUDO_BOX, PSEUDO_CLASS_ONLY) for b in online for c in b["cls"])
+
+    trainer = seen["trainer"]
+    assert trainer.ema_schedule.target == 0.0  # 4 optimizer steps: the teacher follows the student
+    assert trainer.ema.decay is trainer.ema_schedule  # not Ultralytics' 2000-update ramp
+    assert (tmp_path / "t" / "online" / "weights" / "best.pt").is_file()
+    log = [r.getMessage() for r in caplog.records if r.name == "yolossl.train.online"]
+    epochs = [m for m in log if m.startswith("Online epoch")]
+    assert (
+        epochs[0] == "Online epoch 1/2: unlabeled loss 0.0000; teacher boxes kept per class: no boxes above the floor"
+    )
+    assert epochs[1].startswith("Online epoch 2/2: unlabeled loss ") and "%)" in epochs[1]
+    assert float(epochs[1].split("unlabeled loss ")[1].split(";")[0]) > 0
+
+
+def test_without_its_settings_the_online_trainer_says_so(tiny_dataset: Path, tmp_path: Path) -> None:
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run")
+    meta = yaml.safe_load(data_yaml.read_text())
+    del meta[ONLINE_KEY]
+    data_yaml.write_text(yaml.safe_dump(meta))
+    with pytest.raises(YolosslError, match=r"data.yaml: no 'online' entry naming the online teacher's settings"):
+        _watched_run("yolo11n.yaml", data_yaml, tmp_path / "t" / "x", epochs=1)
+
+
+def test_thresholds_from_val_at_the_start_and_after_each_validation(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog
+) -> None:
+    """With a target precision the teacher's thresholds are measured on val; classes out of reach get no
+    background loss on the unlabeled images."""
+    import logging
+
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run", target_precision=0.5)
+    with caplog.at_level(logging.INFO, logger="yolossl"):
+        seen = _watched_run(tiny_weights, data_yaml, tmp_path / "t" / "online", epochs=1)
+    chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Online teacher thresholds")]
+    assert len(chosen) == 2  # before the first batch, and after the one validation
+    assert all(m.startswith("Online teacher thresholds (precision >= 0.5 per class on val): circle ") for m in chosen)
+    trainer = seen["trainer"]
+    unreachable = torch.isinf(trainer.kept_thresholds)
+    assert torch.equal(trainer.model.criterion.no_threshold, unreachable)
+
+
+def _summary(run: Path) -> list[dict[str, str]]:
+    import csv
+
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader((run / "summary.csv").open())]
+
+
+def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """rounds 2 x round_epochs 1: one online run of 2 epochs, recorded as round 1, its final model labeling the pool."""
+    import csv
+
+    from tests.conftest import tiny_cycle_config
+    from yolossl import run_cycle
+    from yolossl.train import train_detector
+
+    runs = []
+
+    def trainer(model, data_yaml, save_dir, settings, on_epoch):  # the real trainer, watched
+        runs.append((settings.online, settings.epochs, ONLINE_KEY in yaml.safe_load(data_yaml.read_text())))
+        return train_detector(model, data_yaml, save_dir, settings, on_epoch)
+
+    # scores of a one-epoch model stay near 0.0025: below `conf` every box would be an ignore region (no loss)
+    config = tiny_cycle_config(
+        tiny_dataset,
+        tmp_path,
+        rounds=2,
+        mode="online",
+        lambda_u=0.5,
+        unlabeled_ratio=0.5,
+        conf=0.002,
+        uncertain_low=0.001,
+    )
+    result = run_cycle(config, trainer=trainer)
+    run = result.run_dir
+    assert runs == [(False, 1, False), (True, 2, True)]
+    assert [r.index for r in result.rounds] == [0, 1]
+    assert result.rounds[1].epochs == 2 and result.rounds[1].pseudo_images == 12
+    assert result.rounds[1].trained_from == str(result.rounds[0].weights)
+
+    settings = load_online_settings(run / "round_1" / "online.json")
+    assert len(settings.unlabeled) == 12 and settings.unlabeled_ratio == 0.5 and settings.rules.lambda_u == 0.5
+    assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.002, None, 0.001)
+    # the round's dataset is the labeled split only: the pool comes in through the teacher
+    assert not list((run / "round_1" / "dataset" / "images").glob("pseudo/*"))
+
+    labels = sorted((run / "round_1" / "pseudo" / "labels").glob("*.txt"))
+    assert len(labels) == 12 and (run / "round_1" / "pseudo" / "record.csv").is_file()
+    rows = _summary(run)
+    assert [r["round"] for r in rows] == ["0", "1"] and int(rows[1]["pseudo_boxes"]) == result.rounds[1].pseudo_boxes
+    assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
+    log = (run / "cycle.log").read_text()
+    assert "Round 1: online teacher run from " in log and "Online epoch 2/2: unlabeled loss " in log
+    assert "u_loss" in log  # the per-epoch line of the cycle carries the unlabeled loss too
+    assert (run / "report.html").is_file() and "could not be written" not in log
+    teacher = list(csv.DictReader((run / "round_1" / "train" / "teacher.csv").open()))
+    assert [r["epoch"] for r in teacher] == ["1", "2"] and float(teacher[1]["u_loss"]) > 0
+    assert all(int(r[f"kept_{n}"]) <= int(r[f"seen_{n}"]) for r in teacher for n in result.class_names)
+    assert (run / "report_teacher_1.png").is_file() and "Online teacher per epoch, round 1" in (
+        run / "report.html"
+    ).read_text()
+
+
+def test_an_interrupted_online_round_resumes_from_its_last_finished_step(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Stopped in the online training, then in the labeling after it: each resume redoes only the step cut off."""
+    from tests.conftest import tiny_cycle_config
+    from yolossl import resume_cycle, run_cycle
+    from yolossl.cycle import PoolLabeler
+    from yolossl.cycle.inputs import read_inputs
+    from yolossl.train import train_detector
+
+    calls: list[str] = []
+
+    def trainer(model, data_yaml, save_dir, settings, on_epoch):
+        calls.append("online" if settings.online else "round 0")
+        if settings.online and calls.count("online") == 1:
+            raise KeyboardInterrupt("stopped in the online run")
+        return train_detector(model, data_yaml, save_dir, settings, on_epoch)
+
+    def labeler_stopping_once(run: Path):
+        inputs = read_inputs(tiny_cycle_config(tiny_dataset, tmp_path, mode="online"), run / "config.yaml")
+        real = PoolLabeler(inputs, "cpu")
+
+        def label(index, weights, round_dir, advance):
+            calls.append("label")
+            if calls.count("label") == 1:
+                raise KeyboardInterrupt("stopped in the labeling")
+            return real(index, weights, round_dir, advance)
+
+        return label
+
+    config = tiny_cycle_config(tiny_dataset, tmp_path, mode="online")
+    with pytest.raises(KeyboardInterrupt, match="online run"):
+        run_cycle(config, trainer=trainer)
+    run = tmp_path / "r"
+    round_0 = (run / "round_0" / "train" / "weights" / "best.pt").stat().st_mtime_ns
+    labeler = labeler_stopping_once(run)
+    with pytest.raises(KeyboardInterrupt, match="labeling"):
+        resume_cycle(run, trainer=trainer, labeler=labeler)
+    online_weights = (run / "round_1" / "train" / "weights" / "best.pt").stat().st_mtime_ns
+    result = resume_cycle(run, trainer=trainer, labeler=labeler)
+
+    assert calls == ["round 0", "online", "online", "label", "label"]
+    assert (run / "round_0" / "train" / "weights" / "best.pt").stat().st_mtime_ns == round_0
+    assert (run / "round_1" / "train" / "weights" / "best.pt").stat().st_mtime_ns == online_weights
+    assert [r.index for r in result.rounds] == [0, 1] and [r["round"] for r in _summary(run)] == ["0", "1"]
+    assert len(list((run / "round_1" / "pseudo" / "labels").glob("*.txt"))) == 12
+
+
+def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yolossl.cli import app
+    from yolossl.config import resolve_config
+
+    config = resolve_config({"mode": "online", "unlabeled_ratio": 0.5, "lambda_u": 2.0})
+    assert (config.mode, config.unlabeled_ratio, config.loss_rules().lambda_u) == ("online", 0.5, 2.0)
+    assert resolve_config({}).mode == "offline"
+    with pytest.raises(YolosslError, match=r"^mode must be one of offline, online, got 'both'$"):
+        resolve_config({"mode": "both"})
+    with pytest.raises(YolosslError, match=r"^mode online fine-tunes round 0's model .* offline-only$"):
+        resolve_config({"mode": "online", "fixmatch": True})
+    with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be > 0, got 0.0$"):
+        resolve_config({"unlabeled_ratio": 0.0})
+    result = CliRunner().invoke(app, ["cycle", "--mode", "sideways", "--data", str(tmp_path / "none.yaml")])
+    assert result.exit_code != 0 and "mode must be one of offline, online, got 'sideways'" in result.output
+
+
+def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """SIGKILL after the online run's first epoch (of 2); --resume ends with the uninterrupted run's summary."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import TINY
+    from yolossl.demo import write_demo_dataset
+
+    write_demo_dataset(tmp_path / "data", TINY)
+    options = [
+        *("--data", str(tmp_path / "data" / "data.yaml"), "-u", str(tmp_path / "data" / "unlabeled")),
+        *("--mode", "online", "--rounds", "2", "--epochs", "1", "--round-epochs", "1", "--imgsz", "64"),
+        *("--batch", "8", "--conf", "0.002", "--uncertain-low", "0.001", "--device", "cpu", "--workers", "0"),
+        *("--project", str(tmp_path / "runs"), "-q"),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cli = [sys.executable, "-m", "yolossl", "cycle", *options]
+    subprocess.run([*cli, "--name", "whole"], check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen([*cli, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = tmp_path / "runs" / "killed"
+    marker, deadline = killed / "round_1" / "train" / "weights" / "last.pt", time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before the online run's first epoch"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "round_1" / "metrics.json").exists()
+
+    resumed = subprocess.run([*cli[:4], "--resume", str(killed), "-q"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _summary(killed) == _summary(tmp_path / "runs" / "whole")
+    assert [r["round"] for r in _summary(killed)] == ["0", "1"] and _summary(killed)[1]["pseudo_images"] == "12"
+    assert "Online epoch 2/2: unlabeled loss " in (killed / "cycle.log").read_text()
+    whole_labels = {
+        p.name: p.read_text() for p in (tmp_path / "runs" / "whole" / "round_1" / "pseudo" / "labels").iterdir()
+    }
+    assert {p.name: p.read_text() for p in (killed / "round_1" / "pseudo" / "labels").iterdir()} == whole_labels

@@ -1,0 +1,225 @@
+"""`OnlineTeacherTrainer`: the mean-teacher loop inside Ultralytics' trainer, passed as `trainer=`, never a fork.
+
+Each training batch of human-labeled images gets an unlabeled half appended in `preprocess_batch`:
+the teacher (`trainer.ema.ema`, the EMA of the student, in eval mode) detects on the weak view
+(the letterboxed image), its boxes are sorted by the per-class thresholds into targets (box
+regression only from `box_min_score` up) and ignore regions (between the floor `uncertain_low` and
+the threshold), each unlabeled image gets a PSEUDO_AREA box, and the student sees the strong view
+of the same tensor (`views`), the boxes mapped through its known transform. `PseudoAwareLoss`
+then trains on the concatenated batch in one forward pass, and reports the unlabeled images'
+share of it as `u_loss` (the same keys every step; 0 during burn-in, when no unlabeled half is added).
+
+Validation and `best.pt` score the teacher (Ultralytics validates and saves the EMA). The teacher's
+decay follows `teacher.ema_schedule` for this run's step count, set again every step because
+Ultralytics rebuilds its `ModelEMA` on resume and NaN recovery.
+
+Thresholds: with `target_precision`, per class on val by the offline labeler's rule
+(`thresholds_for_precision`), from the teacher once at the start and again after each validation
+(one more teacher pass over val); without, one `conf` for every class.
+
+Everything comes from Ultralytics' arguments, as its multi-GPU launch requires: the data YAML's
+`online:` entry names `online.json` (`online_settings.OnlineSettings`): the unlabeled images and these options.
+
+    >>> YOLO("best.pt").train(data="round_1/data.yaml", trainer=OnlineTeacherTrainer, epochs=30)
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from ultralytics.data.augment import LetterBox
+from ultralytics.data.build import build_dataloader
+from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, RANK
+from ultralytics.utils.torch_utils import unwrap_model
+
+from yolossl.errors import YolosslError
+from yolossl.label.filters import ClassThresholds
+from yolossl.train.loss import PseudoAwareLoss
+from yolossl.train.online_settings import ONLINE_KEY, TEACHER_LOG, OnlineSettings, load_online_settings
+from yolossl.train.teacher import (
+    KeptShare,
+    ema_schedule,
+    image_targets,
+    kept_mask,
+    teacher_boxes,
+    thresholds_on_val,
+)
+from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
+from yolossl.train.views import map_boxes, strong_view
+
+logger = logging.getLogger(__name__)
+
+
+class UnlabeledImages(Dataset):
+    """Unlabeled images letterboxed to the training size, as uint8 RGB (3, imgsz, imgsz) like Ultralytics' batches."""
+
+    def __init__(self, files: Sequence[str], imgsz: int) -> None:
+        self.files = list(files)
+        self.letterbox = LetterBox(new_shape=(imgsz, imgsz), auto=False, scaleup=True)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.files[index]
+        image = cv2.imread(path)
+        if image is None:
+            raise YolosslError(f"{path}: an unlabeled image that cannot be read; remove it from the pool")
+        image = self.letterbox(image=image)[..., ::-1].transpose(2, 0, 1)  # BGR HWC -> RGB CHW
+        return {"img": torch.from_numpy(np.ascontiguousarray(image)), "im_file": path}
+
+
+def _forever(loader: Any) -> Iterator[dict[str, Any]]:
+    """The unlabeled batches, pass after pass (reshuffled, per rank under DDP)."""
+    epoch = 0
+    while True:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+class OnlineTeacherTrainer(PseudoAwareTrainer):
+    """Trains a student on each labeled batch plus an unlabeled batch labeled on the fly by its EMA teacher."""
+
+    _online: OnlineSettings | None = None
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides: dict[str, Any] | None = None, _callbacks=None) -> None:
+        super().__init__(cfg, overrides, _callbacks)
+        self.add_callback("on_train_epoch_end", log_online_epoch)
+
+    def online_settings(self) -> OnlineSettings:
+        """The file the data YAML names (read once per process)."""
+        if self._online is None:
+            path = self.data.get(ONLINE_KEY)
+            if not path:
+                raise YolosslError(f"{self.args.data}: no '{ONLINE_KEY}' entry naming the online teacher's settings")
+            self._online = load_online_settings(Path(path))
+        return self._online
+
+    def _setup_train(self) -> None:
+        super()._setup_train()
+        online = self.online_settings()
+        model = unwrap_model(self.model)
+        check_loss_supported(model, self.args.model)
+        model.criterion = PseudoAwareLoss(model, online.rules, report_unlabeled=True)
+        self.unlabeled_batches = _forever(self._unlabeled_loader(online))
+        steps = self.epochs * math.ceil(len(self.train_loader) / self.accumulate)
+        self.ema_schedule = ema_schedule(steps, online.ema_max_decay)
+        self.generator = torch.Generator().manual_seed(self.args.seed + max(RANK, 0))
+        self.kept_share = KeptShare(self.data["nc"])
+        self._use_thresholds(self._choose_thresholds(online))
+        if RANK in {-1, 0}:
+            logger.info(
+                "Online teacher: %d unlabeled images, %d per batch; EMA decay %.4f after %d of ~%d optimizer steps; "
+                "burn-in %d epochs",
+                len(online.unlabeled),
+                self.unlabeled_batch_size,
+                self.ema_schedule.target,
+                self.ema_schedule.ramp_updates,
+                steps,
+                online.burn_in_epochs,
+            )
+
+    def _unlabeled_loader(self, online: OnlineSettings) -> Any:
+        per_rank = self.batch_size // max(self.world_size, 1)
+        self.unlabeled_batch_size = max(1, round(per_rank * online.unlabeled_ratio))
+        dataset = UnlabeledImages(online.unlabeled, self.args.imgsz)
+        return build_dataloader(
+            dataset, self.unlabeled_batch_size, self.args.workers, shuffle=True, rank=LOCAL_RANK, device=self.device
+        )
+
+    def _choose_thresholds(self, online: OnlineSettings) -> ClassThresholds:
+        nc = self.data["nc"]
+        if online.target_precision is None:
+            return ClassThresholds.global_conf(nc, online.conf, online.uncertain_low)
+        batches = iter(self.test_loader)
+        low, iou = online.uncertain_low, online.nms_iou
+        return thresholds_on_val(self.ema.ema, batches, nc, online.target_precision, low, iou, self.device)
+
+    def _use_thresholds(self, thresholds: ClassThresholds) -> None:
+        """Targets from now on follow `thresholds`; classes out of reach get no background loss on unlabeled images."""
+        nc = self.data["nc"]
+        self.kept_thresholds = torch.tensor(thresholds.as_array(nc), dtype=torch.float32, device=self.device)
+        criterion = unwrap_model(self.model).criterion
+        criterion.no_threshold[:] = False
+        criterion.no_threshold[[c for c in thresholds.unreachable if 0 <= c < nc]] = True
+        if RANK in {-1, 0}:
+            shown = ", ".join(f"{self.data['names'][c]} {t:.3f}" for c, t in thresholds.kept.items())
+            logger.info("Online teacher thresholds (%s): %s", thresholds.rule, shown)
+
+    def validate(self):
+        """Ultralytics' validation of the teacher, then (with a target precision) its thresholds measured again."""
+        metrics, fitness = super().validate()
+        online = self.online_settings()
+        if online.target_precision is not None:
+            self._use_thresholds(self._choose_thresholds(online))
+        return metrics, fitness
+
+    def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = super().preprocess_batch(batch)
+        self.ema.decay = self.ema_schedule
+        batch["n_l"] = len(batch["img"])
+        if self.epoch < self.online_settings().burn_in_epochs:
+            return batch
+        return self._with_unlabeled(batch)
+
+    def _with_unlabeled(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """`batch` with the strong views of an unlabeled batch appended, and the teacher's targets for them."""
+        online = self.online_settings()
+        unlabeled = next(self.unlabeled_batches)
+        weak = unlabeled["img"].to(self.device, non_blocking=True).float() / 255
+        size = batch["img"].shape[2:]
+        if weak.shape[2:] != size:  # multi_scale resized the labeled half
+            weak = F.interpolate(weak, size=size, mode="bilinear", align_corners=False)
+        found = teacher_boxes(self.ema.ema, weak, online.uncertain_low, online.nms_iou)
+        strong, matrices = strong_view(weak, self.generator, online.strong_flip)
+        height, width = size
+        cls, bboxes, owner = [batch["cls"]], [batch["bboxes"]], [batch["batch_idx"]]
+        for i, (boxes, matrix) in enumerate(zip(found, matrices, strict=True)):
+            kept = kept_mask(boxes, self.kept_thresholds)
+            self.kept_share.add(boxes[:, 5], kept)
+            moved = torch.cat([map_boxes(boxes[:, :4], matrix, width, height), boxes[:, 4:]], 1)
+            codes, xywh = image_targets(moved, kept, width, height).encoded(online.rules)
+            cls.append(torch.from_numpy(codes).to(batch["cls"]))
+            bboxes.append(torch.from_numpy(xywh).to(batch["bboxes"]))
+            owner.append(torch.full((len(codes),), batch["n_l"] + i).to(batch["batch_idx"]))
+        batch["img"] = torch.cat([batch["img"], strong.to(batch["img"].dtype)])
+        batch["cls"], batch["bboxes"], batch["batch_idx"] = torch.cat(cls), torch.cat(bboxes), torch.cat(owner)
+        batch["im_file"] = (*batch["im_file"], *unlabeled["im_file"])
+        return batch
+
+
+def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
+    """Per epoch, in the log and in `teacher.csv`: the unlabeled loss and the share of the teacher's boxes kept."""
+    if RANK in {-1, 0}:
+        u_loss = float((trainer.tloss or {}).get("u_loss", 0.0))
+        logger.info(
+            "Online epoch %d/%d: unlabeled loss %.4f; teacher boxes kept per class: %s",
+            trainer.epoch + 1,
+            trainer.epochs,
+            u_loss,
+            trainer.kept_share.describe(trainer.data["names"]),
+        )
+        row = {"epoch": trainer.epoch + 1, "u_loss": round(u_loss, 5)}
+        _append_row(Path(trainer.save_dir) / TEACHER_LOG, {**row, **trainer.kept_share.counts(trainer.data["names"])})
+    trainer.kept_share.reset()
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -1,0 +1,145 @@
+"""The online teacher: its EMA decay schedule, its boxes on a batch, and which of them become targets.
+
+- `ema_schedule`: Ultralytics' `ModelEMA` ramps its decay as `0.9999 * (1 - exp(-updates / 2000))`,
+  one update per optimizer step: a run of a few hundred steps ends with a decay still far from its
+  target, and the 0.9999 target averages over 10 000 steps, more than a small run has. A teacher must
+  follow the student within the run, so its averaging horizon `1 / (1 - decay)` is kept to a tenth
+  of the run's steps (at most `max_decay`), reached by the mean teacher's own ramp
+  `min(1 - 1 / (updates + 1), target)`: the plain average of every student so far until then.
+- `teacher_boxes`: the EMA model's boxes on a batch (its NMS; torchvision is imported first so that
+  NMS is torchvision's kernel, not Ultralytics' Python fallback).
+- `image_targets`: boxes at or above their class's threshold are targets; the rest (above the floor)
+  are ignore regions, exactly as the offline labeling pass sorts them.
+
+    >>> schedule = ema_schedule(total_updates=1000)  # target 0.99, reached after 100 updates
+    >>> boxes = teacher_boxes(trainer.ema.ema, weak, conf=0.1, iou=0.7)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torchvision  # noqa: F401  (Ultralytics' NMS uses its kernel only once it is imported)
+from ultralytics.utils.nms import non_max_suppression
+
+from yolossl.boxes import Detections
+from yolossl.label.filters import ClassThresholds, thresholds_for_precision
+from yolossl.train.targets import ImageTargets
+
+
+@dataclass(frozen=True)
+class EmaSchedule:
+    """The teacher's decay after `updates` EMA updates; set as `trainer.ema.decay`."""
+
+    target: float
+
+    def __call__(self, updates: int) -> float:
+        return min(1.0 - 1.0 / (updates + 1), self.target)
+
+    @property
+    def ramp_updates(self) -> int:
+        """Updates until the decay reaches its target."""
+        return round(1.0 / (1.0 - self.target)) - 1
+
+
+def ema_schedule(total_updates: int, max_decay: float = 0.999, horizon: float = 0.1) -> EmaSchedule:
+    """A schedule whose averaging horizon is at most `horizon` of the run's `total_updates` (and `max_decay`)."""
+    span = max(1.0, horizon * total_updates)
+    return EmaSchedule(min(max_decay, 1.0 - 1.0 / span))
+
+
+@torch.no_grad()
+def teacher_boxes(teacher: torch.nn.Module, images: torch.Tensor, conf: float, iou: float) -> list[torch.Tensor]:
+    """The teacher's boxes per image (n, 6: x1 y1 x2 y2 score class, pixels), above `conf`, after NMS."""
+    weights = next(teacher.parameters())
+    preds = teacher(images.to(weights.dtype))
+    preds = preds[0] if isinstance(preds, (list, tuple)) else preds
+    return non_max_suppression(preds.float(), conf_thres=conf, iou_thres=iou, max_det=300)
+
+
+def kept_mask(boxes: torch.Tensor, kept_thresholds: torch.Tensor) -> torch.Tensor:
+    """Which boxes (n, 6) reach their class's kept threshold; the others (above the floor) are the ignore band."""
+    return boxes[:, 4] >= kept_thresholds.to(boxes.device)[boxes[:, 5].long()]
+
+
+def image_targets(boxes: torch.Tensor, kept: torch.Tensor, width: int, height: int) -> ImageTargets:
+    """One image's boxes (n, 6, pixels) as kept targets and ignore regions, normalised; empty boxes are dropped."""
+    rows, kept = boxes.detach().float().cpu(), kept.cpu()
+    solid = (rows[:, 2] - rows[:, 0] >= 1) & (rows[:, 3] - rows[:, 1] >= 1)
+    rows, kept = rows[solid], kept[solid]
+    xywhn = _xywhn(rows[:, :4], width, height)
+    targets = [(row[5], row[4], *box) for row, box in zip(rows[kept].tolist(), xywhn[kept].tolist(), strict=True)]
+    return ImageTargets(targets, [tuple(box) for box in xywhn[~kept].tolist()])
+
+
+def _xywhn(xyxy: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    scale = torch.tensor([width, height, width, height], dtype=xyxy.dtype)
+    return torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1) / scale
+
+
+@dataclass
+class KeptShare:
+    """Per class, how many of the teacher's boxes (above the floor) became targets: FixMatch's mask ratio, per class."""
+
+    n_classes: int
+    seen: np.ndarray = field(init=False)
+    kept: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen = np.zeros(self.n_classes, dtype=np.int64)
+        self.kept = np.zeros(self.n_classes, dtype=np.int64)
+
+    def add(self, classes: torch.Tensor, kept: torch.Tensor) -> None:
+        """Count one image's teacher boxes: their classes and which were kept."""
+        classes = classes.long().cpu().numpy()
+        self.seen += np.bincount(classes, minlength=self.n_classes)[: self.n_classes]
+        self.kept += np.bincount(classes[kept.cpu().numpy()], minlength=self.n_classes)[: self.n_classes]
+
+    def counts(self, names: dict[int, str]) -> dict[str, int]:
+        """`kept_<name>` and `seen_<name>` of every class: a row of the teacher's log."""
+        kept = {f"kept_{names[c]}": int(self.kept[c]) for c in range(self.n_classes)}
+        return {**kept, **{f"seen_{names[c]}": int(self.seen[c]) for c in range(self.n_classes)}}
+
+    def describe(self, names: dict[int, str]) -> str:
+        """`name kept/seen (share)` per class that the teacher saw at all."""
+        parts = [
+            f"{names[c]} {self.kept[c]}/{self.seen[c]} ({self.kept[c] / self.seen[c]:.0%})"
+            for c in range(self.n_classes)
+            if self.seen[c]
+        ]
+        return ", ".join(parts) or "no boxes above the floor"
+
+
+def thresholds_on_val(
+    teacher: torch.nn.Module,
+    batches: Iterator[dict],
+    n_classes: int,
+    target_precision: float,
+    uncertain_low: float,
+    iou: float,
+    device: torch.device,
+) -> ClassThresholds:
+    """Per-class thresholds reaching `target_precision` on val, from the teacher's boxes on Ultralytics' val batches.
+
+    The same rule as the offline labeling pass (`thresholds_for_precision`), measured on the letterboxed
+    val images the validator sees (their labels are normalised to the same images).
+    """
+
+    def val_boxes() -> Iterator[tuple[Detections, np.ndarray, tuple[int, int]]]:
+        for batch in batches:
+            images = batch["img"].to(device).float() / 255
+            shape = (images.shape[2], images.shape[3])
+            truth = torch.cat([batch["cls"].view(-1, 1), batch["bboxes"]], 1).cpu().numpy()
+            owner = batch["batch_idx"].view(-1).cpu().numpy()
+            for i, boxes in enumerate(teacher_boxes(teacher, images, uncertain_low, iou)):
+                rows = boxes.float().cpu().numpy()
+                detections = Detections(rows[:, :4].astype(np.float64), rows[:, 4], rows[:, 5].astype(np.int64))
+                yield detections, truth[owner == i], shape
+
+    return thresholds_for_precision(val_boxes(), n_classes, target_precision, uncertain_low)

@@ -1,0 +1,80 @@
+"""The two views of one unlabeled batch: the teacher's weak view and the student's strong view of the same tensor.
+
+Mean-teacher training needs the teacher's boxes to land where the objects are in the student's view,
+so the strong view is made *from* the weak one with a known geometric transform (a 3×3 pixel matrix
+per image) and the boxes travel through `map_boxes`. Two independently augmented loaders would lose
+that correspondence. The photometric part (colour jitter, blur, noise) moves no pixel.
+
+    >>> strong, matrices = strong_view(weak, generator, flip=0.5)
+    >>> student_xyxy = map_boxes(teacher_xyxy, matrices[i], width, height)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def strong_view(weak: torch.Tensor, generator: torch.Generator, flip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A photometrically perturbed (and, with probability `flip`, mirrored) copy of `weak` (b, 3, h, w) in [0, 1].
+
+    Returns the images and, per image, the 3×3 matrix mapping weak-view pixels to strong-view pixels.
+    """
+    b, _, _, w = weak.shape
+    matrices = torch.eye(3).repeat(b, 1, 1)
+    mirrored = torch.rand(b, generator=generator) < flip
+    matrices[mirrored] = hflip_matrix(w)
+    images = warp(weak, matrices) if bool(mirrored.any()) else weak
+    return photometric(images, generator), matrices
+
+
+def photometric(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per image: brightness, contrast and saturation jitter (±40%), a 3×3 blur half the time, Gaussian noise.
+
+    Strong enough that the student cannot copy the teacher's view, and no pixel moves.
+    """
+    b = images.shape[0]
+
+    def factor(spread: float) -> torch.Tensor:
+        return (1 + spread * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)).to(images)
+
+    grey = images.mean(1, keepdim=True)
+    out = grey + (images - grey) * factor(0.4)  # saturation
+    out = out * factor(0.4)  # brightness
+    mean = out.mean((1, 2, 3), keepdim=True)
+    out = mean + (out - mean) * factor(0.4)  # contrast
+    blurred = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    blur = (torch.rand(b, 1, 1, 1, generator=generator) < 0.5).to(images)
+    out = blur * blurred + (1 - blur) * out
+    noise = torch.randn(out.shape, generator=generator).to(images) * 0.03
+    return (out + noise).clamp_(0, 1)
+
+
+def hflip_matrix(width: int) -> torch.Tensor:
+    """Mirror left-right: pixel x goes to width - x (pixel edges, not centres)."""
+    return torch.tensor([[-1.0, 0.0, float(width)], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """`images` (b, c, h, w) resampled so that the content at pixel p moves to `matrices[i] @ p` (grey outside)."""
+    _, _, h, w = images.shape
+    to_norm = torch.tensor([[2.0 / w, 0.0, -1.0], [0.0, 2.0 / h, -1.0], [0.0, 0.0, 1.0]])
+    # affine_grid maps each output (normalised) position to where it samples the input: the inverse transform
+    theta = to_norm @ torch.linalg.inv(matrices.float()) @ torch.linalg.inv(to_norm)
+    grid = F.affine_grid(theta[:, :2].to(images), list(images.shape), align_corners=False)
+    padded = images - 114 / 255  # Ultralytics' letterbox grey outside the image
+    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 114 / 255
+
+
+def map_boxes(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Boxes (n, 4) of the weak view in the strong view: each box's transformed corners' enclosing box, clipped."""
+    if not len(xyxy):
+        return xyxy
+    x1, y1, x2, y2 = xyxy.unbind(1)
+    points = ((x1, y1), (x2, y1), (x1, y2), (x2, y2))
+    corners = torch.stack([torch.stack([x, y, torch.ones_like(x)], 1) for x, y in points], 1)
+    moved = corners @ matrix.to(xyxy).T  # (n, 4 corners, 3)
+    xy = moved[..., :2] / moved[..., 2:]
+    lo, hi = xy.min(1).values, xy.max(1).values
+    limits = torch.tensor([width, height]).to(xyxy)
+    return torch.cat([torch.minimum(lo.clamp(min=0), limits), torch.minimum(hi.clamp(min=0), limits)], 1)
