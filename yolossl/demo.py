@@ -313,7 +313,7 @@ GLYPHS_TRAINING_DEFAULTS = {
     **BENCH_TRAINING_DEFAULTS,
     "imgsz": 96,
     "epochs": 120,
-    "round0_cycles": 3,
+    "round0_cycles": 6,
     "round_epochs": 2,
 }
 
