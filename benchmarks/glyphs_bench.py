@@ -1,14 +1,15 @@
 """The label-bound bench of issue #15: every arm on 3 seeds, then one-ingredient ablations on seed 0.
 
-Step 1 runs `yolossl bench --dataset glyphs` (converged labeled-only round 0 shared by every arm,
+Step `main` runs `yolossl bench --dataset glyphs` (converged labeled-only round 0 shared by every arm,
 the budget-matched labeled-only continuation, the docs' workflow, the default cycle, the oracle).
-Step 2 reruns only the yolossl arm on seed 0 from step 1's round 0, one ingredient changed at a
-time, and prints each against step 1's seed-0 baselines. An ablation's own steps can differ a
+Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
+main's yolossl steps. Step `ablations` reruns only the yolossl arm on seed 0 from main's round 0,
+one ingredient changed at a time, and prints each against main's seed-0 baselines. An ablation's own steps can differ a
 little from the default arm's (it keeps other pool images), so its gap uses the default arm's
 budget-matched baseline: read small differences with that in mind.
 
-    python benchmarks/glyphs_bench.py --name glyphs                 # ~1 h on 2 cores, then ablations
-    python benchmarks/glyphs_bench.py --name glyphs --ablations-only
+    python benchmarks/glyphs_bench.py --name glyphs                        # every step: ~2 h on 2 cores
+    python benchmarks/glyphs_bench.py --name glyphs --steps online,ablations
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--name", default="glyphs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--project", default="runs/bench")
-    parser.add_argument("--ablations-only", action="store_true")
+    parser.add_argument("--steps", default="main,online,ablations", help="comma-separated: main, online, ablations")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
     args = parser.parse_args()
     set_up_process()
@@ -50,11 +51,26 @@ def main() -> None:
     dataset = BENCH_DATASETS["glyphs"]
     common = {"data": str(dataset.ensure()), "label_fraction": dataset.label_fraction, "project": args.project}
     main_run = Path(args.project) / args.name
-    if not args.ablations_only:
+    steps = set(args.steps.split(","))
+    if "main" in steps:
         start = time.perf_counter()
         result = run_bench(BenchConfig(**common, seeds=args.seeds, training=dataset.training, name=args.name))
         print(format_table(result.summary()))
         print(f"{main_run}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if "online" in steps:
+        online = run_bench(
+            BenchConfig(
+                **common,
+                seeds=args.seeds,
+                arms=("online",),
+                training=dataset.training,
+                name=f"{args.name}-online",
+                round0_from=str(main_run),
+            )
+        )
+        print(format_table(online.summary()), flush=True)
+    if "ablations" not in steps:
+        return
     baseline = json.loads((main_run / "bench.json").read_text())["arms"]
     supervised, oracle = (baseline[a]["per_seed_map50_95"][0] for a in ("supervised", "oracle"))
     default = baseline["yolossl"]["per_seed_map50_95"][0]

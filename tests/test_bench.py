@@ -126,6 +126,17 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(YolosslError, match="no round-0 model of seed 0"):
         run_bench(BenchConfig(**base, arms=("yolossl",), name="x", round0_from=str(tmp_path)))
 
+    # an extra arm on an earlier run: the online teacher at that run's yolossl steps, without rerunning yolossl
+    online = run_bench(BenchConfig(**base, arms=("online",), name="online", round0_from=str(first.run_dir)))
+    seed_dir = tmp_path / "bench" / "online" / "seed_0"
+    assert not (seed_dir / "yolossl").exists() and [r.arm for r in online.arms] == ["online"]
+    state = json.loads((first.run_dir / "seed_0" / "yolossl" / "state.json").read_text())
+    round_1 = state["rounds"]["1"]["result"]
+    images_seen = (round_1["labeled_images"] * round_1["labeled_repeat"] + round_1["pseudo_images"]) * 1
+    config = yaml.safe_load((seed_dir / "online" / "config.yaml").read_text())
+    assert config["mode"] == "online" and config["round_epochs"] == max(1, math.ceil(images_seen / 4))
+    assert (seed_dir / "online" / "round_1" / "pseudo" / "record.csv").is_file()  # the teacher labeled the pool
+
 
 def test_the_hidden_truth_is_the_cleaned_labels(tiny_dataset: Path, tmp_path: Path) -> None:
     """The truth the arms are scored against is read strictly at the end: a bad user line must not reach it."""

@@ -14,6 +14,7 @@ optimizer steps beyond it:
 - supervised: more training on the labeled images alone, as many steps as the yolossl arm took;
 - docs: the docs' workflow, predict(conf=0.85) -> merge (empty images as background) -> retrain;
 - yolossl: the default cycle (or the options given);
+- online: the same options in `--mode online` (an EMA teacher inside one run), at the yolossl arm's steps;
 - oracle: the hidden labels restored, as many steps again: the ceiling.
 
 Every arm keeps its best round on val (the round guard), so selection is the same for all.
@@ -43,7 +44,7 @@ import yaml
 
 from yolossl.boxes import yolo_label_text
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
-from yolossl.cycle import CycleResult, run_cycle
+from yolossl.cycle import CycleResult, RoundResult, run_cycle
 from yolossl.cycle.loop import ROUND0_CYCLES_FILE
 from yolossl.cycle.state import new_run_dir
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
@@ -57,7 +58,8 @@ from yolossl.train import train_detector
 
 logger = logging.getLogger(__name__)
 
-ARMS = ("converged", "supervised", "docs", "yolossl", "oracle")
+ARMS = ("converged", "supervised", "docs", "yolossl", "online", "oracle")
+_NEED_BUDGET = {"supervised", "oracle", "online"}
 BASELINES = {
     "supervised": "labeled-only, continued from round 0 for exactly the yolossl arm's optimizer steps; "
     "gap_recovered uses it",
@@ -205,8 +207,10 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
         cycles: dict[str, CycleResult] = {}
         given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(config.cycle))
         yolossl_config = CycleConfig(**{**asdict(base), **given, "name": "yolossl", "start_weights": r0_weights})
+        earlier_budget = _earlier_budget(config, seed)
         for arm in ("yolossl", "docs"):
-            if arm in config.arms or (arm == "yolossl" and {"supervised", "oracle"} & set(config.arms)):
+            needed_for_budget = arm == "yolossl" and _NEED_BUDGET & set(config.arms) and earlier_budget is None
+            if arm in config.arms or needed_for_budget:
                 if on_arm:
                     on_arm(arm, seed)
                 arm_config = yolossl_config
@@ -218,7 +222,13 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
                 wall = time.perf_counter() - start + round0_time
                 if arm in config.arms:
                     results.append(_cycle_arm(arm, seed, cycles[arm], split.truth, wall))
-        budget = [r.train_images * r.epochs for r in cycles["yolossl"].rounds[1:]] if "yolossl" in cycles else []
+        budget = _budget(cycles["yolossl"].rounds) if "yolossl" in cycles else earlier_budget or []
+        if "online" in config.arms:
+            if on_arm:
+                on_arm("online", seed)
+            start = time.perf_counter()
+            online = run_cycle(_online_config(yolossl_config, budget, len(split.labeled)))
+            results.append(_cycle_arm("online", seed, online, split.truth, time.perf_counter() - start + round0_time))
         for arm in ("supervised", "oracle"):
             if arm in config.arms:
                 if on_arm:
@@ -230,6 +240,31 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
     result = BenchResult(run_dir, results, curves)
     _write(run_dir, result)
     return result
+
+
+def _budget(rounds: list[Any]) -> list[int]:
+    """Images seen per round after round 0 (labeled images counted each time they repeat)."""
+    return [r.train_images * r.epochs for r in rounds[1:]]
+
+
+def _earlier_budget(config: BenchConfig, seed: int) -> list[int] | None:
+    """The yolossl arm's budget in the `round0_from` run, if it ran there: ablations and extra arms match it."""
+    if not config.round0_from:
+        return None
+    state = Path(config.round0_from) / f"seed_{seed}" / "yolossl" / "state.json"
+    if not state.is_file():
+        return None
+    done = json.loads(state.read_text())["rounds"]
+    rounds = [RoundResult.from_dict(done[k]["result"]) for k in sorted(done, key=int) if "result" in done[k]]
+    return _budget(rounds)
+
+
+def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: int) -> CycleConfig:
+    """The online teacher at the yolossl arm's optimizer steps: each of its steps takes one labeled batch (plus an
+    unlabeled one), so it runs as many epochs over the labeled images as the yolossl arm saw images per labeled one."""
+    rounds = max(1, yolossl_config.rounds)
+    round_epochs = max(1, math.ceil(sum(budget) / max(1, n_labeled) / rounds))
+    return replace(yolossl_config, mode="online", round_epochs=round_epochs, name="online")
 
 
 def _reused_round0(config: BenchConfig, seed: int) -> str | None:

@@ -35,7 +35,11 @@ def bench(
     rounds: Annotated[int, typer.Option(help="Pseudo-label rounds of the docs and yolossl arms.")] = 3,
     seeds: Annotated[int, typer.Option(help="Seeds: splits and training seeds; results are mean ± std.")] = 3,
     arms: Annotated[
-        str, typer.Option(help="Comma-separated arms to run.")
+        str,
+        typer.Option(
+            help="Comma-separated arms to run: converged, supervised, docs, yolossl, online (the --mode online "
+            "teacher at the yolossl arm's steps), oracle."
+        ),
     ] = "converged,supervised,docs,yolossl,oracle",
     model: Annotated[str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.")] = None,
