@@ -67,3 +67,34 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_yaml = build_round_dataset(base / "run" / "round_0", spec.train_items(), [], val_images, spec.names).data_yaml
     settings = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu", workers=0)
     return train_detector("yolo11n.yaml", data_yaml, base / "run" / "round_0" / "train", settings).weights
+
+
+def killed_and_resumed(tmp_path: Path, options: list[str]) -> tuple[Path, Path]:
+    """`yolossl cycle OPTIONS` run whole, and run again SIGKILLed once round 1 has saved an epoch, then resumed.
+
+    Returns the two run folders (whole, killed) for the caller to compare.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_demo_dataset(tmp_path / "data", TINY)
+    data = ["--data", str(tmp_path / "data" / "data.yaml"), "-u", str(tmp_path / "data" / "unlabeled")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cli = [sys.executable, "-m", "yolossl", "cycle", *data, *options, "--project", str(tmp_path / "runs"), "-q"]
+    subprocess.run([*cli, "--name", "whole"], check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen([*cli, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = tmp_path / "runs" / "killed"
+    marker, deadline = killed / "round_1" / "train" / "weights" / "last.pt", time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before round 1's first epoch"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "round_1" / "metrics.json").exists()
+
+    resumed = subprocess.run([*cli[:4], "--resume", str(killed), "-q"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    return tmp_path / "runs" / "whole", killed

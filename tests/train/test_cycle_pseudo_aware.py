@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import TINY, tiny_cycle_config
+from tests.conftest import killed_and_resumed, tiny_cycle_config
 from yolossl import run_cycle
 from yolossl._fs import link_file
 from yolossl.data import scan_image_folders
@@ -74,37 +69,17 @@ def test_a_one_round_cycle_trains_round_1_with_its_pseudo_targets(tiny_dataset: 
 
 def test_a_killed_pseudo_aware_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     """SIGKILL after round 1's first epoch (of 2); --resume ends with the uninterrupted run's summary."""
-    from yolossl.demo import write_demo_dataset
-
-    write_demo_dataset(tmp_path / "data", TINY)
     options = [
-        *("--data", str(tmp_path / "data" / "data.yaml"), "-u", str(tmp_path / "data" / "unlabeled")),
         *("--rounds", "1", "--epochs", "1", "--round-epochs", "2", "--imgsz", "64", "--batch", "8"),
         *("--conf", "0.002", "--loss", "pseudo-aware", "--device", "cpu", "--workers", "0"),
-        *("--project", str(tmp_path / "runs"), "-q"),
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cli = [sys.executable, "-m", "yolossl", "cycle", *options]
-    subprocess.run([*cli, "--name", "whole"], check=True, env=env, capture_output=True)
-
-    proc = subprocess.Popen([*cli, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = tmp_path / "runs" / "killed"
-    marker, deadline = killed / "round_1" / "train" / "weights" / "last.pt", time.monotonic() + 300
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before round 1's first epoch"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "round_1" / "metrics.json").exists()
-
-    resumed = subprocess.run([*cli[:4], "--resume", str(killed), "-q"], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole, killed = killed_and_resumed(tmp_path, options)
 
     def summary(run: Path) -> list[dict[str, str]]:
         return [
             {k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader((run / "summary.csv").open())
         ]
 
-    assert summary(killed) == summary(tmp_path / "runs" / "whole")
+    assert summary(killed) == summary(whole)
     assert summary(killed)[1]["pseudo_images"] == "12"  # round 1 trained on pseudo-labels, with our trainer
     assert yaml.safe_load((killed / "config.yaml").read_text())["uncertain"] == "keep"

@@ -355,39 +355,14 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
 
 def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     """SIGKILL after the online run's first epoch (of 2); --resume ends with the uninterrupted run's summary."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    from tests.conftest import killed_and_resumed
 
-    from tests.conftest import TINY
-    from yolossl.demo import write_demo_dataset
-
-    write_demo_dataset(tmp_path / "data", TINY)
     options = [
-        *("--data", str(tmp_path / "data" / "data.yaml"), "-u", str(tmp_path / "data" / "unlabeled")),
         *("--mode", "online", "--rounds", "2", "--epochs", "1", "--round-epochs", "1", "--imgsz", "64"),
         *("--batch", "8", "--conf", "0.002", "--uncertain-low", "0.001", "--device", "cpu", "--workers", "0"),
-        *("--project", str(tmp_path / "runs"), "-q"),
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cli = [sys.executable, "-m", "yolossl", "cycle", *options]
-    subprocess.run([*cli, "--name", "whole"], check=True, env=env, capture_output=True)
-
-    proc = subprocess.Popen([*cli, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = tmp_path / "runs" / "killed"
-    marker, deadline = killed / "round_1" / "train" / "weights" / "last.pt", time.monotonic() + 300
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before the online run's first epoch"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "round_1" / "metrics.json").exists()
-
-    resumed = subprocess.run([*cli[:4], "--resume", str(killed), "-q"], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _summary(killed) == _summary(tmp_path / "runs" / "whole")
+    whole, killed = killed_and_resumed(tmp_path, options)
+    assert _summary(killed) == _summary(whole)
     assert [r["round"] for r in _summary(killed)] == ["0", "1"] and _summary(killed)[1]["pseudo_images"] == "12"
     assert "Online epoch 2/2: unlabeled loss " in (killed / "cycle.log").read_text()
     whole_labels = {

@@ -153,11 +153,21 @@ class Cycle:
             skipped_images=len(stats.unreadable),
             epochs=epochs,
         )
+        return self._finish_round(result, round_dir)
+
+    def _finish_round(self, result: RoundResult, round_dir: Path, kind: str = "") -> RoundResult:
+        """Write the round's metrics.json and record it done in state.json: a resumed run skips it from now on."""
         write_text_atomic(round_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
-        self.state.finish_round(index, result.to_dict())
-        m = trained.metrics
+        self.state.finish_round(result.index, result.to_dict())
+        m = result.metrics
         logger.info(
-            "Round %d: mAP50 %.3f, mAP50-95 %.3f (P %.3f, R %.3f)", index, m.map50, m.map50_95, m.precision, m.recall
+            "Round %d%s: mAP50 %.3f, mAP50-95 %.3f (P %.3f, R %.3f)",
+            result.index,
+            kind,
+            m.map50,
+            m.map50_95,
+            m.precision,
+            m.recall,
         )
         return result
 

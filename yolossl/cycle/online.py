@@ -11,7 +11,6 @@ that `yolossl export` and review work unchanged.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -74,18 +73,7 @@ class OnlineCycle(Cycle):
             skipped_images=len(stats.unreadable),
             epochs=epochs,
         )
-        write_text_atomic(round_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
-        self.state.finish_round(index, result.to_dict())
-        m = trained.metrics
-        logger.info(
-            "Round %d (online): mAP50 %.3f, mAP50-95 %.3f (P %.3f, R %.3f)",
-            index,
-            m.map50,
-            m.map50_95,
-            m.precision,
-            m.recall,
-        )
-        return result
+        return self._finish_round(result, round_dir, " (online)")
 
     def online_settings(self) -> OnlineSettings:
         """The teacher's options from the cycle's: the labeling thresholds, the loss rules, the pool."""

@@ -93,17 +93,23 @@ class PseudoAwareLoss(v8DetectionLoss):
         loss[1] = (bce_loss * cls_weight).sum() / target_scores_sum
 
         regress = fg_mask & _gathered(gt_regress, target_gt_idx)
-        loss[0], loss[2] = self.bbox_loss(
-            pred_distri,
-            pred_bboxes,
-            anchor_points,
-            target_bboxes / stride_tensor,
-            target_scores * anchor_weight.unsqueeze(-1),
-            target_scores_sum,
-            regress,
-            imgsz,
-            stride_tensor,
-        )
+
+        def box_terms(anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Ultralytics' IoU and DFL terms over `anchors`, each weighted as its image is."""
+            weighted = target_scores * anchor_weight.unsqueeze(-1)
+            return self.bbox_loss(
+                pred_distri,
+                pred_bboxes,
+                anchor_points,
+                target_bboxes / stride_tensor,
+                weighted,
+                target_scores_sum,
+                anchors,
+                imgsz,
+                stride_tensor,
+            )
+
+        loss[0], loss[2] = box_terms(regress)
 
         loss[0] *= self.hyp.box
         loss[1] *= self.hyp.cls
@@ -112,17 +118,7 @@ class PseudoAwareLoss(v8DetectionLoss):
         if self.report_unlabeled:
             with torch.no_grad():
                 cls_u = (bce_loss * cls_weight)[pseudo].sum() / target_scores_sum
-                box_u, dfl_u = self.bbox_loss(
-                    pred_distri,
-                    pred_bboxes,
-                    anchor_points,
-                    target_bboxes / stride_tensor,
-                    target_scores * anchor_weight.unsqueeze(-1),
-                    target_scores_sum,
-                    regress & pseudo,
-                    imgsz,
-                    stride_tensor,
-                )
+                box_u, dfl_u = box_terms(regress & pseudo)
                 items.append(box_u * self.hyp.box + cls_u * self.hyp.cls + dfl_u * self.hyp.dfl)
         return (
             (fg_mask, target_gt_idx, target_bboxes, anchor_points, stride_tensor),
