@@ -2,6 +2,9 @@
 
 Step `main` runs `yolossl bench --dataset glyphs` (converged labeled-only round 0 shared by every arm,
 the budget-matched labeled-only continuation, the docs' workflow, the default cycle, the oracle).
+Step `supervised-fresh` adds the budget-matched labeled-only arm on Ultralytics' own schedule (warm-up
+and decay each round) on every seed: the labels alone on their best schedule, not only on the
+cycle's; the baseline that decides is the better of the two, per seed.
 Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
 main's yolossl steps. Step `ablations` reruns only the yolossl arm on seed 0 from main's round 0,
 one ingredient changed at a time, and prints each against main's seed-0 baselines. An ablation's own steps can differ a
@@ -39,7 +42,10 @@ def main() -> None:
     parser.add_argument("--name", default="glyphs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--project", default="runs/bench")
-    parser.add_argument("--steps", default="main,online,ablations", help="comma-separated: main, online, ablations")
+    parser.add_argument(
+        "--steps", default="main,supervised-fresh,online,ablations", help="comma-separated steps, in this order"
+    )
+    parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
     args = parser.parse_args()
     set_up_process()
@@ -57,11 +63,24 @@ def main() -> None:
         result = run_bench(BenchConfig(**common, seeds=args.seeds, training=dataset.training, name=args.name))
         print(format_table(result.summary()))
         print(f"{main_run}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if "supervised-fresh" in steps:
+        fresh = run_bench(
+            BenchConfig(
+                **common,
+                seeds=args.seeds,
+                arms=("supervised",),
+                training=dataset.training,
+                cycle={"round_schedule": "fresh"},
+                name=f"{args.name}-supervised-fresh",
+                round0_from=str(main_run),
+            )
+        )
+        print(format_table(fresh.summary()), flush=True)
     if "online" in steps:
         online = run_bench(
             BenchConfig(
                 **common,
-                seeds=args.seeds,
+                seeds=args.online_seeds or args.seeds,
                 arms=("online",),
                 training=dataset.training,
                 name=f"{args.name}-online",
