@@ -80,6 +80,8 @@ class BenchConfig:
     unlabeled_truth: str | None = None
     rounds: int = 3
     seeds: int = 3
+    first_seed: int = 0
+    """Seeds run are first_seed, first_seed + 1, ...: one more seed of an earlier bench in a run of its own."""
     arms: tuple[str, ...] = DEFAULT_ARMS
     training: dict[str, Any] = field(default_factory=dict)
     """Shared by every arm: model, epochs, round_epochs, imgsz, batch, device, workers, train_args."""
@@ -191,7 +193,7 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
     (run_dir / "bench_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
     results: list[ArmResult] = []
     curves: dict[int, list[float]] = {}
-    for seed in range(config.seeds):
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
         seed_dir = run_dir / f"seed_{seed}"
         split = _make_split(config, spec, seed, seed_dir / "split")
         if on_arm:
@@ -483,9 +485,10 @@ def _percent(value: float | None) -> str:
 
 
 def _quality_text(precision: list[list[float]], recall: list[list[float]]) -> str:
-    if not precision or not precision[0]:
+    if not any(precision):
         return "-"
-    rounds = len(precision[0])
-    p = [statistics.fmean(seed[k] for seed in precision) for k in range(rounds)]
-    r = [statistics.fmean(seed[k] for seed in recall) for k in range(rounds)]
+    # A seed whose cycle stopped early (round guard, patience) has fewer rounds: average those that ran.
+    rounds = max(len(seed) for seed in precision)
+    p = [statistics.fmean(seed[k] for seed in precision if k < len(seed)) for k in range(rounds)]
+    r = [statistics.fmean(seed[k] for seed in recall if k < len(seed)) for k in range(rounds)]
     return ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(p, r, strict=True))
