@@ -13,12 +13,14 @@ budget-matched baseline: read small differences with that in mind.
 
     python benchmarks/glyphs_bench.py --name glyphs                        # every step: ~2 h on 2 cores
     python benchmarks/glyphs_bench.py --name glyphs --steps online,ablations
+    python benchmarks/glyphs_bench.py --name glyphs --steps summary          # the tables in RESULTS.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -37,6 +39,35 @@ ABLATIONS = {
 }
 
 
+def summarize(project: Path, name: str) -> str:
+    """One table from every run of the bench: the arms per seed, mean ± std, and the gap each arm recovers
+    against the better of the two budget-matched labeled-only arms (the round schedule's and Ultralytics' own)."""
+    per_seed: dict[str, dict[int, float]] = {}
+    runs = {"": [project / name, *sorted(project.glob(f"{name}-seed*"))]}
+    runs.update({f" ({k})": sorted(project.glob(f"{name}-{k}*")) for k in ("supervised-fresh", "online")})
+    for suffix, folders in runs.items():
+        for folder in folders:
+            if (folder / "bench.json").is_file():
+                for row in json.loads((folder / "bench.json").read_text())["per_seed"]:
+                    per_seed.setdefault(row["arm"] + suffix, {})[row["seed"]] = row["map50_95"]
+    base = {
+        seed: max(value, per_seed.get("supervised (supervised-fresh)", {}).get(seed, value))
+        for seed, value in per_seed.get("supervised", {}).items()
+    }
+    oracle = per_seed.get("oracle", {})
+    lines = ["| arm | mAP50-95 per seed | mean ± std | gap recovered per seed (vs the better labeled-only) |"]
+    lines.append("|---|---|---|---|")
+    for arm, values in per_seed.items():
+        seeds = sorted(values)
+        shown = ", ".join(f"{values[s]:.3f}" for s in seeds)
+        mean, std = statistics.fmean(values.values()), statistics.pstdev(values.values())
+        gaps = ", ".join(
+            f"{(values[s] - base[s]) / (oracle[s] - base[s]):.0%}" if s in base and s in oracle else "-" for s in seeds
+        )
+        lines.append(f"| {arm} | {shown} | {mean:.3f} ± {std:.3f} | {gaps} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="glyphs")
@@ -45,6 +76,7 @@ def main() -> None:
     parser.add_argument(
         "--steps", default="main,supervised-fresh,online,ablations", help="comma-separated steps, in this order"
     )
+    parser.add_argument("--first-seed", type=int, default=0, help="the supervised-fresh step starts at this seed")
     parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
     args = parser.parse_args()
@@ -58,6 +90,9 @@ def main() -> None:
     common = {"data": str(dataset.ensure()), "label_fraction": dataset.label_fraction, "project": args.project}
     main_run = Path(args.project) / args.name
     steps = set(args.steps.split(","))
+    if steps == {"summary"}:
+        print(summarize(Path(args.project), args.name))
+        return
     if "main" in steps:
         start = time.perf_counter()
         result = run_bench(BenchConfig(**common, seeds=args.seeds, training=dataset.training, name=args.name))
@@ -67,11 +102,12 @@ def main() -> None:
         fresh = run_bench(
             BenchConfig(
                 **common,
-                seeds=args.seeds,
+                seeds=args.seeds - args.first_seed,
+                first_seed=args.first_seed,
                 arms=("supervised",),
                 training=dataset.training,
                 cycle={"round_schedule": "fresh"},
-                name=f"{args.name}-supervised-fresh",
+                name=f"{args.name}-supervised-fresh" + (f"-seed{args.first_seed}" if args.first_seed else ""),
                 round0_from=str(main_run),
             )
         )
