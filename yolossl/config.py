@@ -102,7 +102,8 @@ class CycleConfig:
     """ultralytics: pseudo-labels train as human labels do. pseudo-aware: the loss knows them (yolossl.train.loss):
     what the teacher saw but did not keep is ignored rather than taught as background, and so are the classes it
     could not label. Given on the command line or in a config file without `uncertain`, uncertain boxes are then
-    kept out of the labels (uncertain: keep) instead of greyed out; set `uncertain` to compare. Unmeasured."""
+    kept out of the labels (uncertain: keep) instead of greyed out; set `uncertain` to compare. One seed on the glyphs
+    bench so far (benchmarks/RESULTS.md)."""
     lambda_u: float = 1.0
     """With loss pseudo-aware: weight of the pseudo-labeled images' loss."""
     pseudo_box_min_score: float | None = None
@@ -119,7 +120,7 @@ class CycleConfig:
     """offline: `rounds` rounds of label → merge → retrain. online: after round 0, one run of `round_epochs * rounds`
     epochs (round 1) in which the model's EMA teacher labels each unlabeled batch on the fly (yolossl.train.online,
     with `lambda_u`, `pseudo_box_min_score`, the thresholds and `uncertain_low`); its final model then labels the pool
-    into round_1/pseudo/. Unmeasured on the bench."""
+    into round_1/pseudo/. Measured on the glyphs bench at the offline cycle's steps (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
 
