@@ -46,7 +46,7 @@ from yolossl.boxes import yolo_label_text
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
 from yolossl.cycle import CycleResult, RoundResult, run_cycle
 from yolossl.cycle.loop import ROUND0_CYCLES_FILE
-from yolossl.cycle.state import new_run_dir
+from yolossl.cycle.state import RunState, new_run_dir
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.label.record import RECORD_FILE, RecordRow, iter_record
@@ -254,11 +254,13 @@ def _earlier_budget(config: BenchConfig, seed: int) -> list[int] | None:
     """The yolossl arm's budget in the `round0_from` run, if it ran there: ablations and extra arms match it."""
     if not config.round0_from:
         return None
-    state = Path(config.round0_from) / f"seed_{seed}" / "yolossl" / "state.json"
-    if not state.is_file():
+    run = Path(config.round0_from) / f"seed_{seed}" / "yolossl"
+    if not (run / "state.json").is_file():
         return None
-    done = json.loads(state.read_text())["rounds"]
-    rounds = [RoundResult.from_dict(done[k]["result"]) for k in sorted(done, key=int) if "result" in done[k]]
+    state = RunState(run)
+    rounds = []
+    while (done := state.result(len(rounds))) is not None:
+        rounds.append(RoundResult.from_dict(done))
     return _budget(rounds)
 
 
