@@ -5,6 +5,8 @@ the budget-matched labeled-only continuation, the docs' workflow, the default cy
 Step `supervised-fresh` adds the budget-matched labeled-only arm on Ultralytics' own schedule (warm-up
 and decay each round) on every seed: the labels alone on their best schedule, not only on the
 cycle's; the baseline that decides is the better of the two, per seed.
+Step `converged` continues main's round 0s on the labels, learning-rate cycle after cycle, until one
+gains < 0.005 (at most `--converge-cycles` more): the labeled-only model trained to convergence.
 Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
 main's yolossl steps. Step `ablations` reruns only the yolossl arm on seed 0 from main's round 0,
 one ingredient changed at a time, and prints each against main's seed-0 baselines. An ablation's own steps can differ a
@@ -13,6 +15,7 @@ budget-matched baseline: read small differences with that in mind.
 
     python benchmarks/glyphs_bench.py --name glyphs                        # every step: ~2 h on 2 cores
     python benchmarks/glyphs_bench.py --name glyphs --steps online,ablations
+    python benchmarks/glyphs_bench.py --name glyphs --steps converged --first-seed 1 --seeds 2  # seed 1 alone
     python benchmarks/glyphs_bench.py --name glyphs --steps summary          # the tables in RESULTS.md
 """
 
@@ -76,7 +79,10 @@ def main() -> None:
     parser.add_argument(
         "--steps", default="main,supervised-fresh,online,ablations", help="comma-separated steps, in this order"
     )
-    parser.add_argument("--first-seed", type=int, default=0, help="the supervised-fresh step starts at this seed")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the supervised-fresh and converged steps start at this seed"
+    )
+    parser.add_argument("--converge-cycles", type=int, default=12, help="converged step: more cycles at most")
     parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
     args = parser.parse_args()
@@ -112,6 +118,20 @@ def main() -> None:
             )
         )
         print(format_table(fresh.summary()), flush=True)
+    if "converged" in steps:
+        converged = run_bench(
+            BenchConfig(
+                **common,
+                seeds=args.seeds - args.first_seed,
+                first_seed=args.first_seed,
+                arms=("converged",),
+                training=dataset.training,
+                name=f"{args.name}-converged" + (f"-seed{args.first_seed}" if args.first_seed else ""),
+                round0_from=str(main_run),
+                converge_cycles=args.converge_cycles,
+            )
+        )
+        print(format_table(converged.summary()), flush=True)
     if "online" in steps:
         online = run_bench(
             BenchConfig(

@@ -137,6 +137,21 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     assert config["mode"] == "online" and config["round_epochs"] == max(1, math.ceil(images_seen / 4))
     assert (seed_dir / "online" / "round_1" / "pseudo" / "record.csv").is_file()  # the teacher labeled the pool
 
+    # the converged arm continues a round 0 that was still gaining, cycle after cycle, and keeps the best
+    converged = run_bench(
+        BenchConfig(**base, arms=("converged",), name="converged", round0_from=str(first.run_dir), converge_cycles=2)
+    ).arms[0]
+    round0 = first.arms[0].rounds_map50_95[0]
+    record = json.loads(
+        (tmp_path / "bench" / "converged" / "seed_0" / "converged" / "round_0" / "round0_cycles.json").read_text()
+    )
+    assert converged.rounds_map50_95[0] == pytest.approx(round0) and 2 <= len(converged.rounds_map50_95) <= 3
+    assert converged.rounds_map50_95[1:] == [c["map50_95"] for c in record["cycles"][1:]]
+    assert converged.map50_95 == pytest.approx(max(converged.rounds_map50_95))
+    assert converged.converged is record["converged"] and isinstance(converged.converged, bool)
+    with pytest.raises(YolosslError, match="converge-cycles must be >= 0"):
+        BenchConfig(**base, converge_cycles=-1)
+
 
 def test_the_hidden_truth_is_the_cleaned_labels(tiny_dataset: Path, tmp_path: Path) -> None:
     """The truth the arms are scored against is read strictly at the end: a bad user line must not reach it."""

@@ -343,6 +343,22 @@ def test_round0_still_gaining_at_the_cap_is_said(
     assert "still gaining after 2 learning-rate cycles" in caplog.text
 
 
+def test_round0_cycles_continue_start_weights(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    """Start weights with round0_cycles 3: the user's model is cycle 1 (validated, 0 epochs), then two more."""
+    calls: list[tuple] = []
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=3, start_weights=str(tiny_weights))
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.50, 0.502], calls))
+    run = result.run_dir / "round_0"
+    assert calls[0][0] == str(run / "train" / "weights" / "best.pt")  # continues the adopted copy
+    assert [save_dir for _, save_dir, _ in calls] == [run / "train_2", run / "train_3"]
+    assert [settings.epochs for _, _, settings in calls] == [5, 5]
+    record = json.loads((run / "round0_cycles.json").read_text())
+    adopted = record["cycles"][0]
+    assert adopted["epochs"] == 0 and adopted["gain"] is None and adopted["map50_95"] < 0.5
+    assert [c["map50_95"] for c in record["cycles"][1:]] == [0.50, 0.502] and record["converged"] is True
+    assert result.rounds[0].metrics.map50_95 == 0.502 and result.rounds[0].epochs == 10
+
+
 @pytest.mark.parametrize("schedule", ["continue", "fresh"])
 def test_rounds_after_round0_train_on_the_round_schedule(
     tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, schedule: str

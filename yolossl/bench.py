@@ -1,8 +1,9 @@
 """`yolossl bench`: will SSL help on my data? Five arms on identical splits, seeds and training budget.
 
 Baselines: `converged` is round 0 itself, labeled-only and (with `round0_cycles` > 1) trained in
-learning-rate cycles until one more gains < 0.005: how far labels alone go, so `oracle - converged`
-says whether the bench is label-bound. `supervised` continues it on the labels for the yolossl
+learning-rate cycles until one more gains < 0.005, or continued for up to `converge_cycles` more
+cycles when it was still gaining: how far labels alone go, so `oracle - converged` says whether
+the bench is label-bound. `supervised` continues it on the labels for the yolossl
 arm's exact steps, on the same round schedule: the baseline that decides (`gap_recovered`).
 
 Per seed, the training images are split into a labeled fraction and a pool whose labels are
@@ -10,7 +11,7 @@ hidden (or an explicit labeled / unlabeled / truth split is used). One supervise
 trained on the labeled images and shared by every arm, then each arm trains the same number of
 optimizer steps beyond it:
 
-- converged: round 0 (the labeled-only model every arm starts from);
+- converged: round 0 (the labeled-only model every arm starts from), or round 0 continued to convergence;
 - supervised: more training on the labeled images alone, as many steps as the yolossl arm took;
 - docs: the docs' workflow, predict(conf=0.85) -> merge (empty images as background) -> retrain;
 - yolossl: the default cycle (or the options given);
@@ -90,6 +91,8 @@ class BenchConfig:
     name: str | None = None
     round0_from: str | None = None
     """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
+    converge_cycles: int = 0
+    """The converged arm: up to this many more learning-rate cycles after a round 0 that was still gaining."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.arms) - set(ARMS))
@@ -101,6 +104,8 @@ class BenchConfig:
             raise YolosslError(f"--label-fraction must be in (0, 1), got {self.label_fraction}")
         if self.seeds < 1 or self.rounds < 1:
             raise YolosslError("--seeds and --rounds must be >= 1")
+        if self.converge_cycles < 0:
+            raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
 
 
 @dataclass
@@ -201,11 +206,14 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
         base = _base_cycle(config, seed, split, seed_dir)
         start = time.perf_counter()
         reused = _reused_round0(config, seed)
-        round0 = run_cycle(replace(base, rounds=0, name="round0", start_weights=reused))
+        adopt_only = {"round0_cycles": 1} if reused else {}  # a reused round 0 is validated, not trained further
+        round0 = run_cycle(replace(base, rounds=0, name="round0", start_weights=reused, **adopt_only))
         round0_time = time.perf_counter() - start
         curves[seed] = _round0_curve(round0)
         if "converged" in config.arms:
-            results.append(_round0_arm(seed, round0, round0_time))
+            if on_arm and config.converge_cycles:
+                on_arm("converged", seed)
+            results.append(_converged_arm(config, seed, base, round0, round0_time))
         r0_weights = str(round0.rounds[0].weights)
         cycles: dict[str, CycleResult] = {}
         given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(config.cycle))
@@ -358,11 +366,33 @@ def _cycle_arm(arm: str, seed: int, cycle: CycleResult, truth: Path, wall: float
     )
 
 
-def _round0_arm(seed: int, round0: CycleResult, wall: float) -> ArmResult:
-    """Round 0 as the converged labeled-only baseline (every other arm starts from it); its rounds are its cycles."""
+def _converged_arm(config: BenchConfig, seed: int, base: CycleConfig, round0: CycleResult, wall: float) -> ArmResult:
+    """Labeled-only trained until one more learning-rate cycle gains < 0.005: round 0 itself when it got there,
+    else round 0 continued for up to `converge_cycles` more cycles (the other arms still start from round 0)."""
+    reused = Path(config.round0_from) / f"seed_{seed}" / "round0" if config.round0_from else None
+    cycles = _round0_cycles(reused or round0.run_dir)
+    if not config.converge_cycles or cycles["converged"]:
+        return _round0_arm(seed, round0, cycles, wall)
+    start = time.perf_counter()
+    weights = str(round0.rounds[0].weights)
+    more = run_cycle(
+        replace(base, rounds=0, name="converged", start_weights=weights, round0_cycles=1 + config.converge_cycles)
+    )
+    extra = _round0_cycles(more.run_dir)
+    joined = {"cycles": cycles["cycles"] + extra["cycles"][1:], "converged": extra["converged"]}
+    return _round0_arm(seed, more, joined, wall + time.perf_counter() - start)
+
+
+def _round0_cycles(run_dir: Path) -> dict[str, Any]:
+    record = run_dir / "round_0" / ROUND0_CYCLES_FILE
+    if record.is_file():
+        return json.loads(record.read_text())
+    return {"cycles": [], "converged": None}
+
+
+def _round0_arm(seed: int, round0: CycleResult, cycles: dict[str, Any], wall: float) -> ArmResult:
+    """A labeled-only model as the converged baseline; its rounds are its learning-rate cycles."""
     m = round0.rounds[0].metrics
-    record = round0.run_dir / "round_0" / ROUND0_CYCLES_FILE
-    cycles = json.loads(record.read_text()) if record.is_file() else {"cycles": [], "converged": None}
     curve = [c["map50_95"] for c in cycles["cycles"]] or [m.map50_95]
     return ArmResult("converged", seed, m.map50, m.map50_95, 0, curve, wall_time_s=wall, converged=cycles["converged"])
 

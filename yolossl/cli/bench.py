@@ -46,6 +46,13 @@ def bench(
     round0_cycles: Annotated[
         int | None, typer.Option(help="Round 0's learning-rate cycles at most (stops when one gains < 0.005).")
     ] = None,
+    converge_cycles: Annotated[
+        int,
+        typer.Option(
+            help="The converged arm: up to this many more learning-rate cycles when round 0 is still gaining "
+            "(the other arms start from round 0 all the same)."
+        ),
+    ] = 0,
     round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,
     imgsz: Imgsz = None,
     batch: Batch = None,
@@ -102,6 +109,7 @@ def bench(
             project=project,
             name=name,
             round0_from=str(round0_from) if round0_from else None,
+            converge_cycles=converge_cycles,
         )
         result = run_bench(config, on_arm=lambda arm, seed: stdout.print(f"seed {seed}: {arm}"))
         stdout.print(format_table(result.summary()))

@@ -249,7 +249,12 @@ class Cycle:
         """Round 0 from `model` (or the user's start weights); later rounds fine-tune the best round so far."""
         data_yaml = round_dir / "data.yaml"
         if previous is None and self.config.start_weights:
-            return self.config.start_weights, 0, self._adopt_start_weights(round_dir, data_yaml)
+            adopted = self._adopt_start_weights(round_dir, data_yaml)
+            if self.config.round0_cycles == 1:
+                return self.config.start_weights, 0, adopted
+            return self.config.start_weights, *self._train_round0(
+                self.config.start_weights, data_yaml, round_dir, adopted
+            )
         fresh = previous is None or self.config.from_scratch
         start_model = self.config.model if fresh else str(previous.weights)
         epochs = self.config.epochs if previous is None else self.config.round_epochs
@@ -262,17 +267,23 @@ class Cycle:
         trained = self.train(start_model, data_yaml, round_dir / "train", settings, self._on_epoch(index))
         return start_model, epochs, trained
 
-    def _train_round0(self, model: str, data_yaml: Path, round_dir: Path) -> tuple[int, TrainResult]:
+    def _train_round0(
+        self, model: str, data_yaml: Path, round_dir: Path, adopted: TrainResult | None = None
+    ) -> tuple[int, TrainResult]:
         """Learning-rate cycles on the labels until one gains < `MIN_CYCLE_GAIN` (at most `round0_cycles`).
 
         A schedule that has plateaued is not convergence: a fresh cycle from its weights still gains.
         Each cycle after the first is half as long; the best weights become round 0's. Every cycle's
-        score goes to `round0_cycles.json`, with whether the last one ended below the gain.
+        score goes to `round0_cycles.json`, with whether the last one ended below the gain. From
+        `adopted` start weights, the cycles continue them (the start weights are cycle 1, 0 epochs).
         """
-        lengths = [self.config.epochs] + [max(1, self.config.epochs // 2)] * (self.config.round0_cycles - 1)
-        best: TrainResult | None = None
+        first = [] if adopted else [self.config.epochs]
+        lengths = first + [max(1, self.config.epochs // 2)] * (self.config.round0_cycles - 1)
+        best: TrainResult | None = adopted
         cycles: list[dict[str, Any]] = []
-        for k, length in enumerate(lengths, start=1):
+        if adopted:
+            cycles.append({"epochs": 0, "map50_95": adopted.metrics.map50_95, "gain": None})
+        for k, length in enumerate(lengths, start=len(cycles) + 1):
             self.on_progress(ProgressEvent(0, "train", 0, length))
             start = model if best is None else str(best.weights)
             folder = round_dir / ("train" if k == 1 else f"train_{k}")
