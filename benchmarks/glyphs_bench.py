@@ -8,9 +8,11 @@ cycle's; the baseline that decides is the better of the two, per seed.
 Step `converged` continues main's round 0s on the labels, learning-rate cycle after cycle, until one
 gains < 0.005 (at most `--converge-cycles` more): the labeled-only model trained to convergence.
 Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
-main's yolossl steps. Step `ablations` reruns only the yolossl arm on seed 0 from main's round 0,
-one ingredient changed at a time, and prints each against main's seed-0 baselines. An ablation's own steps can differ a
-little from the default arm's (it keeps other pool images), so its gap uses the default arm's
+main's yolossl steps. Step `online-wall` runs it again at the offline rounds' wall time instead: its
+steps scaled per seed by the two arms' measured minutes (from their cycle.log). Step `ablations`
+reruns only the yolossl arm on seed 0 from main's round 0, one ingredient changed at a time, and
+prints each against main's seed-0 baselines. An ablation's own steps can differ a little from the
+default arm's (it keeps other pool images), so its gap uses the default arm's
 budget-matched baseline: read small differences with that in mind.
 
     python benchmarks/glyphs_bench.py --name glyphs                        # every step: ~2 h on 2 cores
@@ -25,6 +27,7 @@ import argparse
 import json
 import statistics
 import time
+from datetime import datetime
 from pathlib import Path
 
 from yolossl.bench import BenchConfig, format_table, run_bench
@@ -69,6 +72,26 @@ def summarize(project: Path, name: str) -> str:
         )
         lines.append(f"| {arm} | {shown} | {mean:.3f} ± {std:.3f} | {gaps} |")
     return "\n".join(lines)
+
+
+def minutes(cycle_log: Path) -> float:
+    """A cycle's wall time from its log's first and last timestamps (rounds after round 0, labeling included)."""
+    stamps = [line[:23] for line in cycle_log.read_text().splitlines() if line[:2] == "20"]
+    first, last = (datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f") for s in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds() / 60
+
+
+def online_wall_share(project: Path, name: str, seed: int) -> float:
+    """Offline rounds' minutes / online run's minutes on one seed: the online steps that fit the offline time."""
+    offline = minutes(project / name / f"seed_{seed}" / "yolossl" / "cycle.log")
+    online_logs = sorted(project.glob(f"{name}-online/seed_{seed}/online/cycle.log")) or sorted(
+        project.glob(f"{name}-online-seed*/seed_{seed}/online/cycle.log")
+    )
+    if not online_logs:
+        raise SystemExit(f"no online run of seed {seed} under {project}/{name}-online*: run --steps online first")
+    online = minutes(online_logs[0])
+    print(f"seed {seed}: offline rounds {offline:.1f} min, online at matched steps {online:.1f} min", flush=True)
+    return offline / online
 
 
 def main() -> None:
@@ -144,6 +167,22 @@ def main() -> None:
             )
         )
         print(format_table(online.summary()), flush=True)
+    if "online-wall" in steps:
+        for seed in range(args.first_seed, args.seeds):
+            share = online_wall_share(Path(args.project), args.name, seed)
+            wall = run_bench(
+                BenchConfig(
+                    **common,
+                    seeds=1,
+                    first_seed=seed,
+                    arms=("online",),
+                    training=dataset.training,
+                    name=f"{args.name}-online-wall-seed{seed}",
+                    round0_from=str(main_run),
+                    online_steps=share,
+                )
+            )
+            print(format_table(wall.summary()), flush=True)
     if "ablations" not in steps:
         return
     baseline = json.loads((main_run / "bench.json").read_text())["arms"]

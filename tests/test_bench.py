@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yolossl.bench import ArmResult, BenchConfig, BenchResult, format_table, run_bench
+from yolossl.bench import ArmResult, BenchConfig, BenchResult, _online_config, format_table, run_bench
+from yolossl.config import CycleConfig
 from yolossl.errors import YolosslError
 
 
@@ -41,6 +42,16 @@ def test_gap_recovered_against_supervised_and_oracle() -> None:
 def test_bad_bench_requests(changes: dict, message: str) -> None:
     with pytest.raises(YolosslError, match=message):
         BenchConfig(**{"data": "d.yaml", **changes})
+
+
+def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_dataset: Path) -> None:
+    yolossl = CycleConfig(data=str(tiny_dataset / "data.yaml"), rounds=3, round_epochs=2)
+    # 3 rounds of 300 images seen, 100 labeled images: 9 epochs over the labels, 3 per round
+    assert _online_config(yolossl, [300, 300, 300], 100).round_epochs == 3
+    online = _online_config(yolossl, [300, 300, 300], 100, share=0.35)  # the offline rounds' wall time
+    assert online.round_epochs == 2 and online.mode == "online" and online.rounds == 3
+    with pytest.raises(YolosslError, match="--online-steps must be > 0"):
+        BenchConfig(data="d.yaml", online_steps=0)
 
 
 def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:

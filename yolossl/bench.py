@@ -93,6 +93,9 @@ class BenchConfig:
     """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
     converge_cycles: int = 0
     """The converged arm: up to this many more learning-rate cycles after a round 0 that was still gaining."""
+    online_steps: float = 1.0
+    """The online arm's optimizer steps as a share of the yolossl arm's (below 1: to match its wall time)."""
+    """The converged arm: up to this many more learning-rate cycles after a round 0 that was still gaining."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.arms) - set(ARMS))
@@ -104,6 +107,8 @@ class BenchConfig:
             raise YolosslError(f"--label-fraction must be in (0, 1), got {self.label_fraction}")
         if self.seeds < 1 or self.rounds < 1:
             raise YolosslError("--seeds and --rounds must be >= 1")
+        if not self.online_steps > 0:
+            raise YolosslError(f"--online-steps must be > 0, got {self.online_steps}")
         if self.converge_cycles < 0:
             raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
 
@@ -238,7 +243,7 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
             if on_arm:
                 on_arm("online", seed)
             start = time.perf_counter()
-            online = run_cycle(_online_config(yolossl_config, budget, len(split.labeled)))
+            online = run_cycle(_online_config(yolossl_config, budget, len(split.labeled), config.online_steps))
             results.append(_cycle_arm("online", seed, online, split.truth, time.perf_counter() - start + round0_time))
         for arm in ("supervised", "oracle"):
             if arm in config.arms:
@@ -272,11 +277,12 @@ def _earlier_budget(config: BenchConfig, seed: int) -> list[int] | None:
     return _budget(rounds)
 
 
-def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: int) -> CycleConfig:
-    """The online teacher at the yolossl arm's optimizer steps: each of its steps takes one labeled batch (plus an
-    unlabeled one), so it runs as many epochs over the labeled images as the yolossl arm saw images per labeled one."""
+def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: int, share: float = 1.0) -> CycleConfig:
+    """The online teacher at `share` of the yolossl arm's optimizer steps: each of its steps takes one labeled batch
+    (plus an unlabeled one), so it runs as many epochs over the labeled images as the yolossl arm saw images per
+    labeled one."""
     rounds = max(1, yolossl_config.rounds)
-    round_epochs = max(1, math.ceil(sum(budget) / max(1, n_labeled) / rounds))
+    round_epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled) / rounds))
     return replace(yolossl_config, mode="online", round_epochs=round_epochs, name="online")
 
 

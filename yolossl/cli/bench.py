@@ -53,6 +53,10 @@ def bench(
             "(the other arms start from round 0 all the same)."
         ),
     ] = 0,
+    online_steps: Annotated[
+        float,
+        typer.Option(help="The online arm's optimizer steps as a share of the yolossl arm's (< 1: match its time)."),
+    ] = 1.0,
     round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,
     imgsz: Imgsz = None,
     batch: Batch = None,
@@ -110,6 +114,7 @@ def bench(
             name=name,
             round0_from=str(round0_from) if round0_from else None,
             converge_cycles=converge_cycles,
+            online_steps=online_steps,
         )
         result = run_bench(config, on_arm=lambda arm, seed: stdout.print(f"seed {seed}: {arm}"))
         stdout.print(format_table(result.summary()))

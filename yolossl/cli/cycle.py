@@ -147,7 +147,8 @@ def cycle(
         int | None,
         typer.Option(
             help="Round 0 as up to this many learning-rate cycles (each next half as long), until one gains "
-            f"< 0.005 mAP50-95. Default: {D.round0_cycles}."
+            "< 0.005 mAP50-95; with --start-weights, those weights are the first cycle and the rest continue them. "
+            f"Default: {D.round0_cycles}."
         ),
     ] = None,
     mode: Annotated[
