@@ -9,7 +9,9 @@ Step `converged` continues main's round 0s on the labels, learning-rate cycle af
 gains < 0.005 (at most `--converge-cycles` more): the labeled-only model trained to convergence.
 Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
 main's yolossl steps. Step `online-wall` runs it again at the offline rounds' wall time instead: its
-steps scaled per seed by the two arms' measured minutes (from their cycle.log). Step `ablations`
+steps scaled per seed by the two arms' measured minutes (from their cycle.log). Step `ema-control` runs
+the online arm with every epoch a burn-in epoch: the same trainer and EMA teacher at the same steps,
+without unlabeled images (what the teacher's weight averaging gives alone). Step `ablations`
 reruns only the yolossl arm on seed 0 from main's round 0, one ingredient changed at a time, and
 prints each against main's seed-0 baselines. An ablation's own steps can differ a little from the
 default arm's (it keeps other pool images), so its gap uses the default arm's
@@ -183,6 +185,20 @@ def main() -> None:
                 )
             )
             print(format_table(wall.summary()), flush=True)
+    if "ema-control" in steps:
+        control = run_bench(
+            BenchConfig(
+                **common,
+                seeds=args.seeds - args.first_seed,
+                first_seed=args.first_seed,
+                arms=("online",),
+                training=dataset.training,
+                cycle={"burn_in_epochs": 10_000},  # longer than the run: the labels alone, every epoch
+                name=f"{args.name}-ema-control" + (f"-seed{args.first_seed}" if args.first_seed else ""),
+                round0_from=str(main_run),
+            )
+        )
+        print(format_table(control.summary()), flush=True)
     if "ablations" not in steps:
         return
     baseline = json.loads((main_run / "bench.json").read_text())["arms"]

@@ -123,6 +123,9 @@ class CycleConfig:
     into round_1/pseudo/. Measured on the glyphs bench at the offline cycle's steps (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
+    burn_in_epochs: int = 0
+    """With mode online: epochs on the labels alone (the EMA teacher averaging all the same) before the first
+    unlabeled batch. As many as the run's epochs: the same trainer and teacher without unlabeled images, a control."""
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
@@ -154,6 +157,7 @@ class CycleConfig:
         self.loss_rules()  # and the loss's where the loss does
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         _check(self.unlabeled_ratio > 0, f"unlabeled_ratio must be > 0, got {self.unlabeled_ratio}")
+        _check(self.burn_in_epochs >= 0, f"burn_in_epochs must be >= 0, got {self.burn_in_epochs}")
         _check(
             self.mode == "offline" or not (self.fixmatch or self.from_scratch),
             "mode online fine-tunes round 0's model with its own teacher: fixmatch and from_scratch are offline-only",

@@ -255,6 +255,7 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
         mode="online",
         lambda_u=0.5,
         unlabeled_ratio=0.5,
+        burn_in_epochs=1,
         conf=0.002,
         uncertain_low=0.001,
     )
@@ -267,6 +268,7 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
 
     settings = load_online_settings(run / "round_1" / "online.json")
     assert len(settings.unlabeled) == 12 and settings.unlabeled_ratio == 0.5 and settings.rules.lambda_u == 0.5
+    assert settings.burn_in_epochs == 1
     assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.002, None, 0.001)
     # the round's dataset is the labeled split only: the pool comes in through the teacher
     assert not list((run / "round_1" / "dataset" / "images").glob("pseudo/*"))
@@ -282,6 +284,7 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
     assert (run / "report.html").is_file() and "could not be written" not in log
     teacher = list(csv.DictReader((run / "round_1" / "train" / "teacher.csv").open()))
     assert [r["epoch"] for r in teacher] == ["1", "2"] and float(teacher[1]["u_loss"]) > 0
+    assert float(teacher[0]["u_loss"]) == 0  # burn-in: the labels alone
     assert all(int(r[f"kept_{n}"]) <= int(r[f"seen_{n}"]) for r in teacher for n in result.class_names)
     assert (run / "report_teacher_1.png").is_file() and "Online teacher per epoch, round 1" in (
         run / "report.html"
@@ -349,6 +352,9 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
         resolve_config({"mode": "online", "fixmatch": True})
     with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be > 0, got 0.0$"):
         resolve_config({"unlabeled_ratio": 0.0})
+    assert resolve_config({"mode": "online", "burn_in_epochs": 3}).burn_in_epochs == 3
+    with pytest.raises(YolosslError, match=r"^burn_in_epochs must be >= 0, got -1$"):
+        resolve_config({"burn_in_epochs": -1})
     result = CliRunner().invoke(app, ["cycle", "--mode", "sideways", "--data", str(tmp_path / "none.yaml")])
     assert result.exit_code != 0 and "mode must be one of offline, online, got 'sideways'" in result.output
 

@@ -166,6 +166,13 @@ def cycle(
             help=f"With --mode online: unlabeled images per labeled image in a batch. Default: {D.unlabeled_ratio}."
         ),
     ] = None,
+    burn_in_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="With --mode online: epochs on the labels alone before the teacher's first unlabeled batch (the "
+            f"student starts from round 0: a teacher from the first step is the default). Default: {D.burn_in_epochs}."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")

@@ -85,7 +85,7 @@ class OnlineCycle(Cycle):
             conf=label.conf,
             target_precision=label.target_precision,
             uncertain_low=label.uncertain_low,
-            burn_in_epochs=0,  # the student starts from round 0's best: a teacher from the first step
+            burn_in_epochs=self.config.burn_in_epochs,
         )
 
     def _name_online_settings(self, round_dir: Path, data_yaml: Path) -> None:
