@@ -7,6 +7,8 @@ and decay each round) on every seed: the labels alone on their best schedule, no
 cycle's; the baseline that decides is the better of the two, per seed.
 Step `converged` continues main's round 0s on the labels, learning-rate cycle after cycle, until one
 gains < 0.005 (at most `--converge-cycles` more): the labeled-only model trained to convergence.
+Step `from-converged` then runs every arm (the online one too) again from those converged models:
+SSL set against labels alone once more steps on them stop helping.
 Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
 main's yolossl steps. Step `online-wall` runs it again at the offline rounds' wall time instead: its
 steps scaled per seed by the two arms' measured minutes (from their cycle.log). Step `ema-control` runs
@@ -96,6 +98,18 @@ def online_wall_share(project: Path, name: str, seed: int) -> float:
     return offline / online
 
 
+def converged_round0s(project: Path, name: str, seed: int) -> Path:
+    """A run folder whose seed_N/round0 is the converged step's model of that seed: every arm's start."""
+    found = sorted(project.glob(f"{name}-converged*/seed_{seed}/converged/weights/best.pt"))
+    if not found:
+        raise SystemExit(f"no converged model of seed {seed} under {project}/{name}-converged*: run --steps converged")
+    linked = project / f"{name}-converged-round0s" / f"seed_{seed}" / "round0"
+    if not linked.is_symlink():
+        linked.parent.mkdir(parents=True, exist_ok=True)
+        linked.symlink_to(found[0].parents[1].resolve())
+    return linked.parents[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="glyphs")
@@ -105,7 +119,10 @@ def main() -> None:
         "--steps", default="main,supervised-fresh,online,ablations", help="comma-separated steps, in this order"
     )
     parser.add_argument(
-        "--first-seed", type=int, default=0, help="the supervised-fresh and converged steps start at this seed"
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the supervised-fresh, converged, from-converged and ema-control steps start at this seed",
     )
     parser.add_argument("--converge-cycles", type=int, default=12, help="converged step: more cycles at most")
     parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
@@ -157,6 +174,20 @@ def main() -> None:
             )
         )
         print(format_table(converged.summary()), flush=True)
+    if "from-converged" in steps:
+        for seed in range(args.first_seed, args.seeds):
+            again = run_bench(
+                BenchConfig(
+                    **common,
+                    seeds=1,
+                    first_seed=seed,
+                    arms=("converged", "supervised", "docs", "yolossl", "online", "oracle"),
+                    training=dataset.training,
+                    name=f"{args.name}-from-converged-seed{seed}",
+                    round0_from=str(converged_round0s(Path(args.project), args.name, seed)),
+                )
+            )
+            print(format_table(again.summary()), flush=True)
     if "online" in steps:
         online = run_bench(
             BenchConfig(
