@@ -124,6 +124,8 @@ def test_the_pseudo_aware_loss_turns_uncertain_boxes_into_ignore_regions_unless_
     assert (resolve_config({}).loss, resolve_config({}).uncertain) == ("ultralytics", "mask")
     assert resolve_config({"loss": "pseudo-aware"}).uncertain == "keep"
     assert resolve_config({"loss": "pseudo-aware", "uncertain": "mask"}).uncertain == "mask"  # grey, for comparison
+    assert CycleConfig(data="d.yaml", loss="pseudo-aware").uncertain == "keep"  # the Python API as the CLI
+    assert CycleConfig(data="d.yaml").uncertain == "mask"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("loss: pseudo-aware\nlambda_u: 0.5\npseudo_box_min_score: 0.9\n")
     config = resolve_config({}, cfg)

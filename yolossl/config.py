@@ -47,9 +47,10 @@ class CycleConfig:
     """Pick each class's threshold as the lowest reaching this precision on val; None: use `conf`.
     Chosen by measurement (benchmarks/RESULTS.md): one global threshold either floods a round with a
     weak class's mistakes or starves the strong classes."""
-    uncertain: str = "mask"
+    uncertain: str | None = None
     """Boxes between `uncertain_low` and the kept threshold: mask (grey them out in the round's copy
-    of the image), drop-image (leave such images out), or keep (treat them as background)."""
+    of the image), drop-image (leave such images out), or keep (out of the labels: background to Ultralytics'
+    loss, ignore regions to the pseudo-aware loss). None: mask with Ultralytics' loss, keep with the pseudo-aware."""
     uncertain_low: float | None = None
     """Floor of the uncertain band (boxes below it are dropped). None: 0.1, or `conf` if lower."""
     tta: bool = False
@@ -101,8 +102,8 @@ class CycleConfig:
     loss: str = "ultralytics"
     """ultralytics: pseudo-labels train as human labels do. pseudo-aware: the loss knows them (yolossl.train.loss):
     what the teacher saw but did not keep is ignored rather than taught as background, and so are the classes it
-    could not label. Given on the command line or in a config file without `uncertain`, uncertain boxes are then
-    kept out of the labels (uncertain: keep) instead of greyed out; set `uncertain` to compare. One seed on the glyphs
+    could not label. Without an `uncertain` mode, uncertain boxes are then kept out of the labels (uncertain: keep)
+    instead of greyed out; set `uncertain` to compare. One seed on the glyphs
     bench so far (benchmarks/RESULTS.md)."""
     lambda_u: float = 1.0
     """With loss pseudo-aware: weight of the pseudo-labeled images' loss."""
@@ -128,6 +129,8 @@ class CycleConfig:
     unlabeled batch. As many as the run's epochs: the same trainer and teacher without unlabeled images, a control."""
 
     def __post_init__(self) -> None:
+        if self.uncertain is None:  # the pseudo-aware loss's ignore regions replace the grey
+            self.uncertain = "keep" if self.loss == "pseudo-aware" else "mask"
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
         _check(0.0 < self.conf < 1.0, f"conf must be between 0 and 1, got {self.conf}")
         _check(
@@ -243,7 +246,7 @@ def resolve_config(
             merged["train_args"] = {**merged.get("train_args", {}), **value}
         else:
             merged[key] = value
-    chosen = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold({**file_values, **given}))
+    chosen = conf_alone_means_one_threshold({**file_values, **given})
     for key in ("target_precision", "uncertain"):
         if key in chosen:
             merged[key] = chosen[key]

@@ -46,7 +46,7 @@ Uncertain = Annotated[
     str | None,
     typer.Option(
         help=f"Boxes below the kept threshold but above --uncertain-low: {' | '.join(UNCERTAIN_MODES)}. "
-        f"Default: {D.uncertain}."
+        f"Default: {D.uncertain} (keep with --loss pseudo-aware)."
     ),
 ]
 UncertainLow = Annotated[
