@@ -33,8 +33,9 @@ import statistics
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from yolossl.bench import BenchConfig, format_table, run_bench
+from yolossl.bench import ARMS, BenchConfig, format_table, run_bench
 from yolossl.demo import BENCH_DATASETS
 from yolossl.runtime import set_up_process
 
@@ -146,90 +147,33 @@ def main() -> None:
         result = run_bench(BenchConfig(**common, seeds=args.seeds, training=dataset.training, name=args.name))
         print(format_table(result.summary()))
         print(f"{main_run}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    first, suffix = args.first_seed, (f"-seed{args.first_seed}" if args.first_seed else "")
+
+    def more(name: str, arms: tuple[str, ...], first_seed: int, seeds: int, **changes: Any) -> None:
+        """Arms from main's round 0s (unless `round0_from` is given), as a run of their own."""
+        config = {"training": dataset.training, "round0_from": str(main_run), **changes}
+        result = run_bench(BenchConfig(**common, seeds=seeds, first_seed=first_seed, arms=arms, name=name, **config))
+        print(format_table(result.summary()), flush=True)
+
     if "supervised-fresh" in steps:
-        fresh = run_bench(
-            BenchConfig(
-                **common,
-                seeds=args.seeds - args.first_seed,
-                first_seed=args.first_seed,
-                arms=("supervised",),
-                training=dataset.training,
-                cycle={"round_schedule": "fresh"},
-                name=f"{args.name}-supervised-fresh" + (f"-seed{args.first_seed}" if args.first_seed else ""),
-                round0_from=str(main_run),
-            )
-        )
-        print(format_table(fresh.summary()), flush=True)
+        fresh = {"cycle": {"round_schedule": "fresh"}}
+        more(f"{args.name}-supervised-fresh{suffix}", ("supervised",), first, args.seeds - first, **fresh)
     if "converged" in steps:
-        converged = run_bench(
-            BenchConfig(
-                **common,
-                seeds=args.seeds - args.first_seed,
-                first_seed=args.first_seed,
-                arms=("converged",),
-                training=dataset.training,
-                name=f"{args.name}-converged" + (f"-seed{args.first_seed}" if args.first_seed else ""),
-                round0_from=str(main_run),
-                converge_cycles=args.converge_cycles,
-            )
-        )
-        print(format_table(converged.summary()), flush=True)
+        cycles = {"converge_cycles": args.converge_cycles}
+        more(f"{args.name}-converged{suffix}", ("converged",), first, args.seeds - first, **cycles)
     if "from-converged" in steps:
-        for seed in range(args.first_seed, args.seeds):
-            again = run_bench(
-                BenchConfig(
-                    **common,
-                    seeds=1,
-                    first_seed=seed,
-                    arms=("converged", "supervised", "docs", "yolossl", "online", "oracle"),
-                    training=dataset.training,
-                    name=f"{args.name}-from-converged-seed{seed}",
-                    round0_from=str(converged_round0s(Path(args.project), args.name, seed)),
-                )
-            )
-            print(format_table(again.summary()), flush=True)
+        for seed in range(first, args.seeds):
+            round0s = str(converged_round0s(Path(args.project), args.name, seed))
+            more(f"{args.name}-from-converged-seed{seed}", ARMS, seed, 1, round0_from=round0s)  # online too
     if "online" in steps:
-        online = run_bench(
-            BenchConfig(
-                **common,
-                seeds=args.online_seeds or args.seeds,
-                arms=("online",),
-                training=dataset.training,
-                name=f"{args.name}-online",
-                round0_from=str(main_run),
-            )
-        )
-        print(format_table(online.summary()), flush=True)
+        more(f"{args.name}-online", ("online",), 0, args.online_seeds or args.seeds)
     if "online-wall" in steps:
-        for seed in range(args.first_seed, args.seeds):
+        for seed in range(first, args.seeds):
             share = online_wall_share(Path(args.project), args.name, seed)
-            wall = run_bench(
-                BenchConfig(
-                    **common,
-                    seeds=1,
-                    first_seed=seed,
-                    arms=("online",),
-                    training=dataset.training,
-                    name=f"{args.name}-online-wall-seed{seed}",
-                    round0_from=str(main_run),
-                    online_steps=share,
-                )
-            )
-            print(format_table(wall.summary()), flush=True)
+            more(f"{args.name}-online-wall-seed{seed}", ("online",), seed, 1, online_steps=share)
     if "ema-control" in steps:
-        control = run_bench(
-            BenchConfig(
-                **common,
-                seeds=args.seeds - args.first_seed,
-                first_seed=args.first_seed,
-                arms=("online",),
-                training=dataset.training,
-                cycle={"burn_in_epochs": 10_000},  # longer than the run: the labels alone, every epoch
-                name=f"{args.name}-ema-control" + (f"-seed{args.first_seed}" if args.first_seed else ""),
-                round0_from=str(main_run),
-            )
-        )
-        print(format_table(control.summary()), flush=True)
+        labels_alone = {"cycle": {"burn_in_epochs": 10_000}}  # longer than the run: the labels alone, every epoch
+        more(f"{args.name}-ema-control{suffix}", ("online",), first, args.seeds - first, **labels_alone)
     if "ablations" not in steps:
         return
     baseline = json.loads((main_run / "bench.json").read_text())["arms"]
