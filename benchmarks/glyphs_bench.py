@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from datetime import datetime
@@ -82,9 +83,13 @@ def summarize(project: Path, name: str) -> str:
 FROM_CONVERGED_ARMS = tuple(a for a in ARMS if a != "docs")  # docs lost to round 0 on every seed of main
 
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
+
+
 def minutes(cycle_log: Path) -> float:
-    """A cycle's wall time from its log's first and last timestamps (rounds after round 0, labeling included)."""
-    stamps = [line[:23] for line in cycle_log.read_text().splitlines() if line[:2] == "20"]
+    """A run's wall time from its log's first and last timestamps: its rounds after the adopted round 0, labeling,
+    validation and report included (the bench's runs are never resumed, so no idle time counts)."""
+    stamps = [m.group(0) for line in cycle_log.read_text().splitlines() if (m := STAMP.match(line))]
     first, last = (datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f") for s in (stamps[0], stamps[-1]))
     return (last - first).total_seconds() / 60
 
@@ -103,8 +108,13 @@ def online_wall_share(project: Path, name: str, seed: int) -> float:
 
 
 def converged_round0s(project: Path, name: str, seed: int) -> Path:
-    """A run folder whose seed_N/round0 is the converged step's model of that seed: every arm's start."""
-    found = sorted(project.glob(f"{name}-converged*/seed_{seed}/converged/weights/best.pt"))
+    """A run folder whose seed_N/round0 is the converged step's model of that seed (main's own round 0 when that
+    one had converged): every arm's start."""
+    main = project / name / f"seed_{seed}" / "round0"
+    record = main / "round_0" / "round0_cycles.json"
+    main_converged = record.is_file() and json.loads(record.read_text())["converged"]
+    found = [main / "weights" / "best.pt"] if main_converged else []
+    found += sorted(project.glob(f"{name}-converged*/seed_{seed}/converged/weights/best.pt"))
     if not found:
         raise SystemExit(f"no converged model of seed {seed} under {project}/{name}-converged*: run --steps converged")
     linked = project / f"{name}-converged-round0s" / f"seed_{seed}" / "round0"

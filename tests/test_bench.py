@@ -134,6 +134,11 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     assert (reused / "weights" / "best.pt").read_bytes() == first.run_dir.joinpath(
         "seed_0", "round0", "weights", "best.pt"
     ).read_bytes()
+    # with round-0 cycles in the training settings, the arms still start from round 0's weights, untrained
+    cycled = {**base, "training": {**base["training"], "round0_cycles": 2}}
+    run_bench(BenchConfig(**cycled, arms=("yolossl",), name="cycled", round0_from=str(first.run_dir)))
+    arm_round0 = tmp_path / "bench" / "cycled" / "seed_0" / "yolossl" / "round_0"
+    assert (arm_round0 / "train" / "weights" / "best.pt").is_file() and not (arm_round0 / "train_2").exists()
     with pytest.raises(YolosslError, match="no round-0 model of seed 0"):
         run_bench(BenchConfig(**base, arms=("yolossl",), name="x", round0_from=str(tmp_path)))
 

@@ -2,7 +2,7 @@
 
 Baselines: `converged` is round 0 itself, labeled-only and (with `round0_cycles` > 1) trained in
 learning-rate cycles until one more gains < 0.005, or continued for up to `converge_cycles` more
-cycles when it was still gaining: how far labels alone go, so `oracle - converged` says whether
+cycles when it was not seen to converge: how far labels alone go, so `oracle - converged` says whether
 the bench is label-bound. `supervised` continues it on the labels for the yolossl
 arm's exact steps, on the same round schedule: the baseline that decides (`gap_recovered`).
 
@@ -92,10 +92,9 @@ class BenchConfig:
     round0_from: str | None = None
     """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
     converge_cycles: int = 0
-    """The converged arm: up to this many more learning-rate cycles after a round 0 that was still gaining."""
+    """The converged arm: up to this many more learning-rate cycles after a round 0 not seen to converge."""
     online_steps: float = 1.0
     """The online arm's optimizer steps as a share of the yolossl arm's (below 1: to match its wall time)."""
-    """The converged arm: up to this many more learning-rate cycles after a round 0 that was still gaining."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.arms) - set(ARMS))
@@ -216,9 +215,8 @@ def run_bench(config: BenchConfig, on_arm: Callable[[str, int], None] | None = N
         round0_time = time.perf_counter() - start
         curves[seed] = _round0_curve(round0)
         if "converged" in config.arms:
-            if on_arm and config.converge_cycles:
-                on_arm("converged", seed)
-            results.append(_converged_arm(config, seed, base, round0, round0_time))
+            results.append(_converged_arm(config, seed, base, round0, round0_time, on_arm))
+        base = replace(base, round0_cycles=1)  # every arm starts from round 0's weights, adopted, not trained on
         r0_weights = str(round0.rounds[0].weights)
         cycles: dict[str, CycleResult] = {}
         given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(config.cycle))
@@ -372,13 +370,28 @@ def _cycle_arm(arm: str, seed: int, cycle: CycleResult, truth: Path, wall: float
     )
 
 
-def _converged_arm(config: BenchConfig, seed: int, base: CycleConfig, round0: CycleResult, wall: float) -> ArmResult:
+def _converged_arm(
+    config: BenchConfig,
+    seed: int,
+    base: CycleConfig,
+    round0: CycleResult,
+    wall: float,
+    on_arm: Callable[[str, int], None] | None,
+) -> ArmResult:
     """Labeled-only trained until one more learning-rate cycle gains < 0.005: round 0 itself when it got there,
-    else round 0 continued for up to `converge_cycles` more cycles (the other arms still start from round 0)."""
+    else (still gaining, or a single cycle that shows nothing) round 0 continued for up to `converge_cycles` more
+    cycles; the other arms still start from round 0."""
     reused = Path(config.round0_from) / f"seed_{seed}" / "round0" if config.round0_from else None
     cycles = _round0_cycles(reused or round0.run_dir)
+    if not cycles["cycles"]:  # an adopted round 0 has no record of its own: its validation is its one point
+        cycles = {
+            "cycles": [{"epochs": 0, "map50_95": round0.rounds[0].metrics.map50_95, "gain": None}],
+            "converged": None,
+        }
     if not config.converge_cycles or cycles["converged"]:
         return _round0_arm(seed, round0, cycles, wall)
+    if on_arm:
+        on_arm("converged", seed)
     start = time.perf_counter()
     weights = str(round0.rounds[0].weights)
     more = run_cycle(

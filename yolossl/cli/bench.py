@@ -49,8 +49,8 @@ def bench(
     converge_cycles: Annotated[
         int,
         typer.Option(
-            help="The converged arm: up to this many more learning-rate cycles when round 0 is still gaining "
-            "(the other arms start from round 0 all the same)."
+            help="The converged arm: up to this many more learning-rate cycles when round 0 was not seen to "
+            "converge (the other arms start from round 0 all the same)."
         ),
     ] = 0,
     online_steps: Annotated[

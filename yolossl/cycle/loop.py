@@ -292,7 +292,7 @@ class Cycle:
             )
             gain = None if best is None else trained.metrics.map50_95 - best.metrics.map50_95
             cycles.append({"epochs": length, "map50_95": trained.metrics.map50_95, "gain": gain})
-            _write_round0_cycles(round_dir, cycles, None)  # so far (a long round 0 shows its progress)
+            _write_round0_cycles(round_dir, cycles, None, done=False)  # a long round 0 shows its progress
             if gain is not None:
                 logger.info(
                     "Round 0: learning-rate cycle %d (%d epochs) %+.4f mAP50-95 (%.4f -> %.4f)",
@@ -314,7 +314,7 @@ class Cycle:
                 len(cycles),
                 cycles[-1]["gain"],
             )
-        _write_round0_cycles(round_dir, cycles, converged)
+        _write_round0_cycles(round_dir, cycles, converged, done=True)
         return sum(c["epochs"] for c in cycles), best
 
     def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
@@ -370,6 +370,6 @@ class Cycle:
         logger.info("Report: %s", path)
 
 
-def _write_round0_cycles(round_dir: Path, cycles: list[dict[str, Any]], converged: bool | None) -> None:
-    record = {"cycles": cycles, "converged": converged, "min_gain": MIN_CYCLE_GAIN}
+def _write_round0_cycles(round_dir: Path, cycles: list[dict[str, Any]], converged: bool | None, done: bool) -> None:
+    record = {"cycles": cycles, "converged": converged, "min_gain": MIN_CYCLE_GAIN, "done": done}
     write_text_atomic(round_dir / ROUND0_CYCLES_FILE, json.dumps(record, indent=2))
