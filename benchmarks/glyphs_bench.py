@@ -52,22 +52,46 @@ ABLATIONS = {
 
 
 def summarize(project: Path, name: str) -> str:
-    """One table from every run of the bench: the arms per seed, mean ± std, and the gap each arm recovers
-    against the better of the two budget-matched labeled-only arms (the round schedule's and Ultralytics' own)."""
+    """Two tables from every run of the bench, each arm per seed with mean ± std and the gap it recovers against
+    the better labeled-only arm of its table: from main's round 0s (the round schedule's and Ultralytics' own
+    budget-matched arms), and from the labeled-only models trained to convergence (that model, or it continued
+    for the yolossl arm's steps)."""
+    main = _per_seed(
+        project,
+        {
+            "": [name, f"{name}-seed[0-9]*"],
+            " (supervised-fresh)": [f"{name}-supervised-fresh*"],
+            " (converged step)": [f"{name}-converged", f"{name}-converged-seed*"],
+            " (online)": [f"{name}-online", f"{name}-online-seed*"],
+            " (online at the offline wall time)": [f"{name}-online-wall-seed*"],
+            " (ema-control: online trainer, labels alone)": [f"{name}-ema-control*"],
+        },
+    )
+    converged = _per_seed(project, {"": [f"{name}-from-converged-seed*"]})
+    tables = [_table(main, ["supervised", "supervised (supervised-fresh)"], "from main's round 0s")]
+    if converged:
+        tables.append(_table(converged, ["converged", "supervised"], "from the converged labeled-only models"))
+    return "\n\n".join(tables)
+
+
+def _per_seed(project: Path, patterns: dict[str, list[str]]) -> dict[str, dict[int, float]]:
     per_seed: dict[str, dict[int, float]] = {}
-    runs = {"": [project / name, *sorted(project.glob(f"{name}-seed*"))]}
-    runs.update({f" ({k})": sorted(project.glob(f"{name}-{k}*")) for k in ("supervised-fresh", "online")})
-    for suffix, folders in runs.items():
-        for folder in folders:
+    for suffix, globs in patterns.items():
+        for folder in sorted({f for g in globs for f in project.glob(g)}):
             if (folder / "bench.json").is_file():
                 for row in json.loads((folder / "bench.json").read_text())["per_seed"]:
                     per_seed.setdefault(row["arm"] + suffix, {})[row["seed"]] = row["map50_95"]
-    base = {
-        seed: max(value, per_seed.get("supervised (supervised-fresh)", {}).get(seed, value))
-        for seed, value in per_seed.get("supervised", {}).items()
-    }
+    return per_seed
+
+
+def _table(per_seed: dict[str, dict[int, float]], baselines: list[str], title: str) -> str:
+    base: dict[int, float] = {}
+    for arm in baselines:
+        for seed, value in per_seed.get(arm, {}).items():
+            base[seed] = max(value, base.get(seed, value))
     oracle = per_seed.get("oracle", {})
-    lines = ["| arm | mAP50-95 per seed | mean ± std | gap recovered per seed (vs the better labeled-only) |"]
+    lines = [f"| arm ({title}) | mAP50-95 per seed | mean ± std | gap recovered per seed (vs the better of "]
+    lines[0] += " / ".join(baselines) + ") |"
     lines.append("|---|---|---|---|")
     for arm, values in per_seed.items():
         seeds = sorted(values)
