@@ -13,7 +13,8 @@ Step `online` adds the online teacher (`--mode online`) on every seed, from main
 main's yolossl steps. Step `online-wall` runs it again at the offline rounds' wall time instead: its
 steps scaled per seed by the two arms' measured minutes (from their cycle.log). Step `ema-control` runs
 the online arm with every epoch a burn-in epoch: the same trainer and EMA teacher at the same steps,
-without unlabeled images (what the teacher's weight averaging gives alone). Step `ablations`
+without unlabeled images (what the teacher's weight averaging gives alone); `ema-control-from-converged`
+the same from the converged models, at from-converged's steps. Step `ablations`
 reruns only the yolossl arm on seed 0 from main's round 0, one ingredient changed at a time, and
 prints each against main's seed-0 baselines. An ablation's own steps can differ a little from the
 default arm's (it keeps other pool images), so its gap uses the default arm's
@@ -64,13 +65,20 @@ def summarize(project: Path, name: str) -> str:
             " (converged step)": [f"{name}-converged", f"{name}-converged-seed*"],
             " (online)": [f"{name}-online", f"{name}-online-seed*"],
             " (online at the offline wall time)": [f"{name}-online-wall-seed*"],
-            " (ema-control: online trainer, labels alone)": [f"{name}-ema-control*"],
+            " (ema-control: online trainer, labels alone)": [f"{name}-ema-control", f"{name}-ema-control-seed*"],
         },
     )
-    converged = _per_seed(project, {"": [f"{name}-from-converged-seed*"]})
+    converged = _per_seed(
+        project,
+        {
+            "": [f"{name}-from-converged-seed*"],
+            " (ema-control: online trainer, labels alone)": [f"{name}-ema-control-from-converged-seed*"],
+        },
+    )
     tables = [_table(main, ["supervised", "supervised (supervised-fresh)"], "from main's round 0s")]
     if converged:
-        tables.append(_table(converged, ["converged", "supervised"], "from the converged labeled-only models"))
+        labels_alone = ["converged", "supervised", "online (ema-control: online trainer, labels alone)"]
+        tables.append(_table(converged, labels_alone, "from the converged labeled-only models"))
     return "\n\n".join(tables)
 
 
@@ -202,6 +210,12 @@ def main() -> None:
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
             more(f"{args.name}-from-converged-seed{seed}", FROM_CONVERGED_ARMS, seed, 1, round0_from=round0s)
+    if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
+        for seed in range(first, args.seeds):
+            round0s = str(converged_round0s(Path(args.project), args.name, seed))
+            budget = str(Path(args.project) / f"{args.name}-from-converged-seed{seed}")
+            labels_alone = {"cycle": {"burn_in_epochs": 10_000}, "round0_from": round0s, "budget_from": budget}
+            more(f"{args.name}-ema-control-from-converged-seed{seed}", ("online",), seed, 1, **labels_alone)
     if "online" in steps:
         more(f"{args.name}-online", ("online",), 0, args.online_seeds or args.seeds)
     if "online-wall" in steps:

@@ -152,6 +152,15 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     config = yaml.safe_load((seed_dir / "online" / "config.yaml").read_text())
     assert config["mode"] == "online" and config["round_epochs"] == max(1, math.ceil(images_seen / 4))
     assert (seed_dir / "online" / "round_1" / "pseudo" / "record.csv").is_file()  # the teacher labeled the pool
+    # round 0 from one run (here the online run's adopted copy), the steps from another's yolossl arm
+    run_bench(
+        BenchConfig(
+            **base, arms=("online",), name="mixed", round0_from=str(online.run_dir), budget_from=str(first.run_dir)
+        )
+    )
+    mixed = tmp_path / "bench" / "mixed" / "seed_0"
+    assert not (mixed / "yolossl").exists()
+    assert yaml.safe_load((mixed / "online" / "config.yaml").read_text())["round_epochs"] == config["round_epochs"]
 
     # the converged arm continues a round 0 that was still gaining, cycle after cycle, and keeps the best
     converged = run_bench(

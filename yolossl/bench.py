@@ -93,6 +93,8 @@ class BenchConfig:
     """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
     converge_cycles: int = 0
     """The converged arm: up to this many more learning-rate cycles after a round 0 not seen to converge."""
+    budget_from: str | None = None
+    """An earlier bench run whose yolossl arm sets the steps of the matched and online arms (default: round0_from)."""
     online_steps: float = 1.0
     """The online arm's optimizer steps as a share of the yolossl arm's (below 1: to match its wall time)."""
 
@@ -262,10 +264,12 @@ def _budget(rounds: list[Any]) -> list[int]:
 
 
 def _earlier_budget(config: BenchConfig, seed: int) -> list[int] | None:
-    """The yolossl arm's budget in the `round0_from` run, if it ran there: ablations and extra arms match it."""
-    if not config.round0_from:
+    """The yolossl arm's budget in the `budget_from` (or `round0_from`) run, if it ran there: ablations and extra
+    arms match it."""
+    earlier = config.budget_from or config.round0_from
+    if not earlier:
         return None
-    run = Path(config.round0_from) / f"seed_{seed}" / "yolossl"
+    run = Path(earlier) / f"seed_{seed}" / "yolossl"
     if not (run / "state.json").is_file():
         return None
     state = RunState(run)
