@@ -7,7 +7,7 @@ and decay each round) on every seed: the labels alone on their best schedule, no
 cycle's; the baseline that decides is the better of the two, per seed.
 Step `converged` continues main's round 0s on the labels, learning-rate cycle after cycle, until one
 gains < 0.005 (at most `--converge-cycles` more): the labeled-only model trained to convergence.
-Step `from-converged` then runs the arms again (online too, docs not) from those converged models:
+Step `from-converged` then runs every arm again (online too) from those converged models:
 SSL set against labels alone once more steps on them stop helping.
 Step `online` adds the online teacher (`--mode online`) on every seed, from main's round 0s, at
 main's yolossl steps. Step `online-wall` runs it again at the offline rounds' wall time instead: its
@@ -112,9 +112,6 @@ def _table(per_seed: dict[str, dict[int, float]], baselines: list[str], title: s
     return "\n".join(lines)
 
 
-FROM_CONVERGED_ARMS = tuple(a for a in ARMS if a != "docs")  # docs lost to round 0 on every seed of main
-
-
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
 
 
@@ -171,6 +168,9 @@ def main() -> None:
         help="the supervised-fresh, converged, from-converged and ema-control steps start at this seed",
     )
     parser.add_argument("--converge-cycles", type=int, default=12, help="converged step: more cycles at most")
+    parser.add_argument(
+        "--from-converged-arms", default=",".join(ARMS), help="from-converged step: these arms (a subset: a run apart)"
+    )
     parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
     args = parser.parse_args()
@@ -209,7 +209,9 @@ def main() -> None:
     if "from-converged" in steps:
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
-            more(f"{args.name}-from-converged-seed{seed}", FROM_CONVERGED_ARMS, seed, 1, round0_from=round0s)
+            arms = tuple(args.from_converged_arms.split(","))
+            part = "" if set(arms) == set(ARMS) else "-" + "-".join(arms)
+            more(f"{args.name}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s)
     if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
