@@ -75,10 +75,17 @@ def summarize(project: Path, name: str) -> str:
             " (ema-control: online trainer, labels alone)": [f"{name}-ema-control-from-converged-seed*"],
         },
     )
-    tables = [_table(main, ["supervised", "supervised (supervised-fresh)"], "from main's round 0s")]
+    ema = "online (ema-control: online trainer, labels alone)"
+    matched = ["supervised", "supervised (supervised-fresh)"]
+    tables = [_table(main, [matched, [*matched, "converged (converged step)", ema]], "from main's round 0s")]
     if converged:
-        labels_alone = ["converged", "supervised", "online (ema-control: online trainer, labels alone)"]
-        tables.append(_table(converged, labels_alone, "from the converged labeled-only models"))
+        tables.append(
+            _table(
+                converged,
+                [["converged", "supervised"], ["converged", "supervised", ema]],
+                "from the converged labeled-only models",
+            )
+        )
     return "\n\n".join(tables)
 
 
@@ -92,24 +99,36 @@ def _per_seed(project: Path, patterns: dict[str, list[str]]) -> dict[str, dict[i
     return per_seed
 
 
-def _table(per_seed: dict[str, dict[int, float]], baselines: list[str], title: str) -> str:
-    base: dict[int, float] = {}
-    for arm in baselines:
-        for seed, value in per_seed.get(arm, {}).items():
-            base[seed] = max(value, base.get(seed, value))
+def _table(per_seed: dict[str, dict[int, float]], baselines: list[list[str]], title: str) -> str:
+    """Each arm per seed, with one gap column per set of labeled-only baselines (the better of the set, per seed)."""
+    bases = [_best_per_seed(per_seed, arms) for arms in baselines]
     oracle = per_seed.get("oracle", {})
-    lines = [f"| arm ({title}) | mAP50-95 per seed | mean ± std | gap recovered per seed (vs the better of "]
-    lines[0] += " / ".join(baselines) + ") |"
-    lines.append("|---|---|---|---|")
+    columns = "".join(f" gap recovered per seed (vs the better of {' / '.join(arms)}) |" for arms in baselines)
+    lines = [f"| arm ({title}) | mAP50-95 per seed | mean ± std |{columns}", "|---|---|---|" + "---|" * len(bases)]
     for arm, values in per_seed.items():
         seeds = sorted(values)
         shown = ", ".join(f"{values[s]:.3f}" for s in seeds)
         mean, std = statistics.fmean(values.values()), statistics.pstdev(values.values())
-        gaps = ", ".join(
-            f"{(values[s] - base[s]) / (oracle[s] - base[s]):.0%}" if s in base and s in oracle else "-" for s in seeds
-        )
+        gaps = " | ".join(", ".join(_gap(values[s], base.get(s), oracle.get(s)) for s in seeds) for base in bases)
         lines.append(f"| {arm} | {shown} | {mean:.3f} ± {std:.3f} | {gaps} |")
     return "\n".join(lines)
+
+
+def _best_per_seed(per_seed: dict[str, dict[int, float]], arms: list[str]) -> dict[int, float]:
+    best: dict[int, float] = {}
+    for arm in arms:
+        for seed, value in per_seed.get(arm, {}).items():
+            best[seed] = max(value, best.get(seed, value))
+    return best
+
+
+def _gap(value: float, base: float | None, oracle: float | None) -> str:
+    """The share of the labeled-only-to-oracle gap an arm recovers; none when the labels alone reach the oracle."""
+    if base is None or oracle is None:
+        return "-"
+    if oracle - base < 0.005:
+        return "no gap"
+    return f"{(value - base) / (oracle - base):.0%}"
 
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
