@@ -155,6 +155,16 @@ def online_wall_share(project: Path, name: str, seed: int) -> float:
     return offline / online
 
 
+def yolossl_run(project: Path, pattern: str, seed: int) -> Path:
+    """The from-converged run (all arms, or a subset as a run apart) whose yolossl arm set that seed's steps."""
+    found = [
+        run for run in sorted(project.glob(pattern)) if (run / f"seed_{seed}" / "yolossl" / "state.json").is_file()
+    ]
+    if not found:
+        raise SystemExit(f"no yolossl arm of seed {seed} in {project}/{pattern}: run --steps from-converged first")
+    return found[0]
+
+
 def converged_round0s(project: Path, name: str, seed: int) -> Path:
     """A run folder whose seed_N/round0 is the converged step's model of that seed (main's own round 0 when that
     one had converged): every arm's start."""
@@ -234,7 +244,7 @@ def main() -> None:
     if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
-            budget = str(Path(args.project) / f"{args.name}-from-converged-seed{seed}")
+            budget = str(yolossl_run(Path(args.project), f"{args.name}-from-converged-seed{seed}*", seed))
             labels_alone = {"cycle": {"burn_in_epochs": 10_000}, "round0_from": round0s, "budget_from": budget}
             more(f"{args.name}-ema-control-from-converged-seed{seed}", ("online",), seed, 1, **labels_alone)
     if "online" in steps:
