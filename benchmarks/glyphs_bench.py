@@ -240,7 +240,9 @@ def main() -> None:
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
             arms = tuple(args.from_converged_arms.split(","))
             part = "" if set(arms) == set(ARMS) else "-" + "-".join(arms)
-            more(f"{args.name}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s)
+            earlier = sorted(Path(args.project).glob(f"{args.name}-from-converged-seed{seed}*/seed_{seed}/yolossl"))
+            budget = {"budget_from": str(earlier[0].parents[1])} if earlier and "yolossl" not in arms else {}
+            more(f"{args.name}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s, **budget)
     if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
