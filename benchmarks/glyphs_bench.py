@@ -157,12 +157,17 @@ def online_wall_share(project: Path, name: str, seed: int) -> float:
 
 def yolossl_run(project: Path, pattern: str, seed: int) -> Path:
     """The from-converged run (all arms, or a subset as a run apart) whose yolossl arm set that seed's steps."""
+    found = earlier_yolossl_run(project, pattern, seed)
+    if found is None:
+        raise SystemExit(f"no yolossl arm of seed {seed} in {project}/{pattern}: run --steps from-converged first")
+    return found
+
+
+def earlier_yolossl_run(project: Path, pattern: str, seed: int) -> Path | None:
     found = [
         run for run in sorted(project.glob(pattern)) if (run / f"seed_{seed}" / "yolossl" / "state.json").is_file()
     ]
-    if not found:
-        raise SystemExit(f"no yolossl arm of seed {seed} in {project}/{pattern}: run --steps from-converged first")
-    return found[0]
+    return found[0] if found else None
 
 
 def converged_round0s(project: Path, name: str, seed: int) -> Path:
@@ -240,8 +245,8 @@ def main() -> None:
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
             arms = tuple(args.from_converged_arms.split(","))
             part = "" if set(arms) == set(ARMS) else "-" + "-".join(arms)
-            earlier = sorted(Path(args.project).glob(f"{args.name}-from-converged-seed{seed}*/seed_{seed}/yolossl"))
-            budget = {"budget_from": str(earlier[0].parents[1])} if earlier and "yolossl" not in arms else {}
+            earlier = earlier_yolossl_run(Path(args.project), f"{args.name}-from-converged-seed{seed}*", seed)
+            budget = {"budget_from": str(earlier)} if earlier and "yolossl" not in arms else {}
             more(f"{args.name}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s, **budget)
     if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
         for seed in range(first, args.seeds):
