@@ -37,7 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from yolossl.bench import ARMS, BenchConfig, format_table, run_bench
+from yolossl.bench import ARMS, BenchConfig, BenchResult, format_table, run_bench
 from yolossl.demo import BENCH_DATASETS
 from yolossl.runtime import set_up_process
 
@@ -207,6 +207,13 @@ def main() -> None:
     )
     parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
+    parser.add_argument(
+        "--ema",
+        default="fitted",
+        choices=("fitted", "ultralytics"),
+        help="every arm's saved weight average; fitted runs are named NAME-fitted-ema-..., from NAME's round 0s and "
+        "converged models (every run before 29 Nov (4) was Ultralytics' EMA, named NAME-...)",
+    )
     args = parser.parse_args()
     set_up_process()
     import logging
@@ -216,53 +223,65 @@ def main() -> None:
     logging.getLogger("ultralytics").setLevel(logging.WARNING)
     dataset = BENCH_DATASETS["glyphs"]
     common = {"data": str(dataset.ensure()), "label_fraction": dataset.label_fraction, "project": args.project}
+    training = {**dataset.training, "ema": args.ema}
     main_run = Path(args.project) / args.name
     steps = set(args.steps.split(","))
     if steps == {"summary"}:
         print(summarize(Path(args.project), args.name))
         return
+    named = args.name + ("-fitted-ema" if args.ema == "fitted" else "")  # this invocation's runs
     if "main" in steps:
         start = time.perf_counter()
-        result = run_bench(BenchConfig(**common, seeds=args.seeds, training=dataset.training, name=args.name))
+        result = run_bench(BenchConfig(**common, seeds=args.seeds, training=training, name=named))
         print(format_table(result.summary()))
         print(f"{main_run}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     first, suffix = args.first_seed, (f"-seed{args.first_seed}" if args.first_seed else "")
 
-    def more(name: str, arms: tuple[str, ...], first_seed: int, seeds: int, **changes: Any) -> None:
+    def more(name: str, arms: tuple[str, ...], first_seed: int, seeds: int, **changes: Any) -> BenchResult:
         """Arms from main's round 0s (unless `round0_from` is given), as a run of their own."""
-        config = {"training": dataset.training, "round0_from": str(main_run), **changes}
+        config = {"training": training, "round0_from": str(main_run), **changes}
         result = run_bench(BenchConfig(**common, seeds=seeds, first_seed=first_seed, arms=arms, name=name, **config))
         print(format_table(result.summary()), flush=True)
+        return result
 
     if "supervised-fresh" in steps:
         fresh = {"cycle": {"round_schedule": "fresh"}}
-        more(f"{args.name}-supervised-fresh{suffix}", ("supervised",), first, args.seeds - first, **fresh)
+        more(f"{named}-supervised-fresh{suffix}", ("supervised",), first, args.seeds - first, **fresh)
     if "converged" in steps:
         cycles = {"converge_cycles": args.converge_cycles}
-        more(f"{args.name}-converged{suffix}", ("converged",), first, args.seeds - first, **cycles)
+        more(f"{named}-converged{suffix}", ("converged",), first, args.seeds - first, **cycles)
     if "from-converged" in steps:
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
             arms = tuple(args.from_converged_arms.split(","))
             part = "" if set(arms) == set(ARMS) else "-" + "-".join(arms)
-            earlier = earlier_yolossl_run(Path(args.project), f"{args.name}-from-converged-seed{seed}*", seed)
+            earlier = earlier_yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed)
             budget = {"budget_from": str(earlier)} if earlier and "yolossl" not in arms else {}
-            more(f"{args.name}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s, **budget)
+            more(f"{named}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s, **budget)
     if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), args.name, seed))
-            budget = str(yolossl_run(Path(args.project), f"{args.name}-from-converged-seed{seed}*", seed))
+            budget = str(yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed))
             labels_alone = {"cycle": {"burn_in_epochs": 10_000}, "round0_from": round0s, "budget_from": budget}
-            more(f"{args.name}-ema-control-from-converged-seed{seed}", ("online",), seed, 1, **labels_alone)
+            more(f"{named}-ema-control-from-converged-seed{seed}", ("online",), seed, 1, **labels_alone)
+    if "ablations-from-converged" in steps:  # seed 0, one ingredient changed, at from-converged's steps
+        round0s = str(converged_round0s(Path(args.project), args.name, 0))
+        default = yolossl_run(Path(args.project), f"{named}-from-converged-seed0*", 0)
+        for label, options in ABLATIONS.items():
+            if not args.only or label in args.only:
+                slug = "ablation-" + "".join(c if c.isalnum() else "-" for c in label)[:40].strip("-")
+                changes = {"cycle": options, "round0_from": round0s, "budget_from": str(default)}
+                result = more(f"{named}-from-converged-{slug}", ("yolossl",), 0, 1, **changes)
+                print(f"{label}: mAP50-95 {result.arms[0].map50_95:.4f}", flush=True)
     if "online" in steps:
-        more(f"{args.name}-online", ("online",), 0, args.online_seeds or args.seeds)
+        more(f"{named}-online", ("online",), 0, args.online_seeds or args.seeds)
     if "online-wall" in steps:
         for seed in range(first, args.seeds):
             share = online_wall_share(Path(args.project), args.name, seed)
-            more(f"{args.name}-online-wall-seed{seed}", ("online",), seed, 1, online_steps=share)
+            more(f"{named}-online-wall-seed{seed}", ("online",), seed, 1, online_steps=share)
     if "ema-control" in steps:
         labels_alone = {"cycle": {"burn_in_epochs": 10_000}}  # longer than the run: the labels alone, every epoch
-        more(f"{args.name}-ema-control{suffix}", ("online",), first, args.seeds - first, **labels_alone)
+        more(f"{named}-ema-control{suffix}", ("online",), first, args.seeds - first, **labels_alone)
     if "ablations" not in steps:
         return
     baseline = json.loads((main_run / "bench.json").read_text())["arms"]
@@ -278,9 +297,9 @@ def main() -> None:
                 **common,
                 seeds=1,
                 arms=("yolossl",),
-                training=dataset.training,
+                training=training,
                 cycle=options,
-                name=f"{args.name}-{slug}",
+                name=f"{named}-{slug}",
                 round0_from=str(main_run),
             )
         )

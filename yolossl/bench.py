@@ -282,10 +282,10 @@ def _earlier_budget(config: BenchConfig, seed: int) -> list[int] | None:
 def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: int, share: float = 1.0) -> CycleConfig:
     """The online teacher at `share` of the yolossl arm's optimizer steps: each of its steps takes one labeled batch
     (plus an unlabeled one), so it runs as many epochs over the labeled images as the yolossl arm saw images per
-    labeled one."""
+    labeled one. Its teacher is the trainer's EMA, always fitted to the run."""
     rounds = max(1, yolossl_config.rounds)
     round_epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled) / rounds))
-    return replace(yolossl_config, mode="online", round_epochs=round_epochs, name="online")
+    return replace(yolossl_config, mode="online", round_epochs=round_epochs, name="online", ema="fitted")
 
 
 def _reused_round0(config: BenchConfig, seed: int) -> str | None:

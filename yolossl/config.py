@@ -124,6 +124,10 @@ class CycleConfig:
     into round_1/pseudo/. Measured on the glyphs bench at the offline cycle's steps (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
+    ema: str = "fitted"
+    """The weight average every training validates and saves: fitted (spans a tenth of each run's steps,
+    yolossl.train.ema) or ultralytics (Ultralytics' ModelEMA, which barely averages runs of a few hundred steps;
+    with loss ultralytics only). Chosen by measurement on the glyphs bench (benchmarks/RESULTS.md)."""
     burn_in_epochs: int = 0
     """With mode online: epochs on the labels alone (the EMA teacher averaging all the same) before the first
     unlabeled batch. As many as the run's epochs: the same trainer and teacher without unlabeled images, a control."""
@@ -162,6 +166,10 @@ class CycleConfig:
         _check(self.unlabeled_ratio > 0, f"unlabeled_ratio must be > 0, got {self.unlabeled_ratio}")
         _check(self.burn_in_epochs >= 0, f"burn_in_epochs must be >= 0, got {self.burn_in_epochs}")
         _check(
+            self.mode == "offline" or self.ema == "fitted",
+            "ema ultralytics goes with mode offline: the online teacher is the trainer's EMA, fitted to the run",
+        )
+        _check(
             self.mode == "offline" or not (self.fixmatch or self.from_scratch),
             "mode online fine-tunes round 0's model with its own teacher: fixmatch and from_scratch are offline-only",
         )
@@ -197,6 +205,7 @@ class CycleConfig:
             seed=self.seed,
             extra=self.train_args,
             loss=self.loss,
+            ema=self.ema,
         )
 
     def round_settings(self, device: str, nc: int) -> TrainSettings:

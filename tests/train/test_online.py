@@ -1,8 +1,7 @@
-"""The online teacher: its EMA schedule, the strong view's box mapping, its batches and a tiny run end to end."""
+"""The online teacher: the strong view's box mapping, its batches and a tiny run end to end."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,8 @@ import yaml
 from yolossl.errors import YolosslError
 from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
 from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_BOX, PSEUDO_CLASS_ONLY, LossRules
-from yolossl.train.teacher import EmaSchedule, ema_schedule, image_targets, kept_mask
+from yolossl.train.teacher import image_targets, kept_mask
 from yolossl.train.views import hflip_matrix, map_boxes, strong_view, warp
-
-
-def test_the_ema_schedule_fits_the_run_length() -> None:
-    """1000 optimizer steps: a horizon of 100 steps (decay 0.99), reached by the mean teacher's ramp at step 99."""
-    schedule = ema_schedule(1000)
-    assert schedule == EmaSchedule(pytest.approx(0.99))
-    assert [schedule(u) for u in (0, 1, 9, 99, 100, 999)] == pytest.approx([0.0, 0.5, 0.9, 0.99, 0.99, 0.99])
-    assert schedule.ramp_updates == 99  # a tenth of the run
-    assert ema_schedule(10**6).target == 0.999  # a long run stops at max_decay
-    assert ema_schedule(5).target == 0.0  # shorter than ten steps: the teacher is the student
-    # Ultralytics' own ramp would still be at 0.9999 * (1 - exp(-1000 / 2000)) = 0.39 after this whole run
-    assert 0.9999 * (1 - math.exp(-1000 / 2000)) < 0.4
 
 
 def _drawn_image(box: tuple[int, int, int, int], size: tuple[int, int] = (48, 64)) -> torch.Tensor:

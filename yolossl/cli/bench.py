@@ -58,6 +58,13 @@ def bench(
         typer.Option(help="The online arm's optimizer steps as a share of the yolossl arm's (< 1: match its time)."),
     ] = 1.0,
     round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,
+    ema: Annotated[
+        str | None,
+        typer.Option(
+            help="Every arm's saved weight average: fitted (a tenth of each run) or ultralytics (its ModelEMA as it "
+            "ships; the online arm's teacher is always fitted). Default: fitted."
+        ),
+    ] = None,
     imgsz: Imgsz = None,
     batch: Batch = None,
     device: Device = None,
@@ -93,6 +100,7 @@ def bench(
             "epochs": epochs,
             "round0_cycles": round0_cycles,
             "round_epochs": round_epochs,
+            "ema": ema,
             "imgsz": imgsz,
             "batch": batch,
             "device": device,

@@ -151,6 +151,14 @@ def cycle(
             f"Default: {D.round0_cycles}."
         ),
     ] = None,
+    ema: Annotated[
+        str | None,
+        typer.Option(
+            help="The weight average each training validates and saves: fitted (spans a tenth of the run's steps) or "
+            "ultralytics (its ModelEMA as it ships, which barely averages short runs; with --loss ultralytics and "
+            f"--mode offline only). Default: {D.ema}."
+        ),
+    ] = None,
     mode: Annotated[
         str | None,
         typer.Option(

@@ -1,8 +1,9 @@
 """The one place that trains and validates with Ultralytics: arguments, save folders, metrics.
 
-Training runs Ultralytics' own trainer, or with `loss="pseudo-aware"` our subclass of it
-(`trainer.PseudoAwareTrainer`, loss in `loss`, per-image targets in `targets`); validation is
-Ultralytics' own. This module decides the arguments, keeps every round in its own folder
+Training runs Ultralytics' own trainer through subclasses of it: by default with its EMA fitted to the
+run's length (`ema.FittedEmaTrainer`), with `loss="pseudo-aware"` also the pseudo-aware loss
+(`trainer.PseudoAwareTrainer`, loss in `loss`, per-image targets in `targets`); `ema="ultralytics"` with
+Ultralytics' loss is Ultralytics' trainer as it ships. Validation is Ultralytics' own. This module decides the arguments, keeps every round in its own folder
 (multi-GPU training deletes its save dir before re-launching), and turns the results into plain
 dataclasses.
 
@@ -43,6 +44,7 @@ class Metrics:
 
 
 LOSSES = ("ultralytics", "pseudo-aware")
+EMAS = ("fitted", "ultralytics")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,18 @@ class TrainSettings:
     online: bool = False
     """Train with the online teacher (`online.OnlineTeacherTrainer`, pseudo-aware loss), for data YAMLs naming their
     online settings; `loss` is then not used."""
+    ema: str = "fitted"
+    """fitted: the validated and saved weight average spans a tenth of the run (`ema.ema_schedule`); ultralytics:
+    Ultralytics' ModelEMA as it ships, which barely averages runs of a few hundred steps. The pseudo-aware loss and
+    the online teacher always fit theirs."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise YolosslError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.ema not in EMAS:
+            raise YolosslError(f"ema must be one of {', '.join(EMAS)}, got {self.ema!r}")
+        if self.ema == "ultralytics" and (self.loss != "ultralytics" or self.online):
+            raise YolosslError("ema ultralytics goes with loss ultralytics: the pseudo-aware loss fits its EMA to the run")
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,11 @@ def train_detector(
 def _trainer_for(settings: TrainSettings, model: Any, source: str | Path) -> dict[str, Any]:
     """`model.train`'s `trainer=` argument for `settings` (none: Ultralytics picks its own)."""
     if settings.loss == "ultralytics" and not settings.online:
-        return {}
+        if settings.ema == "ultralytics":
+            return {}
+        from yolossl.train.ema import FittedEmaTrainer
+
+        return {"trainer": FittedEmaTrainer}
     from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
 
     check_loss_supported(model.model, source)

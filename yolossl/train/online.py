@@ -10,8 +10,8 @@ then trains on the concatenated batch in one forward pass, and reports the unlab
 share of it as `u_loss` (the same keys every step; 0 during burn-in, when no unlabeled half is added).
 
 Validation and `best.pt` score the teacher (Ultralytics validates and saves the EMA). The teacher's
-decay follows `teacher.ema_schedule` for this run's step count, set again every step because
-Ultralytics rebuilds its `ModelEMA` on resume and NaN recovery.
+decay follows `ema.ema_schedule` for this run's step count, as every yolossl training's EMA does, capped
+at `OnlineSettings.ema_max_decay`.
 
 Thresholds: with `target_precision`, per class on val by the offline labeler's rule
 (`thresholds_for_precision`), from the teacher once at the start and again after each validation
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,6 @@ from yolossl.train.loss import PseudoAwareLoss
 from yolossl.train.online_settings import ONLINE_KEY, TEACHER_LOG, OnlineSettings, load_online_settings
 from yolossl.train.teacher import (
     KeptShare,
-    ema_schedule,
     image_targets,
     kept_mask,
     teacher_boxes,
@@ -107,6 +105,10 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
             self._online = load_online_settings(Path(path))
         return self._online
 
+    def ema_max_decay(self) -> float:
+        """A teacher must follow its student: a lower cap than a long run's saved average."""
+        return self.online_settings().ema_max_decay
+
     def _setup_train(self) -> None:
         super()._setup_train()
         online = self.online_settings()
@@ -114,20 +116,17 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         check_loss_supported(model, self.args.model)
         model.criterion = PseudoAwareLoss(model, online.rules, report_unlabeled=True)
         self.unlabeled_batches = _forever(self._unlabeled_loader(online))
-        steps = self.epochs * math.ceil(len(self.train_loader) / self.accumulate)
-        self.ema_schedule = ema_schedule(steps, online.ema_max_decay)
         self.generator = torch.Generator().manual_seed(self.args.seed + max(RANK, 0))
         self.kept_share = KeptShare(self.data["nc"])
         self._use_thresholds(self._choose_thresholds(online))
         if RANK in {-1, 0}:
             logger.info(
-                "Online teacher: %d unlabeled images, %d per batch; EMA decay %.4f after %d of ~%d optimizer steps; "
+                "Online teacher: %d unlabeled images, %d per batch; EMA decay %.4f after %d optimizer steps; "
                 "burn-in %d epochs",
                 len(online.unlabeled),
                 self.unlabeled_batch_size,
                 self.ema_schedule.target,
                 self.ema_schedule.ramp_updates,
-                steps,
                 online.burn_in_epochs,
             )
 
@@ -168,7 +167,6 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
 
     def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         batch = super().preprocess_batch(batch)
-        self.ema.decay = self.ema_schedule
         batch["n_l"] = len(batch["img"])
         if self.epoch < self.online_settings().burn_in_epochs:
             return batch

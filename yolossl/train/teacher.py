@@ -1,17 +1,13 @@
-"""The online teacher: its EMA decay schedule, its boxes on a batch, and which of them become targets.
+"""The online teacher: its boxes on a batch, and which of them become targets.
 
-- `ema_schedule`: Ultralytics' `ModelEMA` ramps its decay as `0.9999 * (1 - exp(-updates / 2000))`,
-  one update per optimizer step: a run of a few hundred steps ends with a decay still far from its
-  target, and the 0.9999 target averages over 10 000 steps, more than a small run has. A teacher must
-  follow the student within the run, so its averaging horizon `1 / (1 - decay)` is kept to a tenth
-  of the run's steps (at most `max_decay`), reached by the mean teacher's own ramp
-  `min(1 - 1 / (updates + 1), target)`: the plain average of every student so far until then.
+The teacher is the trainer's EMA, on the fitted schedule every yolossl training uses (`ema.ema_schedule`:
+it follows the student within the run), capped lower (`OnlineSettings.ema_max_decay`).
+
 - `teacher_boxes`: the EMA model's boxes on a batch (its NMS; torchvision is imported first so that
   NMS is torchvision's kernel, not Ultralytics' Python fallback).
 - `image_targets`: boxes at or above their class's threshold are targets; the rest (above the floor)
   are ignore regions, exactly as the offline labeling pass sorts them.
 
-    >>> schedule = ema_schedule(total_updates=1000)  # target 0.99, reached after 100 updates
     >>> boxes = teacher_boxes(trainer.ema.ema, weak, conf=0.1, iou=0.7)
 """
 
@@ -28,27 +24,6 @@ from ultralytics.utils.nms import non_max_suppression
 from yolossl.boxes import Detections
 from yolossl.label.filters import ClassThresholds, thresholds_for_precision
 from yolossl.train.targets import ImageTargets
-
-
-@dataclass(frozen=True)
-class EmaSchedule:
-    """The teacher's decay after `updates` EMA updates; set as `trainer.ema.decay`."""
-
-    target: float
-
-    def __call__(self, updates: int) -> float:
-        return min(1.0 - 1.0 / (updates + 1), self.target)
-
-    @property
-    def ramp_updates(self) -> int:
-        """Updates until the decay reaches its target."""
-        return round(1.0 / (1.0 - self.target)) - 1
-
-
-def ema_schedule(total_updates: int, max_decay: float = 0.999, horizon: float = 0.1) -> EmaSchedule:
-    """A schedule whose averaging horizon is at most `horizon` of the run's `total_updates` (and `max_decay`)."""
-    span = max(1.0, horizon * total_updates)
-    return EmaSchedule(min(max_decay, 1.0 - 1.0 / span))
 
 
 @torch.no_grad()

@@ -8,7 +8,8 @@ pseudo-labeled image's targets. A data YAML without that entry trains as Ultraly
 - `build_dataset`: the training set's pseudo-labeled images get their kind-coded targets;
 - `_setup_train`: the training model's criterion becomes `PseudoAwareLoss`; the EMA copy, which is
   validated and saved, keeps Ultralytics' own loss;
-- class counts and plots see the class targets only.
+- class counts and plots see the class targets only;
+- its EMA, like every yolossl training's, is fitted to the run (`ema.FittedEmaTrainer`).
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from yolossl.errors import YolosslError
+from yolossl.train.ema import FittedEmaTrainer
 from yolossl.train.loss import PseudoAwareLoss
 from yolossl.train.targets import DATA_KEY, PseudoTargets, load_pseudo_targets, target_rows
 
 logger = logging.getLogger(__name__)
 
 
-class PseudoAwareTrainer(DetectionTrainer):
+class PseudoAwareTrainer(FittedEmaTrainer):
     """Trains on a round dataset whose pseudo-labeled images the loss treats as the teacher's, not a human's."""
 
     _pseudo_targets: PseudoTargets | None = None
