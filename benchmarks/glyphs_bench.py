@@ -53,10 +53,11 @@ ABLATIONS = {
 
 
 def summarize(project: Path, name: str) -> str:
-    """Two tables from every run of the bench, each arm per seed with mean ± std and the gap it recovers against
+    """Three tables from every run of the bench, each arm per seed with mean ± std and the gap it recovers against
     the better labeled-only arm of its table: from main's round 0s (the round schedule's and Ultralytics' own
-    budget-matched arms), and from the labeled-only models trained to convergence (that model, or it continued
-    for the yolossl arm's steps)."""
+    budget-matched arms), from the labeled-only models trained to convergence (that model, or it continued
+    for the yolossl arm's steps), and the same with every arm's EMA fitted to its run (`--ema fitted`), with
+    seed 0's ablations."""
     main = _per_seed(
         project,
         {
@@ -86,23 +87,49 @@ def summarize(project: Path, name: str) -> str:
                 "from the converged labeled-only models",
             )
         )
+    fitted = _per_seed(
+        project,
+        {
+            "": [f"{name}-fitted-ema-from-converged-seed*"],
+            " (ema-control: online trainer, labels alone)": [f"{name}-ema-control-from-converged-seed*"],
+        },
+        mark_per_round=True,
+    )
+    for ablation in sorted(project.glob(f"{name}-fitted-ema-from-converged-ablation-*")):
+        label = ablation.name.split("-ablation-")[1]
+        fitted.update(_per_seed(project, {f" (ablation: {label})": [ablation.name]}))
+    if fitted:
+        tables.append(
+            _table(
+                fitted,
+                [["supervised"], ["converged", "supervised", "supervised (per round)", ema]],
+                "from the converged labeled-only models, every arm's EMA fitted",
+            )
+        )
     return "\n\n".join(tables)
 
 
-def _per_seed(project: Path, patterns: dict[str, list[str]]) -> dict[str, dict[int, float]]:
+def _per_seed(
+    project: Path, patterns: dict[str, list[str]], mark_per_round: bool = False
+) -> dict[str, dict[int, float]]:
+    """mAP50-95 per arm and seed; with `mark_per_round`, supervised and oracle arms trained round by round (before
+    `matched_arms` was one run) are their own rows."""
     per_seed: dict[str, dict[int, float]] = {}
     for suffix, globs in patterns.items():
         for folder in sorted({f for g in globs for f in project.glob(g)}):
             if (folder / "bench.json").is_file():
-                for row in json.loads((folder / "bench.json").read_text())["per_seed"]:
-                    per_seed.setdefault(row["arm"] + suffix, {})[row["seed"]] = row["map50_95"]
+                bench = json.loads((folder / "bench.json").read_text())
+                for row in bench["per_seed"]:
+                    per_round = mark_per_round and row["arm"] in ("supervised", "oracle") and "matched_arms" not in bench
+                    arm = row["arm"] + (" (per round)" if per_round else "") + suffix
+                    per_seed.setdefault(arm, {})[row["seed"]] = row["map50_95"]
     return per_seed
 
 
 def _table(per_seed: dict[str, dict[int, float]], baselines: list[list[str]], title: str) -> str:
     """Each arm per seed, with one gap column per set of labeled-only baselines (the better of the set, per seed)."""
     bases = [_best_per_seed(per_seed, arms) for arms in baselines]
-    oracle = per_seed.get("oracle", {})
+    oracle = _best_per_seed(per_seed, ["oracle", "oracle (per round)"])
     columns = "".join(f" gap recovered per seed (vs the better of {' / '.join(arms)}) |" for arms in baselines)
     lines = [f"| arm ({title}) | mAP50-95 per seed | mean ± std |{columns}", "|---|---|---|" + "---|" * len(bases)]
     for arm, values in per_seed.items():

@@ -100,9 +100,9 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     state = json.loads((run / "seed_0" / "yolossl" / "state.json").read_text())
     round_1 = state["rounds"]["1"]["result"]
     images_seen = (round_1["labeled_images"] * round_1["labeled_repeat"] + round_1["pseudo_images"]) * 1
-    args = yaml.safe_load((run / "seed_0" / "supervised" / "round_1" / "args.yaml").read_text())
-    assert args["epochs"] == max(1, math.ceil(images_seen / 4))
-    oracle_args = yaml.safe_load((run / "seed_0" / "oracle" / "round_1" / "args.yaml").read_text())
+    args = yaml.safe_load((run / "seed_0" / "supervised" / "run" / "args.yaml").read_text())
+    assert args["epochs"] == max(1, math.ceil(images_seen / 4))  # one run for all the yolossl arm's rounds
+    oracle_args = yaml.safe_load((run / "seed_0" / "oracle" / "run" / "args.yaml").read_text())
     assert oracle_args["epochs"] == max(1, math.ceil(images_seen / 8))
     # ... on the yolossl arm's round schedule: no warm-up, one constant learning rate
     yolossl_args = yaml.safe_load((run / "seed_0" / "yolossl" / "round_1" / "train" / "args.yaml").read_text())

@@ -87,6 +87,9 @@ def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: s
         ({"round_schedule": "cosine"}, "round_schedule must be one of continue, fresh"),
         ({"round_lr_scale": 0.0}, r"round_lr_scale must be in \(0, 10\]"),
         ({"round0_cycles": 0}, "round0_cycles must be >= 1"),
+        ({"ema": "swa"}, "ema must be one of fitted, ultralytics"),
+        ({"ema": "ultralytics", "loss": "pseudo-aware"}, "ema ultralytics goes with loss ultralytics"),
+        ({"ema": "ultralytics", "mode": "online"}, "ema ultralytics goes with mode offline"),
     ],
 )
 def test_invalid_values_are_rejected(values: dict, message: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from yolossl.errors import YolosslError
-from yolossl.train import TrainSettings, _trainer_for
+from yolossl.train import TrainSettings
 from yolossl.train.ema import EmaSchedule, FittedEmaTrainer, ema_schedule
 
 
@@ -23,18 +23,6 @@ def test_the_ema_schedule_fits_the_run_length() -> None:
     assert ema_schedule(5).target == 0.0  # shorter than ten steps: the average is the last model
     # Ultralytics' own ramp would still be at 0.9999 * (1 - exp(-1000 / 2000)) = 0.39 after this whole run
     assert 0.9999 * (1 - math.exp(-1000 / 2000)) < 0.4
-
-
-def test_every_training_fits_its_ema_unless_told_otherwise() -> None:
-    from ultralytics import YOLO
-
-    model = YOLO("yolo11n.yaml")
-    fitted = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu")
-    assert _trainer_for(fitted, model, "yolo11n.yaml") == {"trainer": FittedEmaTrainer}
-    shipped = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu", ema="ultralytics")
-    assert _trainer_for(shipped, model, "yolo11n.yaml") == {}  # Ultralytics' trainer as it ships
-    # Ultralytics' multi-GPU launch re-imports the trainer class by module and name in each worker
-    assert FittedEmaTrainer.__module__ == "yolossl.train.ema"
 
 
 @pytest.mark.parametrize(

@@ -108,10 +108,11 @@ def test_a_stale_pseudo_targets_file_is_one_line(tiny_dataset: Path, tmp_path: P
         trainer.train()
 
 
-def test_train_detector_passes_our_trainer_only_for_the_pseudo_aware_loss(tmp_path: Path, monkeypatch) -> None:
+def test_train_detector_picks_the_trainer_from_the_loss_and_the_ema(tmp_path: Path, monkeypatch) -> None:
     from ultralytics import YOLO
 
     from yolossl.train import TrainSettings, train_detector
+    from yolossl.train.ema import FittedEmaTrainer
     from yolossl.train.trainer import PseudoAwareTrainer
 
     seen: list[dict] = []
@@ -124,15 +125,21 @@ def test_train_detector_passes_our_trainer_only_for_the_pseudo_aware_loss(tmp_pa
         return type("Results", (), {"box": type("Box", (), {"map50": 0.5, "map": 0.3, "mp": 0.6, "mr": 0.4})})()
 
     monkeypatch.setattr(YOLO, "train", fake_train)
-    for loss in ("ultralytics", "pseudo-aware"):
-        settings = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu", loss=loss)
-        train_detector("yolo11n.yaml", tmp_path / "data.yaml", tmp_path / loss, settings)
-    assert "trainer" not in seen[0] and seen[1]["trainer"] is PseudoAwareTrainer
-    assert {k: v for k, v in seen[1].items() if k != "trainer"} == {
-        **seen[0],
-        "project": str(tmp_path.resolve()),
-        "name": "pseudo-aware",
-    }
+    choices = [("ultralytics", "ultralytics"), ("ultralytics", "fitted"), ("pseudo-aware", "fitted")]
+    for loss, ema in choices:
+        settings = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu", loss=loss, ema=ema)
+        train_detector("yolo11n.yaml", tmp_path / "data.yaml", tmp_path / f"{loss}-{ema}", settings)
+    assert "trainer" not in seen[0]  # Ultralytics' trainer as it ships
+    assert seen[1]["trainer"] is FittedEmaTrainer and seen[2]["trainer"] is PseudoAwareTrainer
+    assert issubclass(PseudoAwareTrainer, FittedEmaTrainer)
+    # Ultralytics' multi-GPU launch re-imports the trainer class by module and name in each worker
+    assert FittedEmaTrainer.__module__ == "yolossl.train.ema"
+    for (loss, ema), kwargs in zip(choices[1:], seen[1:], strict=True):
+        assert {k: v for k, v in kwargs.items() if k != "trainer"} == {
+            **seen[0],
+            "project": str(tmp_path.resolve()),
+            "name": f"{loss}-{ema}",
+        }
 
 
 def test_an_end_to_end_head_is_refused_before_training(tmp_path: Path) -> None:
