@@ -39,6 +39,8 @@ def main() -> None:
 
     values = yaml.safe_load((args.run / "config.yaml").read_text())
     values.setdefault("round_schedule", "fresh")  # runs from before round schedules trained each round afresh
+    if values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
+        values.setdefault("ema", "ultralytics")  # runs from before the fitted EMA: Ultralytics' own
     config = CycleConfig(**values)
     rows = list(csv.DictReader((args.run / "summary.csv").open()))
     labeled_yaml = args.run / "round_0" / "data.yaml"

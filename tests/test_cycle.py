@@ -181,6 +181,21 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
         resume_cycle(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("saved", "ema"),
+    [
+        ({}, "ultralytics"),  # a run saved before the fitted EMA resumes on Ultralytics' own, as it started
+        ({"loss": "pseudo-aware"}, "fitted"),  # the pseudo-aware trainer only fits its EMA now
+        ({"ema": "fitted"}, "fitted"),
+    ],
+)
+def test_a_resumed_run_keeps_the_ema_it_started_with(tmp_path: Path, saved: dict, ema: str) -> None:
+    from yolossl.cycle.state import read_run_config
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": "d.yaml", "rounds": 2, **saved}))
+    assert read_run_config(tmp_path).ema == ema
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "yolossl", "cycle", *args]
 

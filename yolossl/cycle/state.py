@@ -43,7 +43,10 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
-    config = CycleConfig(**load_config_file(config_path))
+    values = load_config_file(config_path)
+    if "ema" not in values and values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
+        values["ema"] = "ultralytics"  # saved before the fitted EMA existed: resume on the EMA it started with
+    config = CycleConfig(**values)
     if rounds is not None and rounds != config.rounds:
         config = CycleConfig(**{**config.to_dict(), "rounds": rounds})
         save_config(config, config_path)
