@@ -16,13 +16,19 @@ the online arm with every epoch a burn-in epoch: the same trainer and EMA teache
 without unlabeled images (what the teacher's weight averaging gives alone); `ema-control-from-converged`
 the same from the converged models, at from-converged's steps. Step `ablations`
 reruns only the yolossl arm on seed 0 from main's round 0, one ingredient changed at a time, and
-prints each against main's seed-0 baselines. An ablation's own steps can differ a little from the
+prints each against main's seed-0 baselines; `ablations-from-converged` does the same from seed 0's
+converged model, at from-converged's steps. An ablation's own steps can differ a little from the
 default arm's (it keeps other pool images), so its gap uses the default arm's
 budget-matched baseline: read small differences with that in mind.
+
+`--ema fitted` (the default since every yolossl training fits its EMA to the run) names its runs
+NAME-fitted-ema-...; they start from NAME's round 0s and converged models, which, like every run
+named NAME-..., were trained on Ultralytics' EMA (`--ema ultralytics`).
 
     python benchmarks/glyphs_bench.py --name glyphs                        # every step: ~2 h on 2 cores
     python benchmarks/glyphs_bench.py --name glyphs --steps online,ablations
     python benchmarks/glyphs_bench.py --name glyphs --steps converged --first-seed 1 --seeds 2  # seed 1 alone
+    python benchmarks/glyphs_bench.py --name glyphs --steps from-converged,ablations-from-converged  # fitted EMA
     python benchmarks/glyphs_bench.py --name glyphs --steps summary          # the tables in RESULTS.md
 """
 
@@ -239,7 +245,7 @@ def main() -> None:
         default="fitted",
         choices=("fitted", "ultralytics"),
         help="every arm's saved weight average; fitted runs are named NAME-fitted-ema-..., from NAME's round 0s and "
-        "converged models (every run before 29 Nov (4) was Ultralytics' EMA, named NAME-...)",
+        "converged models (the runs named NAME-... were trained on Ultralytics' EMA, before it was fitted)",
     )
     args = parser.parse_args()
     set_up_process()
