@@ -22,8 +22,9 @@ default arm's (it keeps other pool images), so its gap uses the default arm's
 budget-matched baseline: read small differences with that in mind.
 
 `--ema fitted` (the default since every yolossl training fits its EMA to the run) names its runs
-NAME-fitted-ema-...; they start from NAME's round 0s and converged models, which, like every run
-named NAME-..., were trained on Ultralytics' EMA (`--ema ultralytics`).
+NAME-fitted-ema-...: its steps start from its own main step's round 0s, and the from-converged steps
+from its converged models, else from NAME's, which, like every run named NAME-..., were trained on
+Ultralytics' EMA (`--ema ultralytics`).
 
     python benchmarks/glyphs_bench.py --name glyphs                        # every step: ~2 h on 2 cores
     python benchmarks/glyphs_bench.py --name glyphs --steps online,ablations
@@ -97,7 +98,10 @@ def summarize(project: Path, name: str) -> str:
         project,
         {
             "": [f"{name}-fitted-ema-from-converged-seed*"],
-            " (ema-control: online trainer, labels alone)": [f"{name}-ema-control-from-converged-seed*"],
+            " (ema-control: online trainer, labels alone)": [
+                f"{name}-ema-control-from-converged-seed*",
+                f"{name}-fitted-ema-ema-control-from-converged-seed*",
+            ],
         },
         mark_per_round=True,
     )
@@ -126,7 +130,9 @@ def _per_seed(
             if (folder / "bench.json").is_file():
                 bench = json.loads((folder / "bench.json").read_text())
                 for row in bench["per_seed"]:
-                    per_round = mark_per_round and row["arm"] in ("supervised", "oracle") and "matched_arms" not in bench
+                    per_round = (
+                        mark_per_round and row["arm"] in ("supervised", "oracle") and "matched_arms" not in bench
+                    )
                     arm = row["arm"] + (" (per round)" if per_round else "") + suffix
                     per_seed.setdefault(arm, {})[row["seed"]] = row["map50_95"]
     return per_seed
@@ -203,16 +209,21 @@ def earlier_yolossl_run(project: Path, pattern: str, seed: int) -> Path | None:
     return found[0] if found else None
 
 
-def converged_round0s(project: Path, name: str, seed: int) -> Path:
+def converged_round0s(project: Path, names: list[str], seed: int) -> Path:
     """A run folder whose seed_N/round0 is the converged step's model of that seed (main's own round 0 when that
-    one had converged): every arm's start."""
-    main = project / name / f"seed_{seed}" / "round0"
-    record = main / "round_0" / "round0_cycles.json"
-    main_converged = record.is_file() and json.loads(record.read_text())["converged"]
-    found = [main / "weights" / "best.pt"] if main_converged else []
-    found += sorted(project.glob(f"{name}-converged*/seed_{seed}/converged/weights/best.pt"))
-    if not found:
-        raise SystemExit(f"no converged model of seed {seed} under {project}/{name}-converged*: run --steps converged")
+    one had converged), from the first of `names` that has one: every arm's start."""
+    for name in names:
+        main = project / name / f"seed_{seed}" / "round0"
+        record = main / "round_0" / "round0_cycles.json"
+        main_converged = record.is_file() and json.loads(record.read_text())["converged"]
+        found = [main / "weights" / "best.pt"] if main_converged else []
+        found += sorted(project.glob(f"{name}-converged*/seed_{seed}/converged/weights/best.pt"))
+        if found:
+            break
+    else:
+        raise SystemExit(
+            f"no converged model of seed {seed} under {project}/{names[0]}-converged*: run --steps converged"
+        )
     linked = project / f"{name}-converged-round0s" / f"seed_{seed}" / "round0"
     if not linked.is_symlink():
         linked.parent.mkdir(parents=True, exist_ok=True)
@@ -244,8 +255,8 @@ def main() -> None:
         "--ema",
         default="fitted",
         choices=("fitted", "ultralytics"),
-        help="every arm's saved weight average; fitted runs are named NAME-fitted-ema-..., from NAME's round 0s and "
-        "converged models (the runs named NAME-... were trained on Ultralytics' EMA, before it was fitted)",
+        help="every arm's saved weight average; fitted runs are named NAME-fitted-ema-... (the runs named NAME-... "
+        "were trained on Ultralytics' EMA, before it was fitted)",
     )
     args = parser.parse_args()
     set_up_process()
@@ -257,12 +268,12 @@ def main() -> None:
     dataset = BENCH_DATASETS["glyphs"]
     common = {"data": str(dataset.ensure()), "label_fraction": dataset.label_fraction, "project": args.project}
     training = {**dataset.training, "ema": args.ema}
-    main_run = Path(args.project) / args.name
     steps = set(args.steps.split(","))
     if steps == {"summary"}:
         print(summarize(Path(args.project), args.name))
         return
     named = args.name + ("-fitted-ema" if args.ema == "fitted" else "")  # this invocation's runs
+    main_run = Path(args.project) / named
     if "main" in steps:
         start = time.perf_counter()
         result = run_bench(BenchConfig(**common, seeds=args.seeds, training=training, name=named))
@@ -285,7 +296,7 @@ def main() -> None:
         more(f"{named}-converged{suffix}", ("converged",), first, args.seeds - first, **cycles)
     if "from-converged" in steps:
         for seed in range(first, args.seeds):
-            round0s = str(converged_round0s(Path(args.project), args.name, seed))
+            round0s = str(converged_round0s(Path(args.project), [named, args.name], seed))
             arms = tuple(args.from_converged_arms.split(","))
             part = "" if set(arms) == set(ARMS) else "-" + "-".join(arms)
             earlier = earlier_yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed)
@@ -293,12 +304,12 @@ def main() -> None:
             more(f"{named}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s, **budget)
     if "ema-control-from-converged" in steps:  # after from-converged: its yolossl arm's steps
         for seed in range(first, args.seeds):
-            round0s = str(converged_round0s(Path(args.project), args.name, seed))
+            round0s = str(converged_round0s(Path(args.project), [named, args.name], seed))
             budget = str(yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed))
             labels_alone = {"cycle": {"burn_in_epochs": 10_000}, "round0_from": round0s, "budget_from": budget}
             more(f"{named}-ema-control-from-converged-seed{seed}", ("online",), seed, 1, **labels_alone)
     if "ablations-from-converged" in steps:  # seed 0, one ingredient changed, at from-converged's steps
-        round0s = str(converged_round0s(Path(args.project), args.name, 0))
+        round0s = str(converged_round0s(Path(args.project), [named, args.name], 0))
         default = yolossl_run(Path(args.project), f"{named}-from-converged-seed0*", 0)
         for label, options in ABLATIONS.items():
             if not args.only or label in args.only:
@@ -310,7 +321,7 @@ def main() -> None:
         more(f"{named}-online", ("online",), 0, args.online_seeds or args.seeds)
     if "online-wall" in steps:
         for seed in range(first, args.seeds):
-            share = online_wall_share(Path(args.project), args.name, seed)
+            share = online_wall_share(Path(args.project), named, seed)
             more(f"{named}-online-wall-seed{seed}", ("online",), seed, 1, online_steps=share)
     if "ema-control" in steps:
         labels_alone = {"cycle": {"burn_in_epochs": 10_000}}  # longer than the run: the labels alone, every epoch

@@ -3,8 +3,8 @@
 Reads a finished `yolossl cycle` run and, starting from its round-0 weights, fine-tunes on the
 labeled data only, round by round, with as many optimizer steps as the cycle's round took
 (epochs scaled by the round's images per epoch, repeated labeled images
-counted each time, over the labeled images), on the cycle's round schedule. Prints both side by side: the part of the
-cycle's gain that the control also gets came from training longer, not from the pseudo-labels.
+counted each time, over the labeled images), on the cycle's round schedule and EMA. Prints both side
+by side: the part of the cycle's gain that the control also gets came from training longer, not from the pseudo-labels.
 
     python benchmarks/labeled_only_control.py runs/cycle/exp
 """
@@ -39,14 +39,13 @@ def main() -> None:
 
     values = yaml.safe_load((args.run / "config.yaml").read_text())
     values.setdefault("round_schedule", "fresh")  # runs from before round schedules trained each round afresh
-    if values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
-        values.setdefault("ema", "ultralytics")  # runs from before the fitted EMA: Ultralytics' own
+    ema = values.pop("ema", "ultralytics")  # runs from before the fitted EMA trained on Ultralytics' own
     config = CycleConfig(**values)
     rows = list(csv.DictReader((args.run / "summary.csv").open()))
     labeled_yaml = args.run / "round_0" / "data.yaml"
     names = yaml.safe_load(labeled_yaml.read_text())["names"]
     # The cycle's round schedule, with Ultralytics' own loss: every label here is human.
-    settings = replace(config.round_settings(resolve_device(config.device), len(names)), loss="ultralytics")
+    settings = replace(config.round_settings(resolve_device(config.device), len(names)), loss="ultralytics", ema=ema)
     weights = args.run / "round_0" / "train" / "weights" / "best.pt"
     control = [float(rows[0]["map50_95"])]
     for row in rows[1:]:

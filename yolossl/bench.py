@@ -4,7 +4,7 @@ Baselines: `converged` is round 0 itself, labeled-only and (with `round0_cycles`
 learning-rate cycles until one more gains < 0.005, or continued for up to `converge_cycles` more
 cycles when it was not seen to converge: how far labels alone go, so `oracle - converged` says whether
 the bench is label-bound. `supervised` continues it on the labels for the yolossl
-arm's exact steps, on the same round schedule: the baseline that decides (`gap_recovered`).
+arm's images seen, in one run on the same round schedule: the baseline that decides (`gap_recovered`).
 
 Per seed, the training images are split into a labeled fraction and a pool whose labels are
 hidden (or an explicit labeled / unlabeled / truth split is used). One supervised round 0 is
@@ -18,7 +18,8 @@ optimizer steps beyond it:
 - online: the same options in `--mode online` (an EMA teacher inside one run), at the yolossl arm's steps;
 - oracle: the hidden labels restored, as many steps again: the ceiling.
 
-Every arm keeps its best round on val (the round guard), so selection is the same for all.
+Every arm keeps its best round on val, round 0 included (the round guard; supervised and oracle train one
+run, kept when it ends above round 0).
 Gap recovered = (arm - supervised) / (oracle - supervised), on val mAP50-95.
 
 Why one module of ~400 lines: the splits, the arms and the summary share one run's seeds and
@@ -68,7 +69,7 @@ BASELINES = {
     "converged": "labeled-only round 0 itself, trained in learning-rate cycles until one gained < 0.005 mAP50-95 "
     "(with round0_cycles > 1); gap_recovered_vs_converged uses it; oracle - converged: how label-bound the bench is",
 }
-MATCHED_ARMS = "one run from round 0 for all the yolossl arm's images seen"  # bench.json: since 29 Nov; per round before
+MATCHED_ARMS = "one run from round 0 for all the yolossl arm's images seen"  # in bench.json; before, per round
 DOCS_WORKFLOW = {"conf": 0.85, "target_precision": None, "uncertain": "keep", "keep_empty": True, "labeled_repeat": 1}
 
 
@@ -469,11 +470,16 @@ def _matched_arm(
     settings = replace(base.round_settings(resolve_device(base.device), nc), loss="ultralytics")
     # One run for all the yolossl arm's rounds: with no pseudo-labels to refresh, rounds would only restart the
     # EMA, and a first round below round 0 would restart the next from the same weights (the guard) and repeat it.
-    epochs = max(1, math.ceil(sum(budget) / n_images))
     start_metrics = round0.rounds[0].metrics
-    trained = train_detector(str(round0.rounds[0].weights), data_yaml, arm_dir / "run", replace(settings, epochs=epochs))
+    if not sum(budget):  # the yolossl arm trained no round: neither does this one
+        m = start_metrics
+        return ArmResult(arm, seed, m.map50, m.map50_95, 0, [m.map50_95], wall_time_s=round0_time)
+    epochs = math.ceil(sum(budget) / n_images)
+    weights = str(round0.rounds[0].weights)
+    trained = train_detector(weights, data_yaml, arm_dir / "run", replace(settings, epochs=epochs))
     logger.info("%s seed %d: %d epochs -> mAP50-95 %.4f", arm, seed, epochs, trained.metrics.map50_95)
-    best_index, best = (1, trained.metrics) if trained.metrics.map50_95 >= start_metrics.map50_95 else (0, start_metrics)
+    gained = trained.metrics.map50_95 >= start_metrics.map50_95
+    best_index, best = (1, trained.metrics) if gained else (0, start_metrics)
     return ArmResult(
         arm=arm,
         seed=seed,

@@ -63,3 +63,14 @@ def test_the_trainer_averages_over_a_tenth_of_the_run(tiny_dataset: Path, tmp_pa
     ema = trainer.ema.ema.state_dict()
     weight = next(k for k, v in ema.items() if v.dtype.is_floating_point and v.ndim == 4)
     assert torch.allclose(ema[weight].float(), last[weight].float(), atol=1e-6)
+
+
+def test_a_model_that_is_not_a_detector_keeps_ultralytics_own_trainer() -> None:
+    """FittedEmaTrainer is a DetectionTrainer: a segmentation model would lose its masks under it."""
+    from ultralytics import YOLO
+
+    from yolossl.train import _trainer_for
+
+    settings = TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu")
+    assert _trainer_for(settings, YOLO("yolo11n-seg.yaml"), "yolo11n-seg.yaml") == {}
+    assert _trainer_for(settings, YOLO("yolo11n.yaml"), "yolo11n.yaml") == {"trainer": FittedEmaTrainer}

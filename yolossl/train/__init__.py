@@ -3,9 +3,9 @@
 Training runs Ultralytics' own trainer through subclasses of it: by default with its EMA fitted to the
 run's length (`ema.FittedEmaTrainer`), with `loss="pseudo-aware"` also the pseudo-aware loss
 (`trainer.PseudoAwareTrainer`, loss in `loss`, per-image targets in `targets`); `ema="ultralytics"` with
-Ultralytics' loss is Ultralytics' trainer as it ships. Validation is Ultralytics' own. This module decides the arguments, keeps every round in its own folder
-(multi-GPU training deletes its save dir before re-launching), and turns the results into plain
-dataclasses.
+Ultralytics' loss is Ultralytics' trainer as it ships. Validation is Ultralytics' own. This module decides
+the arguments, keeps every round in its own folder (multi-GPU training deletes its save dir before
+re-launching), and turns the results into plain dataclasses.
 
     >>> result = train_detector("yolo11n.yaml", Path("round_0/data.yaml"), Path("round_0/train"),
     ...                         TrainSettings(epochs=50, imgsz=128, batch=16, device="cpu"))
@@ -74,7 +74,9 @@ class TrainSettings:
         if self.ema not in EMAS:
             raise YolosslError(f"ema must be one of {', '.join(EMAS)}, got {self.ema!r}")
         if self.ema == "ultralytics" and (self.loss != "ultralytics" or self.online):
-            raise YolosslError("ema ultralytics goes with loss ultralytics: the pseudo-aware loss fits its EMA to the run")
+            raise YolosslError(
+                "ema ultralytics goes with loss ultralytics: the pseudo-aware loss fits its EMA to the run"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,9 @@ def _trainer_for(settings: TrainSettings, model: Any, source: str | Path) -> dic
     """`model.train`'s `trainer=` argument for `settings` (none: Ultralytics picks its own)."""
     if settings.loss == "ultralytics" and not settings.online:
         if settings.ema == "ultralytics":
+            return {}
+        if getattr(model, "task", "detect") != "detect":
+            logger.info("%s: a %s model trains with Ultralytics' own trainer and EMA", source, model.task)
             return {}
         from yolossl.train.ema import FittedEmaTrainer
 
