@@ -56,6 +56,7 @@ ABLATIONS = {
     "pseudo-aware, box loss from every box": {"loss": "pseudo-aware", "pseudo_box_min_score": 0.0},
     "pseudo-aware, lambda_u 0.5": {"loss": "pseudo-aware", "lambda_u": 0.5},
     "round schedule fresh (Ultralytics' warm-up and decay)": {"round_schedule": "fresh"},
+    "one round of three rounds' epochs": {"rounds": 1, "round_epochs": 6},
 }
 
 
