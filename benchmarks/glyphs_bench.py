@@ -106,6 +106,8 @@ def summarize(project: Path, name: str) -> str:
         },
         mark_per_round=True,
     )
+    # The online trainer's EMA was fitted before every other arm's: its from-converged runs belong here too.
+    fitted.update(_per_seed(project, {"": [f"{name}-from-converged-seed*"]}, only=("online",)))
     for ablation in sorted(project.glob(f"{name}-fitted-ema-from-converged-ablation-*")):
         label = ablation.name.split("-ablation-")[1]
         fitted.update(_per_seed(project, {f" (ablation: {label})": [ablation.name]}))
@@ -121,16 +123,18 @@ def summarize(project: Path, name: str) -> str:
 
 
 def _per_seed(
-    project: Path, patterns: dict[str, list[str]], mark_per_round: bool = False
+    project: Path, patterns: dict[str, list[str]], mark_per_round: bool = False, only: tuple[str, ...] = ()
 ) -> dict[str, dict[int, float]]:
-    """mAP50-95 per arm and seed; with `mark_per_round`, supervised and oracle arms trained round by round (before
-    `matched_arms` was one run) are their own rows."""
+    """mAP50-95 per arm and seed (of the `only` arms, when given); with `mark_per_round`, supervised and oracle arms
+    trained round by round (before `matched_arms` was one run) are their own rows."""
     per_seed: dict[str, dict[int, float]] = {}
     for suffix, globs in patterns.items():
         for folder in sorted({f for g in globs for f in project.glob(g)}):
             if (folder / "bench.json").is_file():
                 bench = json.loads((folder / "bench.json").read_text())
                 for row in bench["per_seed"]:
+                    if only and row["arm"] not in only:
+                        continue
                     per_round = (
                         mark_per_round and row["arm"] in ("supervised", "oracle") and "matched_arms" not in bench
                     )
