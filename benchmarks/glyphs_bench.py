@@ -57,6 +57,7 @@ ABLATIONS = {
     "pseudo-aware, lambda_u 0.5": {"loss": "pseudo-aware", "lambda_u": 0.5},
     "round schedule fresh (Ultralytics' warm-up and decay)": {"round_schedule": "fresh"},
     "one round of three rounds' epochs": {"rounds": 1, "round_epochs": 6},
+    "pseudo-aware, thresholds at precision 0.9": {"loss": "pseudo-aware", "target_precision": 0.9},
 }
 
 
