@@ -37,6 +37,8 @@ def test_gap_recovered_against_supervised_and_oracle() -> None:
         ({"label_fraction": 1.5}, "--label-fraction must be in"),
         ({"unlabeled": ["x"]}, "needs --unlabeled-truth"),
         ({"seeds": 0}, "must be >= 1"),
+        ({"training": {"ema": "median"}}, "ema must be one of fitted, ultralytics"),
+        ({"cycle": {"loss": "pseudo-aware"}, "training": {"ema": "ultralytics"}}, "ema ultralytics goes with loss"),
     ],
 )
 def test_bad_bench_requests(changes: dict, message: str) -> None:

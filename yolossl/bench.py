@@ -114,6 +114,9 @@ class BenchConfig:
             raise YolosslError(f"--online-steps must be > 0, got {self.online_steps}")
         if self.converge_cycles < 0:
             raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
+        # The arms' options are checked now, not after the first seed's split and round 0.
+        given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(self.cycle))
+        CycleConfig(**{**self.training, **given})
 
 
 @dataclass
