@@ -110,8 +110,9 @@ def summarize(project: Path, name: str) -> str:
     # The online trainer's EMA was fitted before every other arm's: its from-converged runs belong here too.
     fitted.update(_per_seed(project, {"": [f"{name}-from-converged-seed*"]}, only=("online",)))
     for ablation in sorted(project.glob(f"{name}-fitted-ema-from-converged-ablation-*")):
-        label = ablation.name.split("-ablation-")[1]
-        fitted.update(_per_seed(project, {f" (ablation: {label})": [ablation.name]}))
+        label = re.sub(r"-seed\d+$", "", ablation.name.split("-ablation-")[1])  # more seeds of one ablation
+        for arm, values in _per_seed(project, {f" (ablation: {label})": [ablation.name]}).items():
+            fitted.setdefault(arm, {}).update(values)
     if fitted:
         tables.append(
             _table(
