@@ -30,6 +30,7 @@ Ultralytics' EMA (`--ema ultralytics`).
     python benchmarks/glyphs_bench.py --name glyphs --steps online,ablations
     python benchmarks/glyphs_bench.py --name glyphs --steps converged --first-seed 1 --seeds 2  # seed 1 alone
     python benchmarks/glyphs_bench.py --name glyphs --steps from-converged,ablations-from-converged  # fitted EMA
+    python benchmarks/glyphs_bench.py --name glyphs --steps ablations-from-converged --first-seed 1 --only "..."
     python benchmarks/glyphs_bench.py --name glyphs --steps summary          # the tables in RESULTS.md
 """
 
@@ -250,7 +251,8 @@ def main() -> None:
         "--first-seed",
         type=int,
         default=0,
-        help="the supervised-fresh, converged, from-converged and ema-control steps start at this seed",
+        help="the supervised-fresh, converged, from-converged, ema-control and ablations-from-converged steps start "
+        "at this seed",
     )
     parser.add_argument("--converge-cycles", type=int, default=12, help="converged step: more cycles at most")
     parser.add_argument(
@@ -315,15 +317,17 @@ def main() -> None:
             budget = str(yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed))
             labels_alone = {"cycle": {"burn_in_epochs": 10_000}, "round0_from": round0s, "budget_from": budget}
             more(f"{named}-ema-control-from-converged-seed{seed}", ("online",), seed, 1, **labels_alone)
-    if "ablations-from-converged" in steps:  # seed 0, one ingredient changed, at from-converged's steps
-        round0s = str(converged_round0s(Path(args.project), [named, args.name], 0))
-        default = yolossl_run(Path(args.project), f"{named}-from-converged-seed0*", 0)
-        for label, options in ABLATIONS.items():
-            if not args.only or label in args.only:
-                slug = "ablation-" + "".join(c if c.isalnum() else "-" for c in label)[:40].strip("-")
-                changes = {"cycle": options, "round0_from": round0s, "budget_from": str(default)}
-                result = more(f"{named}-from-converged-{slug}", ("yolossl",), 0, 1, **changes)
-                print(f"{label}: mAP50-95 {result.arms[0].map50_95:.4f}", flush=True)
+    if "ablations-from-converged" in steps:  # one ingredient changed, at from-converged's steps, seed by seed
+        for seed in range(first, args.seeds if first else 1):  # seed 0 unless --first-seed asks for more
+            round0s = str(converged_round0s(Path(args.project), [named, args.name], seed))
+            default = yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed)
+            for label, options in ABLATIONS.items():
+                if not args.only or label in args.only:
+                    slug = "ablation-" + "".join(c if c.isalnum() else "-" for c in label)[:40].strip("-")
+                    changes = {"cycle": options, "round0_from": round0s, "budget_from": str(default)}
+                    run = f"{named}-from-converged-{slug}" + (f"-seed{seed}" if seed else "")
+                    result = more(run, ("yolossl",), seed, 1, **changes)
+                    print(f"seed {seed}, {label}: mAP50-95 {result.arms[0].map50_95:.4f}", flush=True)
     if "online" in steps:
         more(f"{named}-online", ("online",), 0, args.online_seeds or args.seeds)
     if "online-wall" in steps:
