@@ -60,6 +60,9 @@ ABLATIONS = {
     "one round of three rounds' epochs": {"rounds": 1, "round_epochs": 6},
     "pseudo-aware, thresholds at precision 0.9": {"loss": "pseudo-aware", "target_precision": 0.9},
 }
+ONLINE_ABLATIONS = {  # the online arm (`--mode online`), one ingredient changed
+    "online, strong view zoomed and shifted": {"strong_scale": 0.5, "strong_translate": 0.1},
+}
 
 
 def summarize(project: Path, name: str) -> str:
@@ -321,12 +324,14 @@ def main() -> None:
         for seed in range(first, args.seeds if first else 1):  # seed 0 unless --first-seed asks for more
             round0s = str(converged_round0s(Path(args.project), [named, args.name], seed))
             default = yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed)
-            for label, options in ABLATIONS.items():
+            ablations = [(label, options, "yolossl") for label, options in ABLATIONS.items()]
+            ablations += [(label, options, "online") for label, options in ONLINE_ABLATIONS.items()]
+            for label, options, arm in ablations:
                 if not args.only or label in args.only:
                     slug = "ablation-" + "".join(c if c.isalnum() else "-" for c in label)[:40].strip("-")
                     changes = {"cycle": options, "round0_from": round0s, "budget_from": str(default)}
                     run = f"{named}-from-converged-{slug}" + (f"-seed{seed}" if seed else "")
-                    result = more(run, ("yolossl",), seed, 1, **changes)
+                    result = more(run, (arm,), seed, 1, **changes)
                     print(f"seed {seed}, {label}: mAP50-95 {result.arms[0].map50_95:.4f}", flush=True)
     if "online" in steps:
         more(f"{named}-online", ("online",), 0, args.online_seeds or args.seeds)

@@ -124,6 +124,11 @@ class CycleConfig:
     into round_1/pseudo/. Measured on the glyphs bench at the offline cycle's steps (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
+    strong_scale: float = 0.0
+    """With mode online: the student's view of an unlabeled image is zoomed by a factor in 1 ± this (the teacher's
+    boxes follow), as Ultralytics' `scale` varies the labeled images' sizes."""
+    strong_translate: float = 0.0
+    """With mode online: ... and shifted by up to ± this share of its width and height (Ultralytics' `translate`)."""
     ema: str = "fitted"
     """The weight average every training validates and saves: fitted (spans a tenth of each run's steps,
     yolossl.train.ema) or ultralytics (Ultralytics' ModelEMA, which barely averages runs of a few hundred steps;
@@ -165,6 +170,10 @@ class CycleConfig:
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         _check(self.unlabeled_ratio > 0, f"unlabeled_ratio must be > 0, got {self.unlabeled_ratio}")
         _check(self.burn_in_epochs >= 0, f"burn_in_epochs must be >= 0, got {self.burn_in_epochs}")
+        _check(0.0 <= self.strong_scale < 1.0, f"strong_scale must be in [0, 1), got {self.strong_scale}")
+        _check(
+            0.0 <= self.strong_translate <= 0.5, f"strong_translate must be in [0, 0.5], got {self.strong_translate}"
+        )
         _check(
             self.mode == "offline" or self.ema == "fitted",
             "ema ultralytics goes with mode offline: the online teacher is the trainer's EMA, fitted to the run",

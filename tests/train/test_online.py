@@ -11,8 +11,8 @@ import yaml
 from yolossl.errors import YolosslError
 from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
 from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_BOX, PSEUDO_CLASS_ONLY, LossRules
-from yolossl.train.teacher import image_targets, kept_mask
-from yolossl.train.views import hflip_matrix, map_boxes, strong_view, warp
+from yolossl.train.teacher import image_targets, kept_mask, student_targets
+from yolossl.train.views import hflip_matrix, map_boxes, strong_view, visible_share, warp
 
 
 def _drawn_image(box: tuple[int, int, int, int], size: tuple[int, int] = (48, 64)) -> torch.Tensor:
@@ -64,6 +64,47 @@ def test_the_strong_view_moves_no_pixel_unless_mirrored() -> None:
     for view, matrix in zip(strong, matrices, strict=True):
         x1, y1, x2, y2 = map_boxes(torch.tensor([box], dtype=torch.float32), matrix, 64, 48)[0].int().tolist()
         assert view[:, y1:y2, x1:x2].mean() > view.mean() + 0.2
+
+
+def test_a_zoomed_and_shifted_strong_view_carries_the_boxes_along() -> None:
+    """With scale and translate, every image gets its own zoom and shift, and the object is where its box went."""
+    box = (20, 14, 40, 30)
+    image = _drawn_image(box).repeat(16, 1, 1, 1) * 0.8
+    strong, matrices = strong_view(image, torch.Generator().manual_seed(0), flip=0.5, scale=0.5, translate=0.1)
+    zooms = matrices[:, 0, 0].abs()
+    assert zooms.min() >= 0.5 and zooms.max() <= 1.5 and zooms.std() > 0.1  # 1 ± 0.5, drawn per image
+    assert torch.equal(matrices[:, 1, 1], zooms)  # the same zoom both ways: no shear
+    assert (matrices[:, 0, 0] < 0).any() and (matrices[:, 0, 0] > 0).any()  # some mirrored
+    for view, matrix in zip(strong, matrices, strict=True):
+        x1, y1, x2, y2 = map_boxes(torch.tensor([box], dtype=torch.float32), matrix, 64, 48)[0].round().int().tolist()
+        inside = view[:, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1]
+        assert inside.mean() > view.mean() + 0.2
+
+
+def test_visible_share_of_boxes_moved_out_of_view() -> None:
+    boxes = torch.tensor([[8.0, 8.0, 24.0, 24.0], [40.0, 8.0, 56.0, 24.0]])
+    shift = torch.tensor([[1.0, 0.0, 16.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # 16 px right, in a 64 px image
+    assert visible_share(boxes, shift, 64, 48).tolist() == pytest.approx([1.0, 0.5])
+    zoom = torch.tensor([[2.0, 0.0, -32.0], [0.0, 2.0, -24.0], [0.0, 0.0, 1.0]])  # 2x about the centre
+    # each box is now 32 x 32: 16 of its 32 px wide and 24 of its 32 px high stay inside
+    assert visible_share(boxes, zoom, 64, 48).tolist() == pytest.approx([0.5 * 0.75, 0.5 * 0.75])
+    assert visible_share(boxes, shift @ shift, 64, 48).tolist() == pytest.approx([1.0, 0.0])  # 32 px right
+
+
+def test_an_object_moved_mostly_out_of_view_is_an_ignore_region_not_a_target() -> None:
+    boxes = torch.tensor(
+        [
+            [8.0, 8.0, 24.0, 24.0, 0.9, 0.0],  # stays in view: a target
+            [36.0, 8.0, 60.0, 24.0, 0.9, 1.0],  # 16 px of its 24 leave the image: an ignore region
+            [-8.0, 30.0, 8.0, 46.0, 0.9, 1.0],  # half outside the teacher's image already: its visible half stays
+        ]
+    )
+    shift = torch.tensor([[1.0, 0.0, 20.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    targets = student_targets(boxes, torch.ones(3, dtype=torch.bool), shift, 64, 48)
+    assert [t[0] for t in targets.kept] == [0, 1]
+    assert targets.kept[0][2:] == pytest.approx(((16 + 20) / 64, 16 / 48, 16 / 64, 16 / 48))
+    assert targets.kept[1][2:] == pytest.approx(((4 + 20) / 64, 38 / 48, 8 / 64, 16 / 48))
+    assert targets.ignore == [pytest.approx(((56 + 64) / 2 / 64, 16 / 48, 8 / 64, 16 / 48))]
 
 
 def test_teacher_boxes_become_kind_coded_targets() -> None:
@@ -245,6 +286,8 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
         burn_in_epochs=1,
         conf=0.002,
         uncertain_low=0.001,
+        strong_scale=0.5,
+        strong_translate=0.1,
     )
     result = run_cycle(config, trainer=trainer)
     run = result.run_dir
@@ -255,7 +298,7 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
 
     settings = load_online_settings(run / "round_1" / "online.json")
     assert len(settings.unlabeled) == 12 and settings.unlabeled_ratio == 0.5 and settings.rules.lambda_u == 0.5
-    assert settings.burn_in_epochs == 1
+    assert settings.burn_in_epochs == 1 and (settings.strong_scale, settings.strong_translate) == (0.5, 0.1)
     assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.002, None, 0.001)
     # the round's dataset is the labeled split only: the pool comes in through the teacher
     assert not list((run / "round_1" / "dataset" / "images").glob("pseudo/*"))
@@ -342,6 +385,10 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
     assert resolve_config({"mode": "online", "burn_in_epochs": 3}).burn_in_epochs == 3
     with pytest.raises(YolosslError, match=r"^burn_in_epochs must be >= 0, got -1$"):
         resolve_config({"burn_in_epochs": -1})
+    with pytest.raises(YolosslError, match=r"^strong_scale must be in \[0, 1\), got 1.0$"):
+        resolve_config({"strong_scale": 1.0})
+    with pytest.raises(YolosslError, match=r"^strong_translate must be in \[0, 0.5\], got -0.1$"):
+        resolve_config({"strong_translate": -0.1})
     result = CliRunner().invoke(app, ["cycle", "--mode", "sideways", "--data", str(tmp_path / "none.yaml")])
     assert result.exit_code != 0 and "mode must be one of offline, online, got 'sideways'" in result.output
 

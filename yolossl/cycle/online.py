@@ -86,6 +86,8 @@ class OnlineCycle(Cycle):
             target_precision=label.target_precision,
             uncertain_low=label.uncertain_low,
             burn_in_epochs=self.config.burn_in_epochs,
+            strong_scale=self.config.strong_scale,
+            strong_translate=self.config.strong_translate,
         )
 
     def _name_online_settings(self, round_dir: Path, data_yaml: Path) -> None:

@@ -47,13 +47,13 @@ from yolossl.train.loss import PseudoAwareLoss
 from yolossl.train.online_settings import ONLINE_KEY, TEACHER_LOG, OnlineSettings, load_online_settings
 from yolossl.train.teacher import (
     KeptShare,
-    image_targets,
     kept_mask,
+    student_targets,
     teacher_boxes,
     thresholds_on_val,
 )
 from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
-from yolossl.train.views import map_boxes, strong_view
+from yolossl.train.views import strong_view
 
 logger = logging.getLogger(__name__)
 
@@ -181,14 +181,15 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         if weak.shape[2:] != size:  # multi_scale resized the labeled half
             weak = F.interpolate(weak, size=size, mode="bilinear", align_corners=False)
         found = teacher_boxes(self.ema.ema, weak, online.uncertain_low, online.nms_iou)
-        strong, matrices = strong_view(weak, self.generator, online.strong_flip)
+        strong, matrices = strong_view(
+            weak, self.generator, online.strong_flip, online.strong_scale, online.strong_translate
+        )
         height, width = size
         cls, bboxes, owner = [batch["cls"]], [batch["bboxes"]], [batch["batch_idx"]]
         for i, (boxes, matrix) in enumerate(zip(found, matrices, strict=True)):
             kept = kept_mask(boxes, self.kept_thresholds)
             self.kept_share.add(boxes[:, 5], kept)
-            moved = torch.cat([map_boxes(boxes[:, :4], matrix, width, height), boxes[:, 4:]], 1)
-            codes, xywh = image_targets(moved, kept, width, height).encoded(online.rules)
+            codes, xywh = student_targets(boxes, kept, matrix, width, height).encoded(online.rules)
             cls.append(torch.from_numpy(codes).to(batch["cls"]))
             bboxes.append(torch.from_numpy(xywh).to(batch["bboxes"]))
             owner.append(torch.full((len(codes),), batch["n_l"] + i).to(batch["batch_idx"]))

@@ -46,6 +46,10 @@ class OnlineSettings:
     ema_max_decay: float = 0.999
     strong_flip: float = 0.5
     """Probability that the strong view is also mirrored (the teacher's boxes follow)."""
+    strong_scale: float = 0.0
+    """The strong view's zoom factor lies in 1 ± this (`views.jitter_matrices`)."""
+    strong_translate: float = 0.0
+    """The strong view's shift is up to ± this share of the width and height."""
     nms_iou: float = 0.7
 
     def __post_init__(self) -> None:
@@ -59,6 +63,11 @@ class OnlineSettings:
             raise YolosslError(f"burn_in_epochs must be >= 0, got {self.burn_in_epochs}")
         if not 0.0 <= self.ema_max_decay < 1.0:
             raise YolosslError(f"ema_max_decay must be in [0, 1), got {self.ema_max_decay}")
+        if not (0.0 <= self.strong_scale < 1.0 and 0.0 <= self.strong_translate <= 0.5):
+            raise YolosslError(
+                f"need 0 <= strong_scale < 1 and 0 <= strong_translate <= 0.5, got {self.strong_scale} and "
+                f"{self.strong_translate}"
+            )
 
 
 def save_online_settings(settings: OnlineSettings, path: Path) -> None:

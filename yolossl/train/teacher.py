@@ -24,6 +24,10 @@ from ultralytics.utils.nms import non_max_suppression
 from yolossl.boxes import Detections
 from yolossl.label.filters import ClassThresholds, thresholds_for_precision
 from yolossl.train.targets import ImageTargets
+from yolossl.train.views import map_boxes, visible_share
+
+MIN_VISIBLE_SHARE = 0.5
+"""A teacher's box whose area the student's view keeps less of than this is an ignore region there, not a target."""
 
 
 @torch.no_grad()
@@ -48,6 +52,20 @@ def image_targets(boxes: torch.Tensor, kept: torch.Tensor, width: int, height: i
     xywhn = _xywhn(rows[:, :4], width, height)
     targets = [(row[5], row[4], *box) for row, box in zip(rows[kept].tolist(), xywhn[kept].tolist(), strict=True)]
     return ImageTargets(targets, [tuple(box) for box in xywhn[~kept].tolist()])
+
+
+def student_targets(
+    boxes: torch.Tensor, kept: torch.Tensor, matrix: torch.Tensor, width: int, height: int
+) -> ImageTargets:
+    """The teacher's boxes on the weak view (n, 6, pixels) as targets in the student's view (`matrix`, see `views`).
+
+    An object that view moved mostly out of the image is an ignore region: what is left of it may look like
+    another class, and it is not background either.
+    """
+    seen = map_boxes(boxes[:, :4], torch.eye(3), width, height)  # clipped to the image the teacher saw
+    kept = kept & (visible_share(seen, matrix, width, height) >= MIN_VISIBLE_SHARE)
+    moved = torch.cat([map_boxes(seen, matrix, width, height), boxes[:, 4:]], 1)
+    return image_targets(moved, kept, width, height)
 
 
 def _xywhn(xyxy: torch.Tensor, width: int, height: int) -> torch.Tensor:

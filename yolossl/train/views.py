@@ -15,17 +15,42 @@ import torch
 import torch.nn.functional as F
 
 
-def strong_view(weak: torch.Tensor, generator: torch.Generator, flip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A photometrically perturbed (and, with probability `flip`, mirrored) copy of `weak` (b, 3, h, w) in [0, 1].
+def strong_view(
+    weak: torch.Tensor, generator: torch.Generator, flip: float = 0.0, scale: float = 0.0, translate: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A photometrically perturbed copy of `weak` (b, 3, h, w) in [0, 1]: mirrored with probability `flip`, and
+    zoomed by a factor in 1 ± `scale` about the centre, shifted by up to ± `translate` of the size, when those are set.
 
     Returns the images and, per image, the 3×3 matrix mapping weak-view pixels to strong-view pixels.
     """
-    b, _, _, w = weak.shape
+    b, _, h, w = weak.shape
     matrices = torch.eye(3).repeat(b, 1, 1)
     mirrored = torch.rand(b, generator=generator) < flip
     matrices[mirrored] = hflip_matrix(w)
-    images = warp(weak, matrices) if bool(mirrored.any()) else weak
+    if scale or translate:
+        matrices = jitter_matrices(b, w, h, scale, translate, generator) @ matrices
+    moved = bool(mirrored.any()) or bool(scale or translate)
+    images = warp(weak, matrices) if moved else weak
     return photometric(images, generator), matrices
+
+
+def jitter_matrices(
+    b: int, width: int, height: int, scale: float, translate: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Per image, a zoom by a factor in [1 - scale, 1 + scale] about the centre, then a shift of up to ± `translate`
+    of the width and height: the size and place variation the labeled half gets from Ultralytics' `scale` and
+    `translate`, which a student must also see on the teacher's boxes."""
+
+    def uniform(spread: float) -> torch.Tensor:
+        return spread * (2 * torch.rand(b, generator=generator) - 1)
+
+    s = 1 + uniform(scale)
+    tx, ty = uniform(translate) * width, uniform(translate) * height
+    cx, cy = width / 2, height / 2
+    matrices = torch.eye(3).repeat(b, 1, 1)
+    matrices[:, 0, 0], matrices[:, 1, 1] = s, s
+    matrices[:, 0, 2], matrices[:, 1, 2] = cx - s * cx + tx, cy - s * cy + ty
+    return matrices
 
 
 def photometric(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -70,11 +95,27 @@ def map_boxes(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int)
     """Boxes (n, 4) of the weak view in the strong view: each box's transformed corners' enclosing box, clipped."""
     if not len(xyxy):
         return xyxy
+    lo, hi = transformed_boxes(xyxy, matrix).split(2, 1)
+    limits = torch.tensor([width, height]).to(xyxy)
+    return torch.cat([torch.minimum(lo.clamp(min=0), limits), torch.minimum(hi.clamp(min=0), limits)], 1)
+
+
+def visible_share(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Per box (n, 4) of the weak view, the share of its area in the strong view that lies inside the image."""
+    whole = transformed_boxes(xyxy, matrix)
+    inside = map_boxes(xyxy, matrix, width, height)
+
+    def area(boxes: torch.Tensor) -> torch.Tensor:
+        return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+    return area(inside) / area(whole).clamp(min=1e-9)
+
+
+def transformed_boxes(xyxy: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Boxes (n, 4) of the weak view in the strong view, unclipped: each box's transformed corners' enclosing box."""
     x1, y1, x2, y2 = xyxy.unbind(1)
     points = ((x1, y1), (x2, y1), (x1, y2), (x2, y2))
     corners = torch.stack([torch.stack([x, y, torch.ones_like(x)], 1) for x, y in points], 1)
     moved = corners @ matrix.to(xyxy).T  # (n, 4 corners, 3)
     xy = moved[..., :2] / moved[..., 2:]
-    lo, hi = xy.min(1).values, xy.max(1).values
-    limits = torch.tensor([width, height]).to(xyxy)
-    return torch.cat([torch.minimum(lo.clamp(min=0), limits), torch.minimum(hi.clamp(min=0), limits)], 1)
+    return torch.cat([xy.min(1).values, xy.max(1).values], 1)
