@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,10 @@ def _rerun(run: Path, seed: int, out: Path, trainer: str | None) -> float:
     name = f"{run.parent.name}-{run.name}-seed{seed}" if run.name in ("run", "train") else f"{run.name}-seed{seed}"
     args.update(seed=seed, project=str(out.resolve()), name=name, exist_ok=True)
     weights = _args(run)["model"]
-    results = YOLO(weights).train(**args, **_trainer(args["data"], trainer))
+    with warnings.catch_warnings():
+        # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
+        warnings.filterwarnings("ignore", message=".*get_trial_id.*")
+        results = YOLO(weights).train(**args, **_trainer(args["data"], trainer))
     return round(float(results.box.map), 4)
 
 

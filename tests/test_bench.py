@@ -48,10 +48,10 @@ def test_bad_bench_requests(changes: dict, message: str) -> None:
 
 def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_dataset: Path) -> None:
     yolossl = CycleConfig(data=str(tiny_dataset / "data.yaml"), rounds=3, round_epochs=2)
-    # 3 rounds of 300 images seen, 100 labeled images: 9 epochs over the labels, 3 per round
-    assert _online_config(yolossl, [300, 300, 300], 100).round_epochs == 3
+    # 3 rounds of 300 images seen, 100 labeled images: 9 epochs over the labels
+    assert _online_config(yolossl, [300, 300, 300], 100).online_epochs == 9
     online = _online_config(yolossl, [300, 300, 300], 100, share=0.35)  # the offline rounds' wall time
-    assert online.round_epochs == 2 and online.mode == "online" and online.rounds == 3
+    assert online.online_epochs == 4 and online.mode == "online" and online.rounds == 3
     with pytest.raises(YolosslError, match="--online-steps must be > 0"):
         BenchConfig(data="d.yaml", online_steps=0)
 
@@ -152,7 +152,7 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     round_1 = state["rounds"]["1"]["result"]
     images_seen = (round_1["labeled_images"] * round_1["labeled_repeat"] + round_1["pseudo_images"]) * 1
     config = yaml.safe_load((seed_dir / "online" / "config.yaml").read_text())
-    assert config["mode"] == "online" and config["round_epochs"] == max(1, math.ceil(images_seen / 4))
+    assert config["mode"] == "online" and config["online_epochs"] == max(1, math.ceil(images_seen / 4))
     assert (seed_dir / "online" / "round_1" / "pseudo" / "record.csv").is_file()  # the teacher labeled the pool
     # round 0 from one run (here the online run's adopted copy), the steps from another's yolossl arm
     run_bench(
@@ -162,7 +162,7 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     )
     mixed = tmp_path / "bench" / "mixed" / "seed_0"
     assert not (mixed / "yolossl").exists()
-    assert yaml.safe_load((mixed / "online" / "config.yaml").read_text())["round_epochs"] == config["round_epochs"]
+    assert yaml.safe_load((mixed / "online" / "config.yaml").read_text())["online_epochs"] == config["online_epochs"]
 
     # the converged arm continues a round 0 that was still gaining, cycle after cycle, and keeps the best
     converged = run_bench(

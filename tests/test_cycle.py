@@ -196,6 +196,18 @@ def test_a_resumed_run_keeps_the_ema_it_started_with(tmp_path: Path, saved: dict
     assert read_run_config(tmp_path).ema == ema
 
 
+def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_path: Path) -> None:
+    from yolossl.cycle.state import read_run_config
+
+    saved = {"data": "d.yaml", "rounds": 2, "round_epochs": 3, "mode": "online"}  # before online_epochs existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    old = read_run_config(tmp_path)
+    assert (old.online_epochs, old.strong_scale, old.strong_translate) == (6, 0.0, 0.0)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "online_epochs": None}))
+    new = read_run_config(tmp_path)
+    assert (new.online_epochs, new.strong_scale, new.strong_translate) == (None, 0.5, 0.1)
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "yolossl", "cycle", *args]
 

@@ -288,9 +288,8 @@ def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: in
     """The online teacher at `share` of the yolossl arm's optimizer steps: each of its steps takes one labeled batch
     (plus an unlabeled one), so it runs as many epochs over the labeled images as the yolossl arm saw images per
     labeled one. Its teacher is the trainer's EMA, always fitted to the run."""
-    rounds = max(1, yolossl_config.rounds)
-    round_epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled) / rounds))
-    return replace(yolossl_config, mode="online", round_epochs=round_epochs, name="online", ema="fitted")
+    epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled)))
+    return replace(yolossl_config, mode="online", online_epochs=epochs, name="online", ema="fitted")
 
 
 def _reused_round0(config: BenchConfig, seed: int) -> str | None:

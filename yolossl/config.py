@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from yolossl._fs import write_text_atomic
 from yolossl._yaml import load_yaml_file, load_yaml_text
 from yolossl.errors import YolosslError
 from yolossl.label.settings import LabelSettings
@@ -118,16 +119,22 @@ class CycleConfig:
     """Round 0 as up to this many learning-rate cycles on the labels: the first of `epochs`, each next of half as
     many, stopping when one gains less than 0.005 mAP50-95 on val. One schedule's plateau is not convergence."""
     mode: str = "offline"
-    """offline: `rounds` rounds of label → merge → retrain. online: after round 0, one run of `round_epochs * rounds`
-    epochs (round 1) in which the model's EMA teacher labels each unlabeled batch on the fly (yolossl.train.online,
-    with `lambda_u`, `pseudo_box_min_score`, the thresholds and `uncertain_low`); its final model then labels the pool
-    into round_1/pseudo/. Measured on the glyphs bench at the offline cycle's steps (benchmarks/RESULTS.md)."""
+    """offline: `rounds` rounds of label → merge → retrain. online: after round 0, one run of the offline rounds'
+    optimizer steps (round 1, `online_epochs`) in which the model's EMA teacher labels each unlabeled batch on the
+    fly (yolossl.train.online, with `lambda_u`, `pseudo_box_min_score`, the thresholds and `uncertain_low`); its
+    final model then labels the pool into round_1/pseudo/. Measured on the glyphs bench at the offline cycle's
+    steps (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
-    strong_scale: float = 0.0
+    online_epochs: int | None = None
+    """With mode online: the run's epochs over the labeled images (one labeled and one unlabeled batch per step).
+    None: as many optimizer steps as the offline rounds would take, every pool image pseudo-labeled (`round_epochs x
+    rounds` epochs over the pool and the labeled images as those rounds repeat them), as the bench measures it."""
+    strong_scale: float = 0.5
     """With mode online: the student's view of an unlabeled image is zoomed by a factor in 1 ± this (the teacher's
-    boxes follow), as Ultralytics' `scale` varies the labeled images' sizes."""
-    strong_translate: float = 0.0
+    boxes follow), as Ultralytics' `scale` varies the labeled images' sizes. 0.5 and `strong_translate` 0.1 beat the
+    flip-and-colour view on each of the glyphs bench's 3 seeds (benchmarks/RESULTS.md)."""
+    strong_translate: float = 0.1
     """With mode online: ... and shifted by up to ± this share of its width and height (Ultralytics' `translate`)."""
     ema: str = "fitted"
     """The weight average every training validates and saves: fitted (spans a tenth of each run's steps,
@@ -170,6 +177,10 @@ class CycleConfig:
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         _check(self.unlabeled_ratio > 0, f"unlabeled_ratio must be > 0, got {self.unlabeled_ratio}")
         _check(self.burn_in_epochs >= 0, f"burn_in_epochs must be >= 0, got {self.burn_in_epochs}")
+        _check(
+            self.online_epochs is None or self.online_epochs >= 1,
+            f"online_epochs must be >= 1, got {self.online_epochs}",
+        )
         _check(0.0 <= self.strong_scale < 1.0, f"strong_scale must be in [0, 1), got {self.strong_scale}")
         _check(
             0.0 <= self.strong_translate <= 0.5, f"strong_translate must be in [0, 0.5], got {self.strong_translate}"
@@ -286,7 +297,8 @@ def pseudo_aware_means_ignore_regions(options: dict[str, Any]) -> dict[str, Any]
 
 
 def save_config(config: CycleConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    # atomic: a run killed while extending its rounds must not be left with half a config
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def parse_train_args(pairs: list[str]) -> dict[str, Any]:

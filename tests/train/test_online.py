@@ -262,7 +262,9 @@ def _summary(run: Path) -> list[dict[str, str]]:
 def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    """rounds 2 x round_epochs 1: one online run of 2 epochs, recorded as round 1, its final model labeling the pool."""
+    """rounds 2 x round_epochs 1: one online run of the offline rounds' steps, recorded as round 1, its final model
+    labeling the pool. Offline, each round would see the 8 labeled and 12 pool images once: 2 x 20 images, 5 epochs
+    over the 8 labeled ones."""
     import csv
 
     from tests.conftest import tiny_cycle_config
@@ -291,9 +293,9 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
     )
     result = run_cycle(config, trainer=trainer)
     run = result.run_dir
-    assert runs == [(False, 1, False), (True, 2, True)]
+    assert runs == [(False, 1, False), (True, 5, True)]
     assert [r.index for r in result.rounds] == [0, 1]
-    assert result.rounds[1].epochs == 2 and result.rounds[1].pseudo_images == 12
+    assert result.rounds[1].epochs == 5 and result.rounds[1].pseudo_images == 12
     assert result.rounds[1].trained_from == str(result.rounds[0].weights)
 
     settings = load_online_settings(run / "round_1" / "online.json")
@@ -309,11 +311,11 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
     assert [r["round"] for r in rows] == ["0", "1"] and int(rows[1]["pseudo_boxes"]) == result.rounds[1].pseudo_boxes
     assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
     log = (run / "cycle.log").read_text()
-    assert "Round 1: online teacher run from " in log and "Online epoch 2/2: unlabeled loss " in log
+    assert "Round 1: online teacher run from " in log and "Online epoch 5/5: unlabeled loss " in log
     assert "u_loss" in log  # the per-epoch line of the cycle carries the unlabeled loss too
     assert (run / "report.html").is_file() and "could not be written" not in log
     teacher = list(csv.DictReader((run / "round_1" / "train" / "teacher.csv").open()))
-    assert [r["epoch"] for r in teacher] == ["1", "2"] and float(teacher[1]["u_loss"]) > 0
+    assert [r["epoch"] for r in teacher] == ["1", "2", "3", "4", "5"] and float(teacher[1]["u_loss"]) > 0
     assert float(teacher[0]["u_loss"]) == 0  # burn-in: the labels alone
     assert all(int(r[f"kept_{n}"]) <= int(r[f"seen_{n}"]) for r in teacher for n in result.class_names)
     assert (run / "report_teacher_1.png").is_file() and "Online teacher per epoch, round 1" in (
@@ -385,6 +387,9 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
     assert resolve_config({"mode": "online", "burn_in_epochs": 3}).burn_in_epochs == 3
     with pytest.raises(YolosslError, match=r"^burn_in_epochs must be >= 0, got -1$"):
         resolve_config({"burn_in_epochs": -1})
+    assert resolve_config({"mode": "online", "online_epochs": 7}).online_epochs == 7
+    with pytest.raises(YolosslError, match=r"^online_epochs must be >= 1, got 0$"):
+        resolve_config({"online_epochs": 0})
     with pytest.raises(YolosslError, match=r"^strong_scale must be in \[0, 1\), got 1.0$"):
         resolve_config({"strong_scale": 1.0})
     with pytest.raises(YolosslError, match=r"^strong_translate must be in \[0, 0.5\], got -0.1$"):
@@ -398,7 +403,7 @@ def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     from tests.conftest import killed_and_resumed
 
     options = [
-        *("--mode", "online", "--rounds", "2", "--epochs", "1", "--round-epochs", "1", "--imgsz", "64"),
+        *("--mode", "online", "--rounds", "2", "--epochs", "1", "--online-epochs", "2", "--imgsz", "64"),
         *("--batch", "8", "--conf", "0.002", "--uncertain-low", "0.001", "--device", "cpu", "--workers", "0"),
     ]
     whole, killed = killed_and_resumed(tmp_path, options)

@@ -181,6 +181,27 @@ def cycle(
             f"student starts from round 0: a teacher from the first step is the default). Default: {D.burn_in_epochs}."
         ),
     ] = None,
+    online_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="With --mode online: the run's epochs over the labeled images. Default: the offline rounds' "
+            "optimizer steps (--round-epochs x --rounds epochs over the pool and the repeated labeled images)."
+        ),
+    ] = None,
+    strong_scale: Annotated[
+        float | None,
+        typer.Option(
+            help="With --mode online: the student's view of an unlabeled image is zoomed by 1 ± this (the teacher's "
+            f"boxes follow). Default: {D.strong_scale}."
+        ),
+    ] = None,
+    strong_translate: Annotated[
+        float | None,
+        typer.Option(
+            help="With --mode online: ... and shifted by up to ± this share of its size. "
+            f"Default: {D.strong_translate}."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")

@@ -1,17 +1,20 @@
 """`OnlineCycle`: `yolossl cycle --mode online`: round 0 on the labels, then one online-teacher run as round 1.
 
-Round 1 trains for `round_epochs * rounds` epochs (the offline cycle's training budget after round 0,
-in one run: the teacher needs no restarts) from round 0's best weights, on the labeled split plus the
-whole pool, labeled batch by batch by the EMA teacher (`yolossl.train.online`). Its steps record
-themselves in `state.json` like the offline rounds' (merge, train, label), so a resumed run redoes
-only the step that was cut off. The round guard still applies: the final model is the better of
-rounds 0 and 1, and that model labels the pool into `round_1/pseudo/` with the cycle's labeler, so
+Round 1 trains for as many optimizer steps as the offline rounds would (`online_epochs`: their
+`round_epochs * rounds` epochs over the pool and the repeated labeled images, as epochs over the
+labeled images, each step one labeled and one unlabeled batch; in one run: the teacher needs no
+restarts) from round 0's best weights, on the labeled split plus the whole pool, labeled batch by
+batch by the EMA teacher (`yolossl.train.online`). Its steps record themselves in `state.json` like
+the offline rounds' (merge, train, label), so a resumed run redoes only the step that was cut off.
+The round guard still applies: the final model is the better of rounds 0 and 1, and that model
+labels the pool into `round_1/pseudo/` with the cycle's labeler, so
 that `yolossl export` and review work unchanged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import yaml
 from yolossl._fs import write_text_atomic
 from yolossl.cycle.loop import Cycle, ProgressEvent
 from yolossl.cycle.results import RoundResult
+from yolossl.merge import labeled_repeat
 from yolossl.train import Metrics, TrainResult
 from yolossl.train.online_settings import ONLINE_FILE, ONLINE_KEY, OnlineSettings, save_online_settings
 
@@ -40,7 +44,7 @@ class OnlineCycle(Cycle):
         merged = self._merge(index, round_dir, val_images, with_pseudo=False)
         data_yaml = round_dir / "data.yaml"
         self._name_online_settings(round_dir, data_yaml)
-        epochs = self.config.round_epochs * self.config.rounds
+        epochs = self.online_epochs(merged["labeled_images"])
         trained = self._train_online(index, previous, data_yaml, epochs)
         accepted = trained.metrics.map50_95 >= previous.metrics.map50_95
         if not accepted:
@@ -74,6 +78,14 @@ class OnlineCycle(Cycle):
             epochs=epochs,
         )
         return self._finish_round(result, round_dir, " (online)")
+
+    def online_epochs(self, n_labeled: int) -> int:
+        """`online_epochs`, or the epochs over the labeled images that take the offline rounds' optimizer steps."""
+        if self.config.online_epochs is not None:
+            return self.config.online_epochs
+        n_pool = len(self.inputs.pool.images)
+        per_round = n_labeled * labeled_repeat(self.config.labeled_repeat, n_labeled, n_pool) + n_pool
+        return max(1, math.ceil(self.config.round_epochs * self.config.rounds * per_round / max(1, n_labeled)))
 
     def online_settings(self) -> OnlineSettings:
         """The teacher's options from the cycle's: the labeling thresholds, the loss rules, the pool."""

@@ -47,6 +47,13 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
     if "ema" not in values and values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
         values["ema"] = "ultralytics"  # saved before the fitted EMA existed: resume on the EMA it started with
     config = CycleConfig(**values)
+    if config.mode == "online" and "online_epochs" not in values:  # saved before the online run's length and views
+        as_started = {
+            "online_epochs": config.round_epochs * config.rounds,
+            "strong_scale": 0.0,
+            "strong_translate": 0.0,
+        }
+        config = CycleConfig(**{**config.to_dict(), **as_started})
     if rounds is not None and rounds != config.rounds:
         config = CycleConfig(**{**config.to_dict(), "rounds": rounds})
         save_config(config, config_path)
