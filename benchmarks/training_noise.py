@@ -77,7 +77,7 @@ def _rerun(run: Path, seed: int, out: Path, trainer: str | None) -> float:
     args = _args(run)
     for derived in ("save_dir", "mode", "task", "model", "cfg", "tracker", "resume"):
         args.pop(derived, None)
-    name = f"{run.parent.name}-{run.name}-seed{seed}" if run.name in ("run", "train") else f"{run.name}-seed{seed}"
+    name = f"{'_'.join(run.resolve().parts[-4:])}-seed{seed}"  # runs of a bench share their last folders' names
     args.update(seed=seed, project=str(out.resolve()), name=name, exist_ok=True)
     weights = _args(run)["model"]
     with warnings.catch_warnings():
