@@ -1,9 +1,10 @@
 """How far one training run's val mAP50-95 moves with its random seed alone: the noise under every comparison.
 
 Reruns finished Ultralytics training runs (their `args.yaml`: same weights, data, epochs and every
-option) with other seeds, on the trainer yolossl used for them, and prints each run's value per seed
-with mean ± std. Two arms of a bench that differ by less than this spread differ by chance: on
-the glyphs bench the labels alone from one converged model ranged over 0.683-0.707 with the seed.
+option) with other seeds, on the trainer yolossl uses for them today (`--trainer ultralytics` for a
+run trained on Ultralytics' own EMA), and prints each run's last validation per seed with mean ±
+std. Two arms of a bench that differ by less than this spread differ by chance: on the glyphs bench
+the labels alone from one converged model ranged over 0.683-0.707 with the seed.
 
     python benchmarks/training_noise.py runs/bench/NAME/seed_0/supervised/run --seeds 1 2
     python benchmarks/training_noise.py RUN_A RUN_B --seeds 1 2 --out runs/noise/glyphs-seed0
@@ -65,7 +66,8 @@ def _args(run: Path) -> dict[str, Any]:
 
 
 def _final_map(run: Path) -> float:
-    """The run's own last validation (its seed's value), from results.csv."""
+    """The run's last validation, from its results.csv: the same measure for the original and every rerun (with
+    `val=False`, as the bench trains, the final model's; with per-epoch validation, the last epoch's)."""
     with (run / "results.csv").open() as f:
         rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
     return round(float(rows[-1]["metrics/mAP50-95(B)"]), 4)
@@ -83,8 +85,8 @@ def _rerun(run: Path, seed: int, out: Path, trainer: str | None) -> float:
     with warnings.catch_warnings():
         # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
         warnings.filterwarnings("ignore", message=".*get_trial_id.*")
-        results = YOLO(weights).train(**args, **_trainer(args["data"], trainer))
-    return round(float(results.box.map), 4)
+        YOLO(weights).train(**args, **_trainer(args["data"], trainer))
+    return _final_map(out.resolve() / name)
 
 
 def _trainer(data_yaml: str, choice: str | None) -> dict[str, Any]:

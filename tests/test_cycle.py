@@ -203,6 +203,13 @@ def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_pat
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     old = read_run_config(tmp_path)
     assert (old.online_epochs, old.strong_scale, old.strong_translate) == (6, 0.0, 0.0)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "strong_scale": 0.3}))  # set, then kept
+    assert read_run_config(tmp_path).strong_scale == 0.3
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "rounds": 0}))  # round 0 alone, then extended
+    assert read_run_config(tmp_path).online_epochs == 1
+    extended = read_run_config(tmp_path, rounds=2)
+    assert (extended.rounds, extended.online_epochs) == (2, 6)
+    assert read_run_config(tmp_path).online_epochs == 6  # saved with the extension
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "online_epochs": None}))
     new = read_run_config(tmp_path)
     assert (new.online_epochs, new.strong_scale, new.strong_translate) == (None, 0.5, 0.1)

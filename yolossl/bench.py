@@ -288,7 +288,8 @@ def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: in
     """The online teacher at `share` of the yolossl arm's optimizer steps: each of its steps takes one labeled batch
     (plus an unlabeled one), so it runs as many epochs over the labeled images as the yolossl arm saw images per
     labeled one. Its teacher is the trainer's EMA, always fitted to the run."""
-    epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled)))
+    repeat = yolossl_config.labeled_repeat or 1  # the online run's labeled images, as its merge repeats them
+    epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled * repeat)))
     return replace(yolossl_config, mode="online", online_epochs=epochs, name="online", ema="fitted")
 
 

@@ -398,6 +398,24 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
     assert result.exit_code != 0 and "mode must be one of offline, online, got 'sideways'" in result.output
 
 
+def test_the_online_run_takes_the_offline_rounds_optimizer_steps(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from yolossl.config import CycleConfig
+    from yolossl.cycle.online import OnlineCycle
+
+    def online_epochs(n_labeled: int, repeat: int = 1, **options) -> int:
+        config = CycleConfig(data="d.yaml", mode="online", rounds=3, round_epochs=2, **options)
+        inputs = SimpleNamespace(config=config, pool=SimpleNamespace(images=[None] * 1000))
+        return OnlineCycle(inputs, tmp_path, "cpu", labeler=lambda *a: None).online_epochs(n_labeled, repeat)
+
+    # offline, each round: 100 labeled x 5 (a third of the round) + 1000 pool images, 2 epochs, 3 rounds: 9000 images
+    assert online_epochs(100) == 90
+    # labeled_repeat 2: 3 x 2 x (200 + 1000) images, the online run's epochs over its 100 x 2 labeled images
+    assert online_epochs(100, repeat=2, labeled_repeat=2) == 36
+    assert online_epochs(100, online_epochs=7) == 7
+
+
 def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     """SIGKILL after the online run's first epoch (of 2); --resume ends with the uninterrupted run's summary."""
     from tests.conftest import killed_and_resumed

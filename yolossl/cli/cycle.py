@@ -162,10 +162,10 @@ def cycle(
     mode: Annotated[
         str | None,
         typer.Option(
-            help="offline: --rounds rounds of label, merge, retrain. online: after round 0, one run of "
-            "round-epochs x rounds epochs in which the model's EMA teacher labels each unlabeled batch on the fly "
-            "(with --lambda-u, --pseudo-box-min-score and the thresholds), then labels the pool for export. "
-            f"~2-3x the time of a supervised step (benchmarks/RESULTS.md). Default: {D.mode}."
+            help="offline: --rounds rounds of label, merge, retrain. online: after round 0, one run of the offline "
+            "rounds' optimizer steps (--online-epochs) in which the model's EMA teacher labels each unlabeled batch "
+            "on the fly (with --lambda-u, --pseudo-box-min-score and the thresholds), then labels the pool for "
+            f"export. Each step ~2.1x the time of a supervised step (benchmarks/RESULTS.md). Default: {D.mode}."
         ),
     ] = None,
     unlabeled_ratio: Annotated[

@@ -44,7 +44,7 @@ class OnlineCycle(Cycle):
         merged = self._merge(index, round_dir, val_images, with_pseudo=False)
         data_yaml = round_dir / "data.yaml"
         self._name_online_settings(round_dir, data_yaml)
-        epochs = self.online_epochs(merged["labeled_images"])
+        epochs = self.online_epochs(merged["labeled_images"], merged.get("labeled_repeat", 1))
         trained = self._train_online(index, previous, data_yaml, epochs)
         accepted = trained.metrics.map50_95 >= previous.metrics.map50_95
         if not accepted:
@@ -79,13 +79,15 @@ class OnlineCycle(Cycle):
         )
         return self._finish_round(result, round_dir, " (online)")
 
-    def online_epochs(self, n_labeled: int) -> int:
-        """`online_epochs`, or the epochs over the labeled images that take the offline rounds' optimizer steps."""
+    def online_epochs(self, n_labeled: int, repeat: int = 1) -> int:
+        """`online_epochs`, or the epochs over this run's labeled images (each `repeat` times) that take the offline
+        rounds' optimizer steps."""
         if self.config.online_epochs is not None:
             return self.config.online_epochs
         n_pool = len(self.inputs.pool.images)
         per_round = n_labeled * labeled_repeat(self.config.labeled_repeat, n_labeled, n_pool) + n_pool
-        return max(1, math.ceil(self.config.round_epochs * self.config.rounds * per_round / max(1, n_labeled)))
+        images = self.config.round_epochs * self.config.rounds * per_round
+        return max(1, math.ceil(images / max(1, n_labeled * repeat)))
 
     def online_settings(self) -> OnlineSettings:
         """The teacher's options from the cycle's: the labeling thresholds, the loss rules, the pool."""

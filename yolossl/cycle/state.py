@@ -44,18 +44,18 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
     if not config_path.is_file():
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
     values = load_config_file(config_path)
+    extended = rounds is not None and rounds != values.get("rounds", CycleConfig.rounds)
+    if rounds is not None:
+        values["rounds"] = rounds
     if "ema" not in values and values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
         values["ema"] = "ultralytics"  # saved before the fitted EMA existed: resume on the EMA it started with
+    if values.get("mode") == "online" and "online_epochs" not in values:  # saved before its length and views
+        started = CycleConfig(**values)
+        values["online_epochs"] = max(1, started.round_epochs * started.rounds)
+        values.setdefault("strong_scale", 0.0)
+        values.setdefault("strong_translate", 0.0)
     config = CycleConfig(**values)
-    if config.mode == "online" and "online_epochs" not in values:  # saved before the online run's length and views
-        as_started = {
-            "online_epochs": config.round_epochs * config.rounds,
-            "strong_scale": 0.0,
-            "strong_translate": 0.0,
-        }
-        config = CycleConfig(**{**config.to_dict(), **as_started})
-    if rounds is not None and rounds != config.rounds:
-        config = CycleConfig(**{**config.to_dict(), "rounds": rounds})
+    if extended:
         save_config(config, config_path)
     return config
 
