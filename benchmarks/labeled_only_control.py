@@ -3,7 +3,8 @@
 Reads a finished `yolossl cycle` run and, starting from its round-0 weights, fine-tunes on the
 labeled data only, round by round, with as many optimizer steps as the cycle's round took
 (epochs scaled by the round's images per epoch, repeated labeled images
-counted each time, over the labeled images), on the cycle's round schedule and EMA. Prints both side
+counted each time, over the labeled images; an online run's epochs, one labeled batch per step), on the
+cycle's round schedule and EMA. Prints both side
 by side: the part of the cycle's gain that the control also gets came from training longer, not from the pseudo-labels.
 
     python benchmarks/labeled_only_control.py runs/cycle/exp
@@ -51,8 +52,7 @@ def main() -> None:
     for row in rows[1:]:
         index = int(row["round"])
         trained = RoundResult.from_dict(json.loads((args.run / f"round_{index}" / "metrics.json").read_text()))
-        steps_ratio = trained.train_images / trained.labeled_images
-        epochs = math.ceil(config.round_epochs * steps_ratio)
+        epochs = _control_epochs(config, trained)
         out = args.run / "control" / f"round_{index}"
         result = train_detector(str(weights), labeled_yaml, out, replace(settings, epochs=epochs))
         weights = result.weights
@@ -64,6 +64,14 @@ def main() -> None:
         print(f"{row['round']:>5} {float(row['map50_95']):>15.4f} {value:>22.4f}")
     gain, control_gain = float(rows[-1]["map50_95"]) - control[0], control[-1] - control[0]
     print(f"\ncycle gain over round 0: {gain:+.4f}; labeled-only gain with the same steps: {control_gain:+.4f}")
+
+
+def _control_epochs(config: CycleConfig, trained: RoundResult) -> int:
+    """Epochs on the labeled images alone with the round's optimizer steps: an offline round's images seen over
+    the labeled images; an online run's epochs, each step one labeled batch (and an unlabeled one)."""
+    if config.mode == "online":
+        return trained.epochs * trained.labeled_repeat
+    return math.ceil(config.round_epochs * trained.train_images / trained.labeled_images)
 
 
 if __name__ == "__main__":
