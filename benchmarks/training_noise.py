@@ -77,11 +77,11 @@ def _rerun(run: Path, seed: int, out: Path, trainer: str | None) -> float:
     from ultralytics import YOLO
 
     args = _args(run)
-    for derived in ("save_dir", "mode", "task", "model", "cfg", "tracker", "resume"):
+    weights = args.pop("model")
+    for derived in ("save_dir", "mode", "task", "cfg", "tracker", "resume"):
         args.pop(derived, None)
     name = f"{'_'.join(run.resolve().parts[-4:])}-seed{seed}"  # runs of a bench share their last folders' names
     args.update(seed=seed, project=str(out.resolve()), name=name, exist_ok=True)
-    weights = _args(run)["model"]
     with warnings.catch_warnings():
         # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
         warnings.filterwarnings("ignore", message=".*get_trial_id.*")
