@@ -87,6 +87,20 @@ def test_trained_weights_validate(tiny_weights: Path) -> None:
     assert (tiny_weights.parents[1] / "results.csv").is_file()
 
 
+def test_epoch_reports_carry_val_metrics_only_from_epochs_that_validated(tiny_weights: Path, tmp_path: Path) -> None:
+    """With val=False Ultralytics holds zeros until its last epoch: the cycle's log must not show them as mAP 0.000."""
+    from yolossl.train import train_detector
+
+    data_yaml = tiny_weights.parents[2] / "data.yaml"
+    reports: list[tuple[int, dict[str, float]]] = []
+    settings = TrainSettings(epochs=2, imgsz=64, batch=8, device="cpu", workers=0, extra={"val": False})
+    train_detector(tiny_weights, data_yaml, tmp_path / "train", settings, lambda e, n, v: reports.append((e, v)))
+    assert [epoch for epoch, _ in reports] == [1, 2]
+    first, last = reports[0][1], reports[1][1]
+    assert "box_loss" in first and "mAP50-95" not in first
+    assert "box_loss" in last and 0.0 <= last["mAP50-95"] <= last["mAP50"] <= 1.0
+
+
 def test_multi_gpu_training_arguments_pass_through(tmp_path: Path, monkeypatch) -> None:
     """--device 0,1 reaches Ultralytics' DDP launcher unchanged, each round in its own save dir, and the
     metrics come from a validation in this process (the DDP workers' metrics stay in theirs)."""

@@ -4,8 +4,10 @@ Round 1 trains for as many optimizer steps as the offline rounds would (`online_
 `round_epochs * rounds` epochs over the pool and the repeated labeled images, as epochs over the
 labeled images, each step one labeled and one unlabeled batch; in one run: the teacher needs no
 restarts) from round 0's best weights, on the labeled split plus the whole pool, labeled batch by
-batch by the EMA teacher (`yolossl.train.online`). Its steps record themselves in `state.json` like
-the offline rounds' (merge, train, label), so a resumed run redoes only the step that was cut off.
+batch by the EMA teacher (`yolossl.train.online`). It validates once, at its end, as the bench measured
+it (`--train-arg val=True`: every epoch, the thresholds measured again each time, about twice the time at
+demo size). Its steps record themselves in `state.json` like the offline rounds' (merge, train, label), so a
+resumed run redoes only the step that was cut off.
 The round guard still applies: the final model is the better of rounds 0 and 1, and that model
 labels the pool into `round_1/pseudo/` with the cycle's labeler, so
 that `yolossl export` and review work unchanged.
@@ -24,7 +26,7 @@ from yolossl._fs import write_text_atomic
 from yolossl.cycle.loop import Cycle, ProgressEvent
 from yolossl.cycle.results import RoundResult
 from yolossl.merge import labeled_repeat
-from yolossl.train import Metrics, TrainResult
+from yolossl.train import Metrics, TrainResult, TrainSettings
 from yolossl.train.online_settings import ONLINE_FILE, ONLINE_KEY, OnlineSettings, save_online_settings
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,13 @@ class OnlineCycle(Cycle):
         images = self.config.round_epochs * self.config.rounds * per_round
         return max(1, math.ceil(images / max(1, n_labeled * repeat)))
 
+    def online_train_settings(self, epochs: int) -> TrainSettings:
+        """The rounds' schedule (no warm-up, one constant rate by default: it continues round 0's model), validated
+        at the end only unless the user's `train_args` ask for `val`."""
+        round_settings = self.config.round_settings(self.device, len(self.inputs.names))
+        extra = {"val": False, **round_settings.extra}
+        return replace(round_settings, epochs=epochs, online=True, extra=extra)
+
     def online_settings(self) -> OnlineSettings:
         """The teacher's options from the cycle's: the labeling thresholds, the loss rules, the pool."""
         label = self.config.label_settings(self.device)
@@ -115,9 +124,7 @@ class OnlineCycle(Cycle):
         """One online-teacher run from the best round so far, unless this round already finished it."""
         if done := self.state.steps(index).get("train"):
             return _train_result(done)
-        # The rounds' schedule (no warm-up, one constant rate by default): it continues round 0's model.
-        round_settings = self.config.round_settings(self.device, len(self.inputs.names))
-        settings = replace(round_settings, epochs=epochs, online=True)
+        settings = self.online_train_settings(epochs)
         self.on_progress(ProgressEvent(index, "train", 0, epochs))
         logger.info(
             "Round %d: online teacher run from %s for %d epochs on %d labeled and %d unlabeled images",

@@ -107,7 +107,8 @@ def train_detector(
     ensure_fonts()
     model = load_model(model_source)
     if on_epoch is not None:
-        model.add_callback("on_fit_epoch_end", _epoch_callback(on_epoch))
+        for event, callback in _epoch_callbacks(on_epoch).items():
+            model.add_callback(event, callback)
     save_dir = save_dir.resolve()
     if save_dir.exists():  # a partial run of this step: start it again, deterministically
         shutil.rmtree(save_dir)
@@ -191,22 +192,29 @@ def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -
     return metrics
 
 
-def _epoch_callback(on_epoch: EpochCallback) -> Callable[[Any], None]:
-    """Adapt Ultralytics' trainer callback; its final validation fires it once more, past the last epoch."""
+def _epoch_callbacks(on_epoch: EpochCallback) -> dict[str, Callable[[Any], None]]:
+    """Adapt Ultralytics' trainer callbacks: losses every epoch, val metrics only after an epoch that validated (with
+    `val=False` Ultralytics keeps zeros until its last epoch). Its final validation fires once more, past the last
+    epoch."""
+    before_val: dict[str, Any] = {}
 
-    def callback(trainer: Any) -> None:
+    def on_train_epoch_end(trainer: Any) -> None:
+        before_val["metrics"] = trainer.metrics
+
+    def on_fit_epoch_end(trainer: Any) -> None:
         epoch = trainer.epoch + 1
         if epoch > trainer.epochs:
             return
         values = {
             k.split("/")[-1]: float(v) for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()
         }
-        for key, value in (trainer.metrics or {}).items():
+        validated = trainer.metrics is not before_val.get("metrics")
+        for key, value in (trainer.metrics or {}).items() if validated else ():
             if key.startswith("metrics/"):
                 values[key.split("/")[-1].replace("(B)", "")] = float(value)
         on_epoch(epoch, trainer.epochs, values)
 
-    return callback
+    return {"on_train_epoch_end": on_train_epoch_end, "on_fit_epoch_end": on_fit_epoch_end}
 
 
 def _metrics_from(results: Any) -> Metrics | None:
