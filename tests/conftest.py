@@ -21,7 +21,7 @@ TINY = DemoSpec(n_labeled=8, n_unlabeled=12, n_val=6, size=64, seed=1)
 
 
 def tiny_cycle_config(dataset: Path, project: Path, **overrides) -> CycleConfig:
-    """A one-round, one-epoch cycle on a tiny dataset folder, on CPU.
+    """A one-round, one-epoch cycle of the offline rounds on a tiny dataset folder, on CPU (online: `mode="online"`).
 
     A one-epoch model is never confident: a near-zero global `conf` keeps its boxes, so that the
     round has pseudo-labels (and uncertain ones) to write, export and report.
@@ -30,6 +30,7 @@ def tiny_cycle_config(dataset: Path, project: Path, **overrides) -> CycleConfig:
         data=str(dataset / "data.yaml"),
         unlabeled=[str(dataset / "unlabeled")],
         rounds=1,
+        mode="offline",
         epochs=1,
         round_epochs=1,
         imgsz=64,

@@ -54,6 +54,9 @@ def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_data
     assert online.online_epochs == 4 and online.mode == "online" and online.rounds == 3
     with pytest.raises(YolosslError, match="--online-steps must be > 0"):
         BenchConfig(data="d.yaml", online_steps=0)
+    with pytest.raises(YolosslError, match="the bench runs the yolossl arm offline and the online arm online"):
+        BenchConfig(data="d.yaml", cycle={"mode": "online"})
+    BenchConfig(data="d.yaml", training={"ema": "ultralytics"})  # the offline arms may use it; online fits its own
 
 
 def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -70,7 +73,7 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     result = run_bench(config)
     run = tmp_path / "bench" / "tiny"
     payload = json.loads((run / "bench.json").read_text())
-    assert set(payload["arms"]) == {"converged", "supervised", "docs", "yolossl", "oracle"}
+    assert set(payload["arms"]) == {"converged", "supervised", "docs", "yolossl", "online", "oracle"}
     for values in payload["arms"].values():
         assert len(values["per_seed_map50_95"]) == 1
         assert "gap_recovered" in values and "gap_recovered_vs_converged" in values

@@ -89,7 +89,9 @@ def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: s
         ({"round0_cycles": 0}, "round0_cycles must be >= 1"),
         ({"ema": "swa"}, "ema must be one of fitted, ultralytics"),
         ({"ema": "ultralytics", "loss": "pseudo-aware"}, "ema ultralytics goes with loss ultralytics"),
-        ({"ema": "ultralytics", "mode": "online"}, "ema ultralytics goes with mode offline"),
+        ({"ema": "ultralytics"}, r"ema ultralytics needs mode offline \(--mode offline\)"),  # online by default
+        ({"fixmatch": True}, r"fixmatch and from_scratch need mode offline \(--mode offline\)"),
+        ({"from_scratch": True, "mode": "online"}, "fixmatch and from_scratch need mode offline"),
     ],
 )
 def test_invalid_values_are_rejected(values: dict, message: str) -> None:

@@ -196,6 +196,17 @@ def test_a_resumed_run_keeps_the_ema_it_started_with(tmp_path: Path, saved: dict
     assert read_run_config(tmp_path).ema == ema
 
 
+def test_a_run_saved_before_the_online_default_resumes_offline(tmp_path: Path) -> None:
+    """`mode` became `online` by default on 29 Nov: a config.yaml without it was an offline run, and stays one."""
+    from yolossl.cycle.state import read_run_config
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": "d.yaml", "rounds": 2, "fixmatch": True}))
+    resumed = read_run_config(tmp_path)
+    assert (resumed.mode, resumed.fixmatch) == ("offline", True)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": "d.yaml", "mode": "online"}))
+    assert read_run_config(tmp_path).mode == "online"
+
+
 def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_path: Path) -> None:
     from yolossl.cycle.state import read_run_config
 

@@ -1,4 +1,4 @@
-"""`yolossl bench`: will SSL help on my data? Five arms on identical splits, seeds and training budget.
+"""`yolossl bench`: will SSL help on my data? Six arms on identical splits, seeds and training budget.
 
 Baselines: `converged` is round 0 itself, labeled-only and (with `round0_cycles` > 1) trained in
 learning-rate cycles until one more gains < 0.005, or continued for up to `converge_cycles` more
@@ -14,8 +14,8 @@ optimizer steps beyond it:
 - converged: round 0 (the labeled-only model every arm starts from), or round 0 continued to convergence;
 - supervised: more training on the labeled images alone, as many steps as the yolossl arm took;
 - docs: the docs' workflow, predict(conf=0.85) -> merge (empty images as background) -> retrain;
-- yolossl: the default cycle (or the options given);
-- online: the same options in `--mode online` (an EMA teacher inside one run), at the yolossl arm's steps;
+- yolossl: the offline rounds (`--mode offline`, with the options given), whose steps every matched arm takes;
+- online: the default cycle (`--mode online`: an EMA teacher inside one run) with the same options, at those steps;
 - oracle: the hidden labels restored, as many steps again: the ceiling.
 
 Every arm keeps its best round on val, round 0 included (the round guard; supervised and oracle train one
@@ -61,7 +61,6 @@ from yolossl.train import train_detector
 logger = logging.getLogger(__name__)
 
 ARMS = ("converged", "supervised", "docs", "yolossl", "online", "oracle")
-DEFAULT_ARMS = tuple(arm for arm in ARMS if arm != "online")  # the online teacher costs ~2x a step: ask for it
 _NEED_BUDGET = {"supervised", "oracle", "online"}
 BASELINES = {
     "supervised": "labeled-only, continued from round 0 in one run of exactly the yolossl arm's images seen; "
@@ -85,7 +84,7 @@ class BenchConfig:
     seeds: int = 3
     first_seed: int = 0
     """Seeds run are first_seed, first_seed + 1, ...: one more seed of an earlier bench in a run of its own."""
-    arms: tuple[str, ...] = DEFAULT_ARMS
+    arms: tuple[str, ...] = ARMS
     training: dict[str, Any] = field(default_factory=dict)
     """Shared by every arm: model, epochs, round_epochs, imgsz, batch, device, workers, train_args."""
     cycle: dict[str, Any] = field(default_factory=dict)
@@ -112,11 +111,13 @@ class BenchConfig:
             raise YolosslError("--seeds and --rounds must be >= 1")
         if not self.online_steps > 0:
             raise YolosslError(f"--online-steps must be > 0, got {self.online_steps}")
+        if "mode" in self.cycle:
+            raise YolosslError("the bench runs the yolossl arm offline and the online arm online: drop 'mode'")
         if self.converge_cycles < 0:
             raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
         # The arms' options are checked now, not after the first seed's split and round 0.
         given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(self.cycle))
-        CycleConfig(**{**self.training, **given})
+        CycleConfig(**{**self.training, **given, "mode": "offline"})
 
 
 @dataclass
@@ -309,6 +310,7 @@ def _base_cycle(config: BenchConfig, seed: int, split: _Split, seed_dir: Path) -
             "data": str(split.labeled_yaml),
             "unlabeled": [str(split.pool)],
             "rounds": config.rounds,
+            "mode": "offline",  # round 0, the docs' workflow and the yolossl arm; the online arm is set apart
             "seed": seed,
             "project": str(seed_dir),
         }

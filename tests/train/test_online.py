@@ -377,11 +377,12 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
 
     config = resolve_config({"mode": "online", "unlabeled_ratio": 0.5, "lambda_u": 2.0})
     assert (config.mode, config.unlabeled_ratio, config.loss_rules().lambda_u) == ("online", 0.5, 2.0)
-    assert resolve_config({}).mode == "offline"
+    assert resolve_config({}).mode == "online"  # the default: the only mode above the labels alone on the bench
+    assert resolve_config({"mode": "offline", "fixmatch": True}).fixmatch
     with pytest.raises(YolosslError, match=r"^mode must be one of offline, online, got 'both'$"):
         resolve_config({"mode": "both"})
-    with pytest.raises(YolosslError, match=r"^mode online fine-tunes round 0's model .* offline-only$"):
-        resolve_config({"mode": "online", "fixmatch": True})
+    with pytest.raises(YolosslError, match=r"^fixmatch and from_scratch need mode offline \(--mode offline\): "):
+        resolve_config({"fixmatch": True})
     with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be > 0, got 0.0$"):
         resolve_config({"unlabeled_ratio": 0.0})
     assert resolve_config({"mode": "online", "burn_in_epochs": 3}).burn_in_epochs == 3
@@ -414,6 +415,25 @@ def test_the_online_run_takes_the_offline_rounds_optimizer_steps(tmp_path: Path)
     # labeled_repeat 2: 3 x 2 x (200 + 1000) images, the online run's epochs over its 100 x 2 labeled images
     assert online_epochs(100, repeat=2, labeled_repeat=2) == 36
     assert online_epochs(100, online_epochs=7) == 7
+
+
+def test_the_online_run_validates_at_its_end_unless_asked(tmp_path: Path) -> None:
+    """As the bench measured it: the thresholds chosen once at the start, one validation at the end (half the time at
+    demo size); `--train-arg val=True` validates every epoch."""
+    from types import SimpleNamespace
+
+    from yolossl.config import CycleConfig
+    from yolossl.cycle.online import OnlineCycle
+
+    def settings(**options):
+        config = CycleConfig(data="d.yaml", mode="online", **options)
+        inputs = SimpleNamespace(config=config, names=["a", "b"], pool=SimpleNamespace(images=[None] * 10))
+        return OnlineCycle(inputs, tmp_path, "cpu", labeler=lambda *a: None).online_train_settings(12)
+
+    quiet = settings(train_args={"mosaic": 0.5})
+    assert quiet.online and quiet.epochs == 12 and quiet.extra["val"] is False and quiet.extra["mosaic"] == 0.5
+    assert quiet.extra["warmup_epochs"] == 0.0  # the rounds' continued schedule
+    assert settings(train_args={"val": True}).extra["val"] is True
 
 
 def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:

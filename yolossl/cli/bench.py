@@ -37,10 +37,10 @@ def bench(
     arms: Annotated[
         str,
         typer.Option(
-            help="Comma-separated arms to run: converged, supervised, docs, yolossl, online (the --mode online "
-            "teacher at the yolossl arm's steps), oracle."
+            help="Comma-separated arms to run: converged, supervised, docs, yolossl (the offline rounds), online "
+            "(the default --mode online, at the yolossl arm's steps), oracle."
         ),
-    ] = "converged,supervised,docs,yolossl,oracle",
+    ] = "converged,supervised,docs,yolossl,online,oracle",
     model: Annotated[str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.")] = None,
     round0_cycles: Annotated[

@@ -64,7 +64,10 @@ def cycle(
     ray_address: RayAddress = None,
     fixmatch: Annotated[
         bool | None,
-        typer.Option("--fixmatch/--no-fixmatch", help="Double-check pseudo-label classes with a FixMatch head."),
+        typer.Option(
+            "--fixmatch/--no-fixmatch",
+            help="With --mode offline: double-check pseudo-label classes with a FixMatch head.",
+        ),
     ] = None,
     fixmatch_mode: Annotated[
         str | None, typer.Option(help="When the head confidently disagrees: relabel or drop. Default: relabel.")
@@ -88,7 +91,8 @@ def cycle(
         bool | None,
         typer.Option(
             "--from-scratch/--fine-tune",
-            help="Retrain each round from --model, or fine-tune the last round's weights. Default: fine-tune.",
+            help="With --mode offline: retrain each round from --model, or fine-tune the last round's weights. "
+            "Default: fine-tune.",
         ),
     ] = None,
     patience: Annotated[
@@ -117,19 +121,22 @@ def cycle(
     loss: Annotated[
         str | None,
         typer.Option(
-            help="ultralytics: pseudo-labels train as human labels do. pseudo-aware: what the teacher saw but did not "
-            "keep, and classes it could not label, get no background loss (uncertain boxes: keep, unless "
-            f"--uncertain is given). Default: {D.loss}."
+            help="With --mode offline: ultralytics: pseudo-labels train as human labels do. pseudo-aware: what the "
+            "teacher saw but did not keep, and classes it could not label, get no background loss (uncertain boxes: "
+            f"keep, unless --uncertain is given); --mode online always trains with it. Default: {D.loss}."
         ),
     ] = None,
     lambda_u: Annotated[
         float | None,
-        typer.Option(help=f"With --loss pseudo-aware: weight of pseudo-labeled images. Default: {D.lambda_u}."),
+        typer.Option(
+            help=f"With --mode online or --loss pseudo-aware: weight of pseudo-labeled images. Default: {D.lambda_u}."
+        ),
     ] = None,
     pseudo_box_min_score: Annotated[
         float | None,
         typer.Option(
-            help="With --loss pseudo-aware: pseudo boxes teach box regression from this score. Default: never."
+            help="With --mode online or --loss pseudo-aware: pseudo boxes teach box regression from this score. "
+            "Default: never."
         ),
     ] = None,
     round_schedule: Annotated[
@@ -162,10 +169,12 @@ def cycle(
     mode: Annotated[
         str | None,
         typer.Option(
-            help="offline: --rounds rounds of label, merge, retrain. online: after round 0, one run of the offline "
-            "rounds' optimizer steps (--online-epochs) in which the model's EMA teacher labels each unlabeled batch "
-            "on the fly (with --lambda-u, --pseudo-box-min-score and the thresholds), then labels the pool for "
-            f"export. Each step ~2.1x the time of a supervised step (benchmarks/RESULTS.md). Default: {D.mode}."
+            help="online: after round 0, one run of the offline rounds' optimizer steps (--online-epochs) in which "
+            "the model's EMA teacher labels each unlabeled batch on the fly (with --lambda-u, --pseudo-box-min-score "
+            "and the thresholds), then labels the pool for export; each step ~2.1x the time of a supervised step, "
+            "and the only mode above the labels alone at the same steps on the glyphs bench (benchmarks/RESULTS.md). "
+            "offline: --rounds rounds of label, merge, retrain (needed by --fixmatch and --from-scratch). "
+            f"Default: {D.mode}."
         ),
     ] = None,
     unlabeled_ratio: Annotated[

@@ -47,6 +47,7 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
     extended = rounds is not None and rounds != values.get("rounds", CycleConfig.rounds)
     if rounds is not None:
         values["rounds"] = rounds
+    values.setdefault("mode", "offline")  # saved before the online mode existed (and became the default)
     if "ema" not in values and values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
         values["ema"] = "ultralytics"  # saved before the fitted EMA existed: resume on the EMA it started with
     if values.get("mode") == "online" and "online_epochs" not in values:  # saved before its length and views
