@@ -63,6 +63,9 @@ ABLATIONS = {
 ONLINE_ABLATIONS = {  # the online arm (`--mode online`), one ingredient changed
     # the measured "online, strong view zoomed and shifted" rows ran this with 0.5 and 0.1, now the defaults
     "online, flip-and-colour view only (before 29 Nov)": {"strong_scale": 0.0, "strong_translate": 0.0},
+    "online, lambda_u 2": {"lambda_u": 2.0},
+    "online, 2 unlabeled images per labeled one": {"unlabeled_ratio": 2.0},
+    "online, box loss from teacher boxes >= 0.5": {"pseudo_box_min_score": 0.5},
 }
 
 
