@@ -136,6 +136,9 @@ def test_the_pseudo_aware_loss_turns_uncertain_boxes_into_ignore_regions_unless_
     config = resolve_config({}, cfg)
     assert (config.uncertain, config.train_settings("cpu").loss) == ("keep", "pseudo-aware")
     assert config.loss_rules((2,)) == LossRules(lambda_u=0.5, box_min_score=0.9, no_threshold_classes=(2,))
+    assert resolve_config({}).loss_rules().box_min_score == 0.5  # measured better than never in mode online
+    cfg.write_text("pseudo_box_min_score: null\n")  # never: box regression from human labels alone
+    assert resolve_config({}, cfg).loss_rules().box_min_score is None
 
 
 @pytest.mark.parametrize(

@@ -107,9 +107,11 @@ class CycleConfig:
     instead of greyed out; set `uncertain` to compare. One seed on the glyphs
     bench so far (benchmarks/RESULTS.md)."""
     lambda_u: float = 1.0
-    """With loss pseudo-aware: weight of the pseudo-labeled images' loss."""
-    pseudo_box_min_score: float | None = None
-    """With loss pseudo-aware: pseudo boxes teach box regression only when scored at least this; None: never."""
+    """With mode online or loss pseudo-aware: weight of the pseudo-labeled images' loss."""
+    pseudo_box_min_score: float | None = 0.5
+    """With mode online or loss pseudo-aware: pseudo boxes teach box regression only when the teacher scored them at
+    least this; None (`null` in a config file): never. 0.5 beat never in mode online on each of the glyphs bench's 3
+    seeds (benchmarks/RESULTS.md); with the offline pseudo-aware loss, never, 0.9 and every box were level."""
     round_schedule: str = "continue"
     """How rounds after round 0 train (yolossl.train.schedule): continue (no warm-up, a constant learning rate of
     round_lr_scale x Ultralytics' small-run AdamW rate) or fresh (Ultralytics' own warm-up and decay each round)."""

@@ -135,8 +135,8 @@ def cycle(
     pseudo_box_min_score: Annotated[
         float | None,
         typer.Option(
-            help="With --mode online or --loss pseudo-aware: pseudo boxes teach box regression from this score. "
-            "Default: never."
+            help="With --mode online or --loss pseudo-aware: pseudo boxes teach box regression from this teacher "
+            f"score (never: pseudo_box_min_score: null in a --config file). Default: {D.pseudo_box_min_score}."
         ),
     ] = None,
     round_schedule: Annotated[
