@@ -21,6 +21,7 @@ from pathlib import Path
 
 from yolossl.config import CycleConfig
 from yolossl.cycle import RoundResult
+from yolossl.cycle.state import read_run_config
 from yolossl.runtime import resolve_device, set_up_process
 from yolossl.train import train_detector
 
@@ -38,15 +39,16 @@ def main() -> None:
 
     logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
-    values = yaml.safe_load((args.run / "config.yaml").read_text())
-    values.setdefault("round_schedule", "fresh")  # runs from before round schedules trained each round afresh
-    ema = values.pop("ema", "ultralytics")  # runs from before the fitted EMA trained on Ultralytics' own
-    config = CycleConfig(**values)
+    config = read_run_config(args.run)  # as the run resumes: its mode, EMA, length and validation as it started
+    if "round_schedule" not in yaml.safe_load((args.run / "config.yaml").read_text()):
+        config = replace(config, round_schedule="fresh")  # runs from before round schedules trained each afresh
     rows = list(csv.DictReader((args.run / "summary.csv").open()))
     labeled_yaml = args.run / "round_0" / "data.yaml"
     names = yaml.safe_load(labeled_yaml.read_text())["names"]
     # The cycle's round schedule, with Ultralytics' own loss: every label here is human.
-    settings = replace(config.round_settings(resolve_device(config.device), len(names)), loss="ultralytics", ema=ema)
+    settings = replace(config.round_settings(resolve_device(config.device), len(names)), loss="ultralytics")
+    if config.mode == "online":  # validated as the online run was: every epoch, or once at its end
+        settings = replace(settings, extra={**settings.extra, "val": config.online_val})
     weights = args.run / "round_0" / "train" / "weights" / "best.pt"
     control = [float(rows[0]["map50_95"])]
     for row in rows[1:]:

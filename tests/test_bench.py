@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,17 @@ def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_data
     assert _online_config(yolossl, [300, 300, 300], 100).online_epochs == 9
     online = _online_config(yolossl, [300, 300, 300], 100, share=0.35)  # the offline rounds' wall time
     assert online.online_epochs == 4 and online.mode == "online" and online.rounds == 3
+    assert online.online_val  # validated as the other arms are: every epoch (Ultralytics), unless the bench says
+    quiet = replace(yolossl, train_args={"val": False, "nbs": 16})
+    assert not _online_config(quiet, [300], 100).online_val
     with pytest.raises(YolosslError, match="--online-steps must be > 0"):
         BenchConfig(data="d.yaml", online_steps=0)
     with pytest.raises(YolosslError, match="the bench runs the yolossl arm offline and the online arm online"):
         BenchConfig(data="d.yaml", cycle={"mode": "online"})
     BenchConfig(data="d.yaml", training={"ema": "ultralytics"})  # the offline arms may use it; online fits its own
+    with pytest.raises(YolosslError, match=r"the online arm cannot take these options \(fixmatch .*out of --arms$"):
+        BenchConfig(data="d.yaml", cycle={"fixmatch": True})  # said before the first seed trains, not after
+    assert BenchConfig(data="d.yaml", cycle={"fixmatch": True}, arms=("yolossl",)).cycle == {"fixmatch": True}
 
 
 def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from tests.conftest import tiny_cycle_config
 from yolossl import CycleConfig, Metrics, YolosslError, resume_cycle, run_cycle
+from yolossl.config import save_config
 
 
 def _tiny_config(tiny_dataset: Path, tmp_path: Path, **overrides) -> CycleConfig:
@@ -214,6 +215,9 @@ def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_pat
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     old = read_run_config(tmp_path)
     assert (old.online_epochs, old.strong_scale, old.strong_translate) == (6, 0.0, 0.0)
+    assert old.online_val  # validated every epoch, as round 0 did (Ultralytics' default)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "train_args": {"val": False}}))
+    assert not read_run_config(tmp_path).online_val
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "strong_scale": 0.3}))  # set, then kept
     assert read_run_config(tmp_path).strong_scale == 0.3
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "rounds": 0}))  # round 0 alone, then extended
@@ -221,9 +225,15 @@ def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_pat
     extended = read_run_config(tmp_path, rounds=2)
     assert (extended.rounds, extended.online_epochs) == (2, 6)
     assert read_run_config(tmp_path).online_epochs == 6  # saved with the extension
+    with pytest.raises(YolosslError, match=r"an online run is round 0 and one online run, its length set when it"):
+        read_run_config(tmp_path, rounds=3)  # one run, already set: more rounds would change nothing, silently
+    assert read_run_config(tmp_path, rounds=2).rounds == 2  # the same rounds again: a plain resume
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "online_epochs": None}))
     new = read_run_config(tmp_path)
     assert (new.online_epochs, new.strong_scale, new.strong_translate) == (None, 0.5, 0.1)
+    assert new.online_val  # no online_val saved: it validated every epoch then
+    save_config(CycleConfig(data="d.yaml", mode="online"), tmp_path / "config.yaml")
+    assert read_run_config(tmp_path).online_val is False  # saved with every config now
 
 
 def _cli(*args: str) -> list[str]:
@@ -262,6 +272,8 @@ def interruptible(tmp_path_factory) -> tuple[list[str], Path]:
         "1",
         "--conf",
         "0.002",
+        "--mode",
+        "offline",
         "--device",
         "cpu",
         "--workers",

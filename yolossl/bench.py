@@ -117,7 +117,12 @@ class BenchConfig:
             raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
         # The arms' options are checked now, not after the first seed's split and round 0.
         given = pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(self.cycle))
-        CycleConfig(**{**self.training, **given, "mode": "offline"})
+        offline = CycleConfig(**{**self.training, **given, "mode": "offline"})
+        if "online" in self.arms:
+            try:
+                _online_config(offline, [], 1)
+            except YolosslError as e:
+                raise YolosslError(f"the online arm cannot take these options ({e}); leave online out of --arms") from e
 
 
 @dataclass
@@ -291,7 +296,10 @@ def _online_config(yolossl_config: CycleConfig, budget: list[int], n_labeled: in
     labeled one. Its teacher is the trainer's EMA, always fitted to the run."""
     repeat = yolossl_config.labeled_repeat or 1  # the online run's labeled images, as its merge repeats them
     epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled * repeat)))
-    return replace(yolossl_config, mode="online", online_epochs=epochs, name="online", ema="fitted")
+    validated = yolossl_config.train_args.get("val", True)  # as the other arms are (Ultralytics: every epoch)
+    return replace(
+        yolossl_config, mode="online", online_epochs=epochs, name="online", ema="fitted", online_val=validated
+    )
 
 
 def _reused_round0(config: BenchConfig, seed: int) -> str | None:

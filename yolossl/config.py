@@ -139,6 +139,10 @@ class CycleConfig:
     flip-and-colour view on each of the glyphs bench's 3 seeds (benchmarks/RESULTS.md)."""
     strong_translate: float = 0.1
     """With mode online: ... and shifted by up to ± this share of its width and height (Ultralytics' `translate`)."""
+    online_val: bool = False
+    """With mode online: validate the online run every epoch (its `best.pt` then the best epoch on val, the thresholds
+    measured again each time; about twice the time at demo size). False: once, at its end, as the bench measured it;
+    `best.pt` is the final teacher. Round 0 validates as `train_args` say (Ultralytics: every epoch)."""
     ema: str = "fitted"
     """The weight average every training validates and saves: fitted (spans a tenth of each run's steps,
     yolossl.train.ema) or ultralytics (Ultralytics' ModelEMA, which barely averages runs of a few hundred steps;

@@ -57,7 +57,7 @@ def test_a_one_round_cycle_trains_round_1_with_its_pseudo_targets(tiny_dataset: 
 
     round_1 = result.run_dir / "round_1"
     targets = load_pseudo_targets(Path(yaml.safe_load((round_1 / "data.yaml").read_text())[DATA_KEY]))
-    assert targets.rules == LossRules(lambda_u=0.5, no_threshold_classes=(2,))
+    assert targets.rules == LossRules(lambda_u=0.5, box_min_score=0.5, no_threshold_classes=(2,))
     assert len(targets.images) == 4
     for image in targets.images.values():
         assert image.kept == [(0, 0.9, 0.5, 0.5, 0.3, 0.3)]
@@ -71,7 +71,7 @@ def test_a_killed_pseudo_aware_run_resumes_to_the_same_result(tmp_path: Path) ->
     """SIGKILL after round 1's first epoch (of 2); --resume ends with the uninterrupted run's summary."""
     options = [
         *("--rounds", "1", "--epochs", "1", "--round-epochs", "2", "--imgsz", "64", "--batch", "8"),
-        *("--conf", "0.002", "--loss", "pseudo-aware", "--device", "cpu", "--workers", "0"),
+        *("--conf", "0.002", "--loss", "pseudo-aware", "--mode", "offline", "--device", "cpu", "--workers", "0"),
     ]
     whole, killed = killed_and_resumed(tmp_path, options)
 

@@ -389,6 +389,7 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
     with pytest.raises(YolosslError, match=r"^burn_in_epochs must be >= 0, got -1$"):
         resolve_config({"burn_in_epochs": -1})
     assert resolve_config({"mode": "online", "online_epochs": 7}).online_epochs == 7
+    assert resolve_config({"online_val": True}).online_val and not resolve_config({}).online_val
     with pytest.raises(YolosslError, match=r"^online_epochs must be >= 1, got 0$"):
         resolve_config({"online_epochs": 0})
     with pytest.raises(YolosslError, match=r"^strong_scale must be in \[0, 1\), got 1.0$"):
@@ -419,7 +420,7 @@ def test_the_online_run_takes_the_offline_rounds_optimizer_steps(tmp_path: Path)
 
 def test_the_online_run_validates_at_its_end_unless_asked(tmp_path: Path) -> None:
     """As the bench measured it: the thresholds chosen once at the start, one validation at the end (half the time at
-    demo size); `--train-arg val=True` validates every epoch."""
+    demo size); `--online-val` validates every epoch. Round 0's `val` (train_args) is its own."""
     from types import SimpleNamespace
 
     from yolossl.config import CycleConfig
@@ -433,7 +434,8 @@ def test_the_online_run_validates_at_its_end_unless_asked(tmp_path: Path) -> Non
     quiet = settings(train_args={"mosaic": 0.5})
     assert quiet.online and quiet.epochs == 12 and quiet.extra["val"] is False and quiet.extra["mosaic"] == 0.5
     assert quiet.extra["warmup_epochs"] == 0.0  # the rounds' continued schedule
-    assert settings(train_args={"val": True}).extra["val"] is True
+    assert settings(online_val=True).extra["val"] is True
+    assert settings(train_args={"val": True}).extra["val"] is False
 
 
 def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from yolossl.cli.label import label
 from yolossl.cli.report import report
 
 app = typer.Typer(
-    help="Semi-supervised training for Ultralytics YOLO: pseudo-label unlabeled images and retrain, round after round.",
+    help="Semi-supervised training for Ultralytics YOLO: learn from unlabeled images through your model's own labels.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -1,4 +1,4 @@
-"""`yolossl cycle`: train, pseudo-label, merge, retrain, for N rounds; then a table of the rounds."""
+"""`yolossl cycle`: round 0 on the labels, then the online teacher's run (or N offline rounds); then a table."""
 
 from __future__ import annotations
 
@@ -48,7 +48,11 @@ def cycle(
         typer.Option("--unlabeled", "-u", help="Folder of unlabeled images, searched recursively (repeatable)."),
     ] = None,
     rounds: Annotated[
-        int | None, typer.Option(help=f"Pseudo-label rounds after the supervised round 0. Default: {D.rounds}.")
+        int | None,
+        typer.Option(
+            help="Offline: pseudo-label rounds after the supervised round 0. Online: the run takes the optimizer "
+            f"steps that many rounds of --round-epochs would. Default: {D.rounds}."
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -197,6 +201,14 @@ def cycle(
             "optimizer steps (--round-epochs x --rounds epochs over the pool and the repeated labeled images)."
         ),
     ] = None,
+    online_val: Annotated[
+        bool | None,
+        typer.Option(
+            "--online-val/--no-online-val",
+            help="With --mode online: validate every epoch (best.pt: the best epoch; thresholds measured again each "
+            "time; about twice the time at demo size). Default: once, at the run's end (best.pt: the final teacher).",
+        ),
+    ] = None,
     strong_scale: Annotated[
         float | None,
         typer.Option(
@@ -218,7 +230,8 @@ def cycle(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train on the labels, pseudo-label the unlabeled folders, retrain; repeat for --rounds."""
+    """Train on the labels, then on the unlabeled folders too, pseudo-labeled on the fly by the model's EMA teacher
+    (--mode offline: pseudo-label, merge, retrain for --rounds)."""
     given = dict(locals())  # the options, under CycleConfig's names (None: not given)
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose, resume_hint="continue later with 'yolossl cycle --resume RUN_FOLDER'"):

@@ -1,7 +1,8 @@
-"""The self-training cycle: round 0 on the labels, then N rounds of pseudo-label → merge → retrain.
+"""The self-training cycle: round 0 on the labels, then one online-teacher run (the default, `--mode online`) or N
+rounds of pseudo-label → merge → retrain (`--mode offline`).
 
 - `loop`: the rounds and the round guard (`Cycle`, given its trainer and labeler);
-- `online`: `--mode online`, one online-teacher run after round 0 (`OnlineCycle`);
+- `online`: `--mode online`, one online-teacher run after round 0 (`OnlineCycle`, on top of `Cycle`);
 - `inputs`: the splits checked and the pool scanned before the first round;
 - `labeler`: the default labeler of a round (`PoolLabeler`);
 - `state`: the run folder, `state.json` and resume, `cycle.log`;

@@ -5,8 +5,8 @@ Round 1 trains for as many optimizer steps as the offline rounds would (`online_
 labeled images, each step one labeled and one unlabeled batch; in one run: the teacher needs no
 restarts) from round 0's best weights, on the labeled split plus the whole pool, labeled batch by
 batch by the EMA teacher (`yolossl.train.online`). It validates once, at its end, as the bench measured
-it (`--train-arg val=True`: every epoch, the thresholds measured again each time, about twice the time at
-demo size). Its steps record themselves in `state.json` like the offline rounds' (merge, train, label), so a
+it (`online_val`: every epoch, the thresholds measured again each time, about twice the time at demo
+size). Its steps record themselves in `state.json` like the offline rounds' (merge, train, label), so a
 resumed run redoes only the step that was cut off.
 The round guard still applies: the final model is the better of rounds 0 and 1, and that model
 labels the pool into `round_1/pseudo/` with the cycle's labeler, so
@@ -93,9 +93,9 @@ class OnlineCycle(Cycle):
 
     def online_train_settings(self, epochs: int) -> TrainSettings:
         """The rounds' schedule (no warm-up, one constant rate by default: it continues round 0's model), validated
-        at the end only unless the user's `train_args` ask for `val`."""
+        every epoch or once at its end (`online_val`)."""
         round_settings = self.config.round_settings(self.device, len(self.inputs.names))
-        extra = {"val": False, **round_settings.extra}
+        extra = {**round_settings.extra, "val": self.config.online_val}
         return replace(round_settings, epochs=epochs, online=True, extra=extra)
 
     def online_settings(self) -> OnlineSettings:

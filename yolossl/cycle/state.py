@@ -44,12 +44,20 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
     if not config_path.is_file():
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
     values = load_config_file(config_path)
+    values.setdefault("mode", "offline")  # saved before the online mode existed (and became the default)
     extended = rounds is not None and rounds != values.get("rounds", CycleConfig.rounds)
+    if extended and values["mode"] == "online" and values.get("rounds", CycleConfig.rounds) >= 1:
+        raise YolosslError(
+            f"{run_dir}: an online run is round 0 and one online run, its length set when it started; --rounds on "
+            "resume adds that run only to a run started with --rounds 0 (to train on: a new run with --start-weights "
+            f"{run_dir / 'weights' / 'best.pt'})"
+        )
     if rounds is not None:
         values["rounds"] = rounds
-    values.setdefault("mode", "offline")  # saved before the online mode existed (and became the default)
     if "ema" not in values and values.get("loss", "ultralytics") == "ultralytics" and values.get("mode") != "online":
         values["ema"] = "ultralytics"  # saved before the fitted EMA existed: resume on the EMA it started with
+    if values.get("mode") == "online" and "online_val" not in values:  # saved when online runs validated as round 0
+        values["online_val"] = (values.get("train_args") or {}).get("val", True)
     if values.get("mode") == "online" and "online_epochs" not in values:  # saved before its length and views
         started = CycleConfig(**values)
         values["online_epochs"] = max(1, started.round_epochs * started.rounds)
