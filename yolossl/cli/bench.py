@@ -73,7 +73,7 @@ def bench(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="An option of the yolossl arm's cycle, key=value (e.g. uncertain=keep)."),
+        typer.Option("--set", help="An option of the yolossl and online arms' cycle, key=value (e.g. uncertain=keep)."),
     ] = None,
     round0_from: Annotated[
         Path | None, typer.Option(help="Reuse the round-0 models of an earlier bench run (same data and seeds).")

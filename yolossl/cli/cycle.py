@@ -74,7 +74,8 @@ def cycle(
         ),
     ] = None,
     fixmatch_mode: Annotated[
-        str | None, typer.Option(help="When the head confidently disagrees: relabel or drop. Default: relabel.")
+        str | None,
+        typer.Option(help="With --fixmatch: when the head confidently disagrees, relabel or drop. Default: relabel."),
     ] = None,
     epochs: Annotated[
         int | None, typer.Option(help=f"Training epochs of round 0 (labeled only). Default: {D.epochs}.")
