@@ -70,10 +70,17 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_detector("yolo11n.yaml", data_yaml, base / "run" / "round_0" / "train", settings).weights
 
 
-def killed_and_resumed(tmp_path: Path, options: list[str]) -> tuple[Path, Path]:
-    """`yolossl cycle OPTIONS` run whole, and run again SIGKILLed once round 1 has saved an epoch, then resumed.
+KILL_INSIDE_ROUND_1 = (("round_1/train/weights/last.pt", "round_1/metrics.json"),)
+"""Killed once round 1's training has saved an epoch, before the round finished."""
 
-    Returns the two run folders (whole, killed) for the caller to compare.
+
+def killed_and_resumed(
+    tmp_path: Path, options: list[str], kill_points: tuple[tuple[str, str], ...] = KILL_INSIDE_ROUND_1
+) -> tuple[Path, ...]:
+    """`yolossl cycle OPTIONS` run whole, and run again once per kill point, SIGKILLed, then resumed.
+
+    A kill point is (marker, unfinished): the run is killed as soon as the marker file exists in its folder, and the
+    unfinished file must not exist yet. Returns the run folders (whole, then one per kill point) to compare.
     """
     import signal
     import subprocess
@@ -85,17 +92,20 @@ def killed_and_resumed(tmp_path: Path, options: list[str]) -> tuple[Path, Path]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cli = [sys.executable, "-m", "yolossl", "cycle", *data, *options, "--project", str(tmp_path / "runs"), "-q"]
     subprocess.run([*cli, "--name", "whole"], check=True, env=env, capture_output=True)
+    runs = [tmp_path / "runs" / "whole"]
+    for k, (marker, unfinished) in enumerate(kill_points):
+        name = f"killed{k or ''}"
+        proc = subprocess.Popen([*cli, "--name", name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        killed = tmp_path / "runs" / name
+        deadline = time.monotonic() + 300
+        while not (killed / marker).exists():
+            assert proc.poll() is None and time.monotonic() < deadline, f"the run ended before {marker} was written"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (killed / unfinished).exists()
 
-    proc = subprocess.Popen([*cli, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = tmp_path / "runs" / "killed"
-    marker, deadline = killed / "round_1" / "train" / "weights" / "last.pt", time.monotonic() + 300
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before round 1's first epoch"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "round_1" / "metrics.json").exists()
-
-    resumed = subprocess.run([*cli[:4], "--resume", str(killed), "-q"], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    return tmp_path / "runs" / "whole", killed
+        resumed = subprocess.run([*cli[:4], "--resume", str(killed), "-q"], env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        runs.append(killed)
+    return tuple(runs)

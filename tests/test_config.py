@@ -90,8 +90,7 @@ def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: s
         ({"ema": "swa"}, "ema must be one of fitted, ultralytics"),
         ({"ema": "ultralytics", "loss": "pseudo-aware"}, "ema ultralytics goes with loss ultralytics"),
         ({"ema": "ultralytics"}, r"ema ultralytics needs mode offline \(--mode offline\)"),  # online by default
-        ({"fixmatch": True}, r"fixmatch and from_scratch need mode offline \(--mode offline\)"),
-        ({"from_scratch": True, "mode": "online"}, "fixmatch and from_scratch need mode offline"),
+        ({"from_scratch": True}, r"from_scratch needs mode offline \(--mode offline\)"),  # online by default
     ],
 )
 def test_invalid_values_are_rejected(values: dict, message: str) -> None:
@@ -126,11 +125,14 @@ def test_an_explicit_conf_turns_the_default_target_precision_off(tmp_path: Path)
 
 
 def test_the_pseudo_aware_loss_turns_uncertain_boxes_into_ignore_regions_unless_told(tmp_path: Path) -> None:
-    assert (resolve_config({}).loss, resolve_config({}).uncertain) == ("ultralytics", "mask")
+    # online (the default): the rounds' pool labeling is for review, in real pixels; offline it trains, grey-masked
+    assert (resolve_config({}).loss, resolve_config({}).uncertain) == ("ultralytics", "keep")
+    assert resolve_config({"mode": "offline"}).uncertain == "mask"
+    assert resolve_config({"uncertain": "mask"}).uncertain == "mask"  # asked for
     assert resolve_config({"loss": "pseudo-aware"}).uncertain == "keep"
     assert resolve_config({"loss": "pseudo-aware", "uncertain": "mask"}).uncertain == "mask"  # grey, for comparison
     assert CycleConfig(data="d.yaml", loss="pseudo-aware").uncertain == "keep"  # the Python API as the CLI
-    assert CycleConfig(data="d.yaml").uncertain == "mask"
+    assert CycleConfig(data="d.yaml", mode="offline").uncertain == "mask"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("loss: pseudo-aware\nlambda_u: 0.5\npseudo_box_min_score: 0.9\n")
     config = resolve_config({}, cfg)

@@ -225,7 +225,7 @@ def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_pat
     extended = read_run_config(tmp_path, rounds=2)
     assert (extended.rounds, extended.online_epochs) == (2, 6)
     assert read_run_config(tmp_path).online_epochs == 6  # saved with the extension
-    with pytest.raises(YolosslError, match=r"an online run is round 0 and one online run, its length set when it"):
+    with pytest.raises(YolosslError, match=r"an online run's rounds share one schedule, set when it started"):
         read_run_config(tmp_path, rounds=3)  # one run, already set: more rounds would change nothing, silently
     assert read_run_config(tmp_path, rounds=2).rounds == 2  # the same rounds again: a plain resume
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**saved, "online_epochs": None}))
@@ -234,6 +234,9 @@ def test_a_resumed_online_run_keeps_the_length_and_views_it_started_with(tmp_pat
     assert new.online_val  # no online_val saved: it validated every epoch then
     save_config(CycleConfig(data="d.yaml", mode="online"), tmp_path / "config.yaml")
     assert read_run_config(tmp_path).online_val is False  # saved with every config now
+    assert read_run_config(tmp_path).online_rounds  # and the online run in rounds
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert not read_run_config(tmp_path).online_rounds  # saved when the online run was one round: it stays one
 
 
 def _cli(*args: str) -> list[str]:
@@ -437,3 +440,30 @@ def test_rounds_after_round0_train_on_the_round_schedule(
             "warmup_epochs": 0.0,
             "mosaic": 0.5,
         }
+
+
+def test_a_second_process_on_a_busy_run_folder_is_refused_and_the_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    """The lock is the OS's (flock): a holder SIGKILLed mid-run leaves nothing that refuses the resume."""
+    from yolossl.cycle.state import run_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": str(tmp_path / "d.yaml"), "mode": "offline"}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from pathlib import Path; from yolossl.cycle.state import run_lock\n"
+         f"with run_lock(Path({str(run)!r})):\n    print('held', flush=True)\n    import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = subprocess.run(_cli("--resume", str(run)), capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2
+        assert f"{run}: in use by another yolossl process (pid {holder.pid}); wait for it to end or stop it" in (
+            refused.stderr
+        )
+        assert len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with run_lock(run):  # free again, at once: the kernel dropped the dead holder's lock
+        assert (run / ".lock").read_text().strip() == str(os.getpid())

@@ -142,3 +142,33 @@ def test_the_page_renders_in_a_real_browser(run: Path, tmp_path: Path) -> None:
         if plot.shape[0] * f < image.shape[0] and plot.shape[1] * f < image.shape[1]
     )
     assert best_match > 0.8  # the mAP plot itself is on the rendered page
+
+
+def test_a_class_without_pseudo_labels_for_a_whole_round_is_flagged(run: Path, tmp_path: Path) -> None:
+    """Online: a class the teacher kept no target of in a round's epochs (here: square, without a threshold in 2 of
+    its 3); any mode: a class the pool's labeling kept no box of."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    names = load_run(copy).class_names
+    log = copy / "round_1" / "train" / "teacher.csv"
+    rows = [
+        {"epoch": e, "u_loss": 0.5, **{f"kept_{n}": 0 if n == "square" else 3 for n in names},
+         **{f"seen_{n}": 4 for n in names}, **{f"thr_{n}": "" if n == "square" and e < 3 else "0.5" for n in names}}
+        for e in (1, 2, 3)
+    ]
+    with log.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = list(csv.DictReader((copy / "summary.csv").open()))
+    for name in names:  # round 1's labeling kept some of every class; round 2's none of ring
+        summary[1][f"boxes_{name}"], summary[2][f"boxes_{name}"] = "5", "0" if name == "ring" else "5"
+    with (copy / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
+        writer.writeheader()
+        writer.writerows(summary)
+    page = write_report(copy).read_text()
+    assert "Classes without pseudo-labels" in page
+    assert "Round 1: the teacher gave square no target in any of its 3 epochs (2 without a threshold" in page
+    assert "Round 2: the labeling of the pool kept no box of ring" in page
+    assert "circle no target" not in page

@@ -51,7 +51,8 @@ class CycleConfig:
     uncertain: str | None = None
     """Boxes between `uncertain_low` and the kept threshold: mask (grey them out in the round's copy
     of the image), drop-image (leave such images out), or keep (out of the labels: background to Ultralytics'
-    loss, ignore regions to the pseudo-aware loss). None: mask with Ultralytics' loss, keep with the pseudo-aware."""
+    loss, ignore regions to the pseudo-aware loss). None: keep with mode online (its rounds' pool labeling is for review
+    and export: the real pixels) and with the pseudo-aware loss, mask otherwise."""
     uncertain_low: float | None = None
     """Floor of the uncertain band (boxes below it are dropped). None: 0.1, or `conf` if lower."""
     tta: bool = False
@@ -63,7 +64,8 @@ class CycleConfig:
     ray_address: str | None = None
     """An existing Ray cluster to join with engine ray (default: start a local one)."""
     fixmatch: bool = False
-    """Double-check every candidate box's class with a FixMatch crop classifier trained each round."""
+    """Double-check every candidate box's class with a FixMatch crop classifier trained each round (with mode online:
+    in each round's labeling of the pool, not in the teacher's targets during training)."""
     fixmatch_mode: str = "relabel"
     """When the head confidently names another class: relabel the box, or drop it."""
     fixmatch_steps: int = 1000
@@ -121,11 +123,11 @@ class CycleConfig:
     """Round 0 as up to this many learning-rate cycles on the labels: the first of `epochs`, each next of half as
     many, stopping when one gains less than 0.005 mAP50-95 on val. One schedule's plateau is not convergence."""
     mode: str = "online"
-    """online: after round 0, one run of the offline rounds' optimizer steps (round 1, `online_epochs`) in which the
-    model's EMA teacher labels each unlabeled batch on the fly (yolossl.train.online, with `lambda_u`,
-    `pseudo_box_min_score`, the thresholds and `uncertain_low`); its final model then labels the pool into
-    round_1/pseudo/. offline: `rounds` rounds of label → merge → retrain (with fixmatch, from_scratch, ema
-    ultralytics). Online is the default because it alone beat the labels alone at the same steps on each of the glyphs
+    """online: after round 0, one run of the offline rounds' optimizer steps (`online_epochs`) in which the model's EMA
+    teacher labels each unlabeled batch on the fly (yolossl.train.online, with `lambda_u`, `pseudo_box_min_score`, the
+    thresholds and `uncertain_low`), trained as `rounds` rounds (`online_rounds`): at each round's end the teacher
+    labels the pool into round_k/pseudo/, merged into round_k/data.yaml. offline: `rounds` rounds of label → merge →
+    retrain (with from_scratch, ema ultralytics). Online is the default because it alone beat the labels alone at the same steps on each of the glyphs
     bench's seeds; the offline rounds tied with them (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
@@ -139,6 +141,11 @@ class CycleConfig:
     flip-and-colour view on each of the glyphs bench's 3 seeds (benchmarks/RESULTS.md)."""
     strong_translate: float = 0.1
     """With mode online: ... and shifted by up to ± this share of its width and height (Ultralytics' `translate`)."""
+    online_rounds: bool = True
+    """With mode online: the online run is trained as `rounds` rounds of one schedule (each goes on from the last one's
+    student, teacher and optimizer); at each round's end the teacher labels the pool into round_k/pseudo/ and
+    round_k/data.yaml merges it with the labels, and the next round measures its thresholds again. False: one
+    online round of the same steps (before 6 Dec)."""
     online_val: bool = False
     """With mode online: validate the online run every epoch (its `best.pt` then the best epoch on val, the thresholds
     measured again each time; about twice the time at demo size). False: once, at its end, as the bench measured it;
@@ -198,9 +205,9 @@ class CycleConfig:
             "the run",
         )
         _check(
-            self.mode == "offline" or not (self.fixmatch or self.from_scratch),
-            "fixmatch and from_scratch need mode offline (--mode offline): mode online, the default, fine-tunes round "
-            "0's model with its own teacher",
+            self.mode == "offline" or not self.from_scratch,
+            "from_scratch needs mode offline (--mode offline): mode online, the default, fine-tunes round 0's model "
+            "with its own teacher",
         )
 
     def label_settings(self, device: str = "cpu") -> LabelSettings:

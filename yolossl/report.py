@@ -396,6 +396,7 @@ def _html(data: RunData, figures: list[tuple[str, Path]]) -> str:
         f"<h1>yolossl run <code>{html.escape(str(data.run_dir))}</code></h1>",
     ]
     parts.append(_rounds_table(data))
+    parts.append(_classes_left_out(data))
     for title, path in figures:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(
@@ -411,6 +412,35 @@ def _html(data: RunData, figures: list[tuple[str, Path]]) -> str:
     parts.append(f"<h2>Effective configuration</h2><pre>{html.escape(data.config)}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def classes_left_out(data: RunData) -> list[str]:
+    """One line per round and class that got no pseudo-label in the whole round: from the online teacher during
+    training (`teacher.csv`), or from the labeling of the pool at the round's end (summary)."""
+    lines = []
+    for index, rows in data.teacher.items():
+        for name in data.class_names:
+            if rows and f"kept_{name}" in rows[0] and not sum(int(r[f"kept_{name}"]) for r in rows):
+                without = sum(f"thr_{name}" in r and not r[f"thr_{name}"] for r in rows)
+                lines.append(
+                    f"Round {index}: the teacher gave {name} no target in any of its {len(rows)} epochs"
+                    + (f" ({without} without a threshold at the target precision)" if without else "")
+                )
+    for row in data.summary:
+        if row["round"] == "0":
+            continue
+        missing = [n for n in data.class_names if row.get(f"boxes_{n}") == "0"]
+        if missing:
+            lines.append(f"Round {row['round']}: the labeling of the pool kept no box of {', '.join(missing)}")
+    return lines
+
+
+def _classes_left_out(data: RunData) -> str:
+    lines = classes_left_out(data)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<h2>Classes without pseudo-labels</h2><ul class='rejected'>{items}</ul>"
 
 
 def _rounds_table(data: RunData) -> str:

@@ -180,6 +180,69 @@ def test_unreadable_permissions(tiny_weights, tmp_path, caplog, monkeypatch) -> 
     assert stats.unreadable == [str(secret)] and stats.images == 1
 
 
+def test_broken_files_are_found_from_their_headers(tmp_path: Path) -> None:
+    from yolossl.images import unreadable_reason
+
+    cases = {_zero_byte(tmp_path): "empty file (0 bytes)", _truncated(tmp_path): "truncated JPEG (no end marker)"}
+    cases[_text_as_jpg(tmp_path)] = "not an image (OpenCV cannot decode it)"
+    for path, why in cases.items():
+        assert unreadable_reason(path) == why
+    assert unreadable_reason(_good(tmp_path / "good.jpg")) is None and unreadable_reason(_cmyk(tmp_path)) is None
+    cv2.imwrite(str(tmp_path / "good.png"), np.zeros((20, 30, 3), np.uint8))
+    assert unreadable_reason(tmp_path / "good.png") is None
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_broken_pool_files_never_stop_a_cycle_and_are_named_once(
+    mode: str, tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zero-byte .jpg, a truncated JPEG and a text file named .jpg: found before round 0, each named in one
+    warning, counted in data_report.json, never trained on or labeled; a resume does not look at them again."""
+    import json
+
+    from tests.conftest import tiny_cycle_config
+    from yolossl import resume_cycle, run_cycle
+
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_dataset / "unlabeled", pool)
+    broken = [_zero_byte(pool), _truncated(pool), _text_as_jpg(pool)]
+    config = tiny_cycle_config(
+        tiny_dataset, tmp_path, mode=mode, unlabeled=[str(pool)], online_epochs=1, conf=0.002, uncertain_low=0.001
+    )
+    with caplog.at_level(logging.WARNING, logger="yolossl"):
+        result = run_cycle(config)
+    assert [r.index for r in result.rounds] == [0, 1]
+    for path in broken:
+        assert sum(str(path) in r.getMessage() for r in caplog.records) == 1, path
+        assert not list((result.run_dir / "round_1" / "pseudo" / "labels").glob(f"{path.stem}*"))
+    report = json.loads((result.run_dir / "data_report.json").read_text())["pool"]
+    assert report["unreadable_excluded"] == 3 and set(report["unreadable"]) == {str(p) for p in broken}
+    assert report["images"] == 12
+
+    def no_second_look(path: Path) -> str:
+        raise AssertionError(f"checked {path} again")
+
+    monkeypatch.setattr("yolossl.cycle.inputs.unreadable_reason", no_second_look)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolossl"):
+        resume_cycle(result.run_dir)
+    assert not [r for r in caplog.records if "left out" in r.getMessage()]
+    assert json.loads((result.run_dir / "data_report.json").read_text())["pool"]["unreadable_excluded"] == 3
+
+
+def test_the_online_loader_skips_an_image_broken_after_the_check(tmp_path: Path, caplog) -> None:
+    from yolossl.train.online import UnlabeledImages
+
+    good = _good(tmp_path / "good.jpg")
+    images = UnlabeledImages([str(_truncated(tmp_path)), str(good)], 64)
+    with caplog.at_level(logging.WARNING, logger="yolossl"):
+        first, again = images[0], images[0]
+    assert first["im_file"] == again["im_file"] == str(good) and tuple(first["img"].shape) == (3, 64, 64)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Skipping an unlabeled image that cannot be read: {tmp_path / 'truncated.jpg'} (truncated JPEG (no end marker))"
+    ]
+
+
 # ---------------------------------------------------------------- label files of the labeled split
 
 LABEL_CASES = [

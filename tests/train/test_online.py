@@ -259,24 +259,41 @@ def _summary(run: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader((run / "summary.csv").open())]
 
 
-def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
-    tiny_dataset: Path, tmp_path: Path
+def test_online_rounds_are_one_run_in_segments_each_ending_with_the_pool_labeled_and_merged(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """rounds 2 x round_epochs 1: one online run of the offline rounds' steps, recorded as round 1, its final model
-    labeling the pool. Offline, each round would see the 8 labeled and 12 pool images once: 2 x 20 images, 5 epochs
-    over the 8 labeled ones."""
+    """rounds 2 x round_epochs 1: one online run of the offline rounds' steps (5 epochs over the 8 labeled images), in
+    two rounds: epochs 1-2 and 3-5. Round 2 goes on from round 1's student, teacher, optimizer and epoch; each round
+    ends with its teacher's labeling of the pool in round_k/pseudo/ and round_k/data.yaml, which Ultralytics trains on
+    as it is."""
     import csv
+
+    import torch
+    from ultralytics import YOLO
 
     from tests.conftest import tiny_cycle_config
     from yolossl import run_cycle
     from yolossl.train import train_detector
+    from yolossl.train.online import OnlineTeacherTrainer
 
-    runs = []
+    runs, continued = [], []
 
     def trainer(model, data_yaml, save_dir, settings, on_epoch):  # the real trainer, watched
         runs.append((settings.online, settings.epochs, ONLINE_KEY in yaml.safe_load(data_yaml.read_text())))
         return train_detector(model, data_yaml, save_dir, settings, on_epoch)
 
+    original = OnlineTeacherTrainer._continue_run
+
+    def continue_run(self, path):  # what the second round starts from
+        original(self, path)
+        saved = torch.load(path, weights_only=False)
+        student = self.model.state_dict()
+        same_student = all(torch.equal(student[k].cpu(), v) for k, v in saved["student"].items())
+        teacher = self.ema.ema.state_dict()
+        same_teacher = all(torch.equal(teacher[k].cpu(), v.cpu()) for k, v in saved["ema"].state_dict().items())
+        continued.append((self.start_epoch, self.ema.updates == saved["updates"] > 0, same_student, same_teacher))
+
+    monkeypatch.setattr(OnlineTeacherTrainer, "_continue_run", continue_run)
     # scores of a one-epoch model stay near 0.0025: below `conf` every box would be an ignore region (no loss)
     config = tiny_cycle_config(
         tiny_dataset,
@@ -290,37 +307,71 @@ def test_an_online_cycle_is_round_0_then_one_online_run_that_labels_the_pool(
         uncertain_low=0.001,
         strong_scale=0.5,
         strong_translate=0.1,
+        train_args={"nbs": 8},  # an optimizer step (and a teacher update) every batch
     )
     result = run_cycle(config, trainer=trainer)
     run = result.run_dir
-    assert runs == [(False, 1, False), (True, 5, True)]
-    assert [r.index for r in result.rounds] == [0, 1]
-    assert result.rounds[1].epochs == 5 and result.rounds[1].pseudo_images == 12
+    assert runs == [(False, 1, False), (True, 5, True), (True, 5, True)]  # each round a part of one 5-epoch run
+    assert continued == [(2, True, True, True)]
+    assert [r.index for r in result.rounds] == [0, 1, 2] and [r.epochs for r in result.rounds[1:]] == [2, 3]
     assert result.rounds[1].trained_from == str(result.rounds[0].weights)
+    assert result.rounds[2].trained_from == str(run / "round_1" / "train" / "weights" / "continue.pt")
+    assert not (run / "round_2" / "train" / "weights" / "continue.pt").exists()  # the run's end: nothing follows
 
-    settings = load_online_settings(run / "round_1" / "online.json")
-    assert len(settings.unlabeled) == 12 and settings.unlabeled_ratio == 0.5 and settings.rules.lambda_u == 0.5
-    assert settings.burn_in_epochs == 1 and (settings.strong_scale, settings.strong_translate) == (0.5, 0.1)
-    assert (settings.conf, settings.target_precision, settings.uncertain_low) == (0.002, None, 0.001)
-    # the round's dataset is the labeled split only: the pool comes in through the teacher
-    assert not list((run / "round_1" / "dataset" / "images").glob("pseudo/*"))
+    first, second = (load_online_settings(run / f"round_{k}" / "online.json") for k in (1, 2))
+    assert len(first.unlabeled) == 12 and first.unlabeled_ratio == 0.5 and first.rules.lambda_u == 0.5
+    assert first.burn_in_epochs == 1 and (first.strong_scale, first.strong_translate) == (0.5, 0.1)
+    assert (first.conf, first.target_precision, first.uncertain_low) == (0.002, None, 0.001)
+    assert (first.continue_from, first.stop_epoch) == (None, 2)
+    assert (second.continue_from, second.stop_epoch) == (result.rounds[2].trained_from, None)
 
-    labels = sorted((run / "round_1" / "pseudo" / "labels").glob("*.txt"))
-    assert len(labels) == 12 and (run / "round_1" / "pseudo" / "record.csv").is_file()
+    teacher = [list(csv.DictReader((run / f"round_{k}" / "train" / "teacher.csv").open())) for k in (1, 2)]
+    assert [[r["epoch"] for r in rows] for rows in teacher] == [["1", "2"], ["3", "4", "5"]]  # the run counts on
+    assert float(teacher[0][0]["u_loss"]) == 0 and float(teacher[0][1]["u_loss"]) > 0  # burn-in, then the teacher
+    assert all(r[f"thr_{n}"] == "0.0020" for rows in teacher for r in rows for n in result.class_names)
+    for k, rows in ((1, teacher[0]), (2, teacher[1])):  # the summary's teacher: the round's epochs added up
+        kept = {n: sum(int(r[f"kept_{n}"]) for r in rows) for n in result.class_names}
+        assert result.rounds[k].teacher.kept == kept and result.rounds[k].teacher.epochs == len(rows)
+
+    for k in (1, 2):  # every round leaves its pseudo-labels and a merged dataset of them
+        round_dir = run / f"round_{k}"
+        assert len(list((round_dir / "pseudo" / "labels").glob("*.txt"))) == 12
+        assert (round_dir / "pseudo" / "record.csv").is_file() and (round_dir / "pseudo" / "thresholds.json").is_file()
+        merged = yaml.safe_load((round_dir / "data.yaml").read_text())
+        assert ONLINE_KEY not in merged
+        pseudo = list((Path(merged["path"]) / "images" / "pseudo").iterdir())
+        assert len(pseudo) == result.rounds[k].pseudo_images > 0
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(run / "round_2" / "data.yaml"), epochs=1, imgsz=64, batch=8, device="cpu", workers=0,
+                project=str(tmp_path / "yolo"), name="train", plots=False, val=False)
+    assert (tmp_path / "yolo" / "train" / "weights" / "last.pt").is_file()
+
     rows = _summary(run)
-    assert [r["round"] for r in rows] == ["0", "1"] and int(rows[1]["pseudo_boxes"]) == result.rounds[1].pseudo_boxes
+    assert [r["round"] for r in rows] == ["0", "1", "2"] and int(rows[2]["pseudo_boxes"]) == result.rounds[2].pseudo_boxes
+    assert rows[0]["teacher_kept_share"] == "" and 0 < float(rows[2]["teacher_kept_share"]) <= 1
     assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
     log = (run / "cycle.log").read_text()
-    assert "Round 1: online teacher run from " in log and "Online epoch 5/5: unlabeled loss " in log
-    assert "u_loss" in log  # the per-epoch line of the cycle carries the unlabeled loss too
+    assert "Round 2: online teacher, epochs 3-5 of 5, from " in log and "Online epoch 5/5: unlabeled loss " in log
+    assert "Round 2 epoch 3/3 (run epoch 5/5)" in log and "u_loss" in log
     assert (run / "report.html").is_file() and "could not be written" not in log
-    teacher = list(csv.DictReader((run / "round_1" / "train" / "teacher.csv").open()))
-    assert [r["epoch"] for r in teacher] == ["1", "2", "3", "4", "5"] and float(teacher[1]["u_loss"]) > 0
-    assert float(teacher[0]["u_loss"]) == 0  # burn-in: the labels alone
-    assert all(int(r[f"kept_{n}"]) <= int(r[f"seen_{n}"]) for r in teacher for n in result.class_names)
-    assert (run / "report_teacher_1.png").is_file() and "Online teacher per epoch, round 1" in (
+    assert (run / "report_teacher_2.png").is_file() and "Online teacher per epoch, round 2" in (
         run / "report.html"
     ).read_text()
+
+
+def test_one_online_round_as_before(tiny_dataset: Path, tmp_path: Path) -> None:
+    """`--one-online-round`: the whole run is round 1, as online runs were before 6 Dec (and old runs resume so)."""
+    from tests.conftest import tiny_cycle_config
+    from yolossl import run_cycle
+
+    config = tiny_cycle_config(
+        tiny_dataset, tmp_path, rounds=2, mode="online", online_rounds=False, online_epochs=2, conf=0.002,
+        uncertain_low=0.001,
+    )
+    result = run_cycle(config)
+    assert [r.index for r in result.rounds] == [0, 1] and result.rounds[1].epochs == 2
+    assert load_online_settings(result.run_dir / "round_1" / "online.json").stop_epoch is None
+    assert len(list((result.run_dir / "round_1" / "pseudo" / "labels").glob("*.txt"))) == 12
 
 
 def test_an_interrupted_online_round_resumes_from_its_last_finished_step(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -379,10 +430,12 @@ def test_the_mode_options_reach_the_config_and_are_checked(tmp_path: Path) -> No
     assert (config.mode, config.unlabeled_ratio, config.loss_rules().lambda_u) == ("online", 0.5, 2.0)
     assert resolve_config({}).mode == "online"  # the default: the only mode above the labels alone on the bench
     assert resolve_config({"mode": "offline", "fixmatch": True}).fixmatch
+    assert resolve_config({"fixmatch": True}).fixmatch  # online: the head reviews each round's labeling of the pool
     with pytest.raises(YolosslError, match=r"^mode must be one of offline, online, got 'both'$"):
         resolve_config({"mode": "both"})
-    with pytest.raises(YolosslError, match=r"^fixmatch and from_scratch need mode offline \(--mode offline\): "):
-        resolve_config({"fixmatch": True})
+    with pytest.raises(YolosslError, match=r"^from_scratch needs mode offline \(--mode offline\): "):
+        resolve_config({"from_scratch": True})
+    assert resolve_config({}).online_rounds and not resolve_config({"online_rounds": False}).online_rounds
     with pytest.raises(YolosslError, match=r"^unlabeled_ratio must be > 0, got 0.0$"):
         resolve_config({"unlabeled_ratio": 0.0})
     assert resolve_config({"mode": "online", "burn_in_epochs": 3}).burn_in_epochs == 3
@@ -439,18 +492,24 @@ def test_the_online_run_validates_at_its_end_unless_asked(tmp_path: Path) -> Non
 
 
 def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:
-    """SIGKILL after the online run's first epoch (of 2); --resume ends with the uninterrupted run's summary."""
+    """SIGKILL inside round 1 (after its first epoch), between the rounds, and inside round 2: each --resume ends with
+    the uninterrupted run's summary and pseudo-labels."""
     from tests.conftest import killed_and_resumed
 
     options = [
-        *("--mode", "online", "--rounds", "2", "--epochs", "1", "--online-epochs", "2", "--imgsz", "64"),
+        *("--mode", "online", "--rounds", "2", "--epochs", "1", "--online-epochs", "4", "--imgsz", "64"),
         *("--batch", "8", "--conf", "0.002", "--uncertain-low", "0.001", "--device", "cpu", "--workers", "0"),
     ]
-    whole, killed = killed_and_resumed(tmp_path, options)
-    assert _summary(killed) == _summary(whole)
-    assert [r["round"] for r in _summary(killed)] == ["0", "1"] and _summary(killed)[1]["pseudo_images"] == "12"
-    assert "Online epoch 2/2: unlabeled loss " in (killed / "cycle.log").read_text()
-    whole_labels = {
-        p.name: p.read_text() for p in (tmp_path / "runs" / "whole" / "round_1" / "pseudo" / "labels").iterdir()
-    }
-    assert {p.name: p.read_text() for p in (killed / "round_1" / "pseudo" / "labels").iterdir()} == whole_labels
+    kill_points = (
+        ("round_1/train/weights/last.pt", "round_1/metrics.json"),  # inside round 1
+        ("round_1/metrics.json", "round_2/train/weights/last.pt"),  # between the rounds
+        ("round_2/train/weights/last.pt", "round_2/metrics.json"),  # inside round 2
+    )
+    whole, *killed_runs = killed_and_resumed(tmp_path, options, kill_points)
+    for killed in killed_runs:
+        assert _summary(killed) == _summary(whole)
+        assert [r["round"] for r in _summary(killed)] == ["0", "1", "2"]
+        assert "Online epoch 4/4: unlabeled loss " in (killed / "cycle.log").read_text()
+        for k in (1, 2):
+            labels = {p.name: p.read_text() for p in (whole / f"round_{k}" / "pseudo" / "labels").iterdir()}
+            assert {p.name: p.read_text() for p in (killed / f"round_{k}" / "pseudo" / "labels").iterdir()} == labels

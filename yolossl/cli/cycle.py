@@ -176,9 +176,9 @@ def cycle(
         typer.Option(
             help="online: after round 0, one run of the offline rounds' optimizer steps (--online-epochs) in which "
             "the model's EMA teacher labels each unlabeled batch on the fly (with --lambda-u, --pseudo-box-min-score "
-            "and the thresholds), then labels the pool for export; each step ~2.1x the time of a supervised step, "
+            "and the thresholds), in --rounds rounds, each ending with the pool labeled and merged; each step ~2.1x the time of a supervised step, "
             "and the only mode above the labels alone at the same steps on the glyphs bench (benchmarks/RESULTS.md). "
-            "offline: --rounds rounds of label, merge, retrain (needed by --fixmatch and --from-scratch). "
+            "offline: --rounds rounds of label, merge, retrain (needed by --from-scratch). "
             f"Default: {D.mode}."
         ),
     ] = None,
@@ -200,6 +200,15 @@ def cycle(
         typer.Option(
             help="With --mode online: the run's epochs over the labeled images. Default: the offline rounds' "
             "optimizer steps (--round-epochs x --rounds epochs over the pool and the repeated labeled images)."
+        ),
+    ] = None,
+    online_rounds: Annotated[
+        bool | None,
+        typer.Option(
+            "--online-rounds/--one-online-round",
+            help="With --mode online: train the run as --rounds rounds of one schedule; at each round's end the "
+            "teacher labels the pool into round_k/pseudo/ and round_k/data.yaml, and the next round measures its "
+            "thresholds again. Default: on.",
         ),
     ] = None,
     online_val: Annotated[
@@ -294,7 +303,9 @@ def print_summary(result: Any) -> None:
         "P",
         "R",
     )
-    for column in (*headers, "time", "guard"):
+    online = any(r.teacher for r in result.rounds)
+    teacher_headers = ("teacher kept", "no threshold (epochs)") if online else ()
+    for column in (*headers, *teacher_headers, "time", "guard"):
         table.add_column(column, justify="left" if column == "per class" else "right")
     for row in summary_rows(result.rounds, names):
         first = row["round"] == 0
@@ -309,6 +320,7 @@ def print_summary(result: Any) -> None:
             f"{row['map50_95']:.3f}",
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
+            *(_teacher_cells(row, names) if online else ()),
             f"{row['wall_time_s']:.0f}s",
             "best" if row["round"] == best else "" if row["accepted"] else "rejected",
         )
@@ -317,3 +329,11 @@ def print_summary(result: Any) -> None:
     stdout.print(f"Summary: {result.summary_csv}")
     if (result.run_dir / "report.html").is_file():
         stdout.print(f"Report: {result.run_dir / 'report.html'}")
+
+
+def _teacher_cells(row: dict[str, Any], names: list[str]) -> tuple[str, str]:
+    """An online round's teacher during training: targets per class and share kept; classes without a threshold."""
+    if row["teacher_kept_share"] == "":
+        return "-", "-"
+    kept = " ".join(f"{n}:{row[f'teacher_kept_{n}']}" for n in names)
+    return f"{kept} ({row['teacher_kept_share']:.0%})", row["teacher_no_thr"] or "none"

@@ -24,7 +24,7 @@ from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
 from yolossl.cycle.online import OnlineCycle
 from yolossl.cycle.results import CycleResult, RoundResult, best_round, summary_csv, summary_rows
-from yolossl.cycle.state import CONFIG_FILE, logging_to_run_folder, new_run_dir, read_run_config
+from yolossl.cycle.state import CONFIG_FILE, logging_to_run_folder, new_run_dir, read_run_config, run_lock
 from yolossl.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def run_cycle(
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / CONFIG_FILE)
     logger.info("Run folder: %s", run_dir)
-    with logging_to_run_folder(run_dir):
+    with run_lock(run_dir), logging_to_run_folder(run_dir):
         return _cycle_class(config)(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
 
 
@@ -78,11 +78,15 @@ def resume_cycle(
 ) -> CycleResult:
     """Continue an interrupted run from its last completed step; `rounds` may extend a finished run."""
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir, rounds)
-    logger.info("Resuming %s", run_dir)
-    inputs = read_inputs(config, run_dir / CONFIG_FILE)
-    with logging_to_run_folder(run_dir):
-        return _cycle_class(config)(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
+    read_run_config(run_dir)  # a folder that is not a run is one line, before anything is written into it
+    with run_lock(run_dir):
+        config = read_run_config(run_dir, rounds)
+        logger.info("Resuming %s", run_dir)
+        inputs = read_inputs(config, run_dir / CONFIG_FILE)
+        with logging_to_run_folder(run_dir):
+            return _cycle_class(config)(
+                inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler
+            ).run()
 
 
 def _cycle_class(config: CycleConfig) -> type[Cycle]:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yolossl._fs import write_text_atomic
 from yolossl.config import CycleConfig
 from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
 from yolossl.errors import YolosslError
+from yolossl.images import unreadable_reason
 from yolossl.labels import SplitReport, check_split, log_split_report
 from yolossl.leakage import find_leaks
 
@@ -35,6 +38,8 @@ class CycleInputs:
     pool: ImagePool
     leaks: dict[str, str]
     reports: list[SplitReport]
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Pool images left out because they cannot be read (path: why), found before the first round."""
 
     @property
     def names(self) -> dict[int, str]:
@@ -77,6 +82,22 @@ def log_inputs(inputs: CycleInputs) -> None:
         )
 
 
+def leave_out_unreadable(inputs: CycleInputs, known: dict[str, str] | None = None) -> dict[str, str]:
+    """Find the pool images that cannot be read (header checks, in threads), warn once naming each, and leave them
+    out of `inputs.pool`. `known`: what an earlier start of the same run found (a resume does not check again)."""
+    if known is None:
+        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as threads:
+            reasons = threads.map(lambda item: unreadable_reason(item.path), inputs.pool.images)
+            known = {str(item.path): why for item, why in zip(inputs.pool.images, reasons, strict=True) if why}
+        for path, why in known.items():
+            logger.warning("Unlabeled image left out: %s (%s)", path, why)
+    inputs.pool.images = [item for item in inputs.pool.images if str(item.path) not in known]
+    inputs.unreadable = known
+    if known and not inputs.pool.images:
+        raise YolosslError(f"no unlabeled image in {', '.join(inputs.config.unlabeled)} can be read")
+    return known
+
+
 def write_data_report(inputs: CycleInputs, run_dir: Path) -> None:
     """`data_report.json`: what the input checks found and did, for the summary and the report."""
     report = {
@@ -97,6 +118,8 @@ def write_data_report(inputs: CycleInputs, run_dir: Path) -> None:
             "leakage_mode": inputs.config.leakage,
             "leakage_excluded": len(inputs.leaks),
             "leaks": dict(list(inputs.leaks.items())[:REPORT_LIMIT]),
+            "unreadable_excluded": len(inputs.unreadable),
+            "unreadable": dict(list(inputs.unreadable.items())[:REPORT_LIMIT]),
         },
     }
     write_text_atomic(run_dir / DATA_REPORT_FILE, json.dumps(report, indent=2))

@@ -19,7 +19,7 @@ from typing import Any
 
 from yolossl._fs import write_text_atomic
 from yolossl.config import CycleConfig
-from yolossl.cycle.inputs import CycleInputs, log_inputs, write_data_report
+from yolossl.cycle.inputs import CycleInputs, leave_out_unreadable, log_inputs, write_data_report
 from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.results import (
     FINAL_WEIGHTS,
@@ -41,8 +41,10 @@ from yolossl.train.targets import PseudoTargets, targets_from_labeling
 
 logger = logging.getLogger(__name__)
 
-MIN_CYCLE_GAIN = 0.005
 ROUND0_CYCLES_FILE = "round0_cycles.json"
+UNREADABLE_RECORD = "unreadable_pool"
+"""In `state.json`: the pool images found unreadable at the run's start (path: why), so a resume does not look again."""
+MIN_CYCLE_GAIN = 0.005
 """Round 0 has converged when one more learning-rate cycle on the labels gains less mAP50-95 than this."""
 
 Trainer = Callable[..., TrainResult]
@@ -87,6 +89,7 @@ class Cycle:
     def run(self) -> CycleResult:
         logger.info("Device: %s", describe_device(self.device))
         log_inputs(self.inputs)
+        self._leave_out_unreadable()
         write_data_report(self.inputs, self.run_dir)
         val_images = self._mirror_val()
         result = CycleResult(self.run_dir, self.config, list(self.inputs.names.values()))
@@ -94,7 +97,7 @@ class Cycle:
             if done := self.state.result(index):
                 result.rounds.append(RoundResult.from_dict(done))
                 continue
-            if rounds_without_gain(result.rounds) >= self.config.patience:
+            if self.stops_early(result.rounds):
                 logger.info(
                     "Stopping after round %d: %d round(s) without a gain on val (patience %d)",
                     index - 1,
@@ -114,6 +117,10 @@ class Cycle:
     def round_indices(self) -> range:
         """Round 0, then one per pseudo-label round."""
         return range(self.config.rounds + 1)
+
+    def stops_early(self, rounds: list[RoundResult]) -> bool:
+        """After `patience` rejected rounds in a row: the next round would start from the same weights again."""
+        return rounds_without_gain(rounds) >= self.config.patience
 
     def _round(self, index: int, previous: RoundResult | None, val_images: Path) -> RoundResult:
         """label (with the best weights so far) → merge → train → guard; round 0 only merges and trains."""
@@ -335,6 +342,13 @@ class Cycle:
             logger.info("Round %d epoch %d/%d: %s", index, epoch, epochs, shown)
 
         return report
+
+    def _leave_out_unreadable(self) -> None:
+        """Pool images that cannot be read are found once per run, before round 0, and never trained or labeled."""
+        if not self.inputs.pool.images:
+            return
+        known = self.state.record(UNREADABLE_RECORD)
+        self.state.put_record(UNREADABLE_RECORD, leave_out_unreadable(self.inputs, known))
 
     def _mirror_val(self) -> Path:
         """The val split, mirrored once per run so that Ultralytics' cache never lands in the user's folder."""

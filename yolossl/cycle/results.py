@@ -16,6 +16,28 @@ FINAL_WEIGHTS = "weights/best.pt"
 
 
 @dataclass(frozen=True)
+class TeacherRound:
+    """What the online teacher did during a round (from its `teacher.csv`), apart from the pool's labeling at its end."""
+
+    epochs: int
+    kept: dict[str, int]
+    """Per class, the teacher's boxes (above the floor) that became targets, over the round's epochs."""
+    seen: dict[str, int]
+    """Per class, the teacher's boxes above the floor."""
+    epochs_without_threshold: dict[str, int]
+    """Per class, the epochs in which it had no threshold (out of reach at the target precision): no targets."""
+
+    @property
+    def kept_share(self) -> float:
+        seen = sum(self.seen.values())
+        return sum(self.kept.values()) / seen if seen else 0.0
+
+    def classes_without_targets(self) -> list[str]:
+        """Classes that got no target in the whole round."""
+        return [name for name, n in self.kept.items() if n == 0]
+
+
+@dataclass(frozen=True)
 class RoundResult:
     """One round's outcome: what it trained on and how well the result does on val."""
 
@@ -37,6 +59,8 @@ class RoundResult:
     epochs: int = 0
     skipped_images: int = 0
     """Pool images that could not be read this round (named in the log and in pseudo/stats.json)."""
+    teacher: TeacherRound | None = None
+    """An online round: what its teacher did while it trained (None: an offline round)."""
 
     @property
     def train_images(self) -> int:
@@ -60,6 +84,7 @@ class RoundResult:
                 "metrics": Metrics(**values["metrics"]),
                 "weights": Path(values["weights"]),
                 "data_yaml": Path(values["data_yaml"]),
+                "teacher": TeacherRound(**values["teacher"]) if values.get("teacher") else None,
             }
         )
 
@@ -120,11 +145,24 @@ def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict
             "precision": round(r.metrics.precision, 4),
             "recall": round(r.metrics.recall, 4),
             "skipped_images": r.skipped_images,
+            **teacher_columns(r.teacher, class_names),
             "wall_time_s": r.wall_time_s,
             "accepted": r.accepted,
         }
         for r in rounds
     ]
+
+
+def teacher_columns(teacher: TeacherRound | None, class_names: list[str]) -> dict[str, Any]:
+    """The online teacher's round: its kept share, per class its targets and its epochs without a threshold."""
+    if teacher is None:
+        return {"teacher_kept_share": "", **{f"teacher_kept_{n}": "" for n in class_names}, "teacher_no_thr": ""}
+    no_threshold = " ".join(f"{n}:{e}" for n, e in teacher.epochs_without_threshold.items() if e)
+    return {
+        "teacher_kept_share": round(teacher.kept_share, 4),
+        **{f"teacher_kept_{n}": teacher.kept.get(n, 0) for n in class_names},
+        "teacher_no_thr": no_threshold,
+    }
 
 
 def summary_csv(rounds: list[RoundResult], class_names: list[str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from yolossl.errors import YolosslError
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "cycle.log"
+LOCK_FILE = ".lock"
 
 
 def new_run_dir(project: Path, name: str | None, prefix: str = "exp", taken_hint: str = "") -> Path:
@@ -45,11 +47,13 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
     values = load_config_file(config_path)
     values.setdefault("mode", "offline")  # saved before the online mode existed (and became the default)
+    if values["mode"] == "online":
+        values.setdefault("online_rounds", False)  # saved when the online run was one round
     extended = rounds is not None and rounds != values.get("rounds", CycleConfig.rounds)
     if extended and values["mode"] == "online" and values.get("rounds", CycleConfig.rounds) >= 1:
         raise YolosslError(
-            f"{run_dir}: an online run is round 0 and one online run, its length set when it started; --rounds on "
-            "resume adds that run only to a run started with --rounds 0 (to train on: a new run with --start-weights "
+            f"{run_dir}: an online run's rounds share one schedule, set when it started; --rounds on resume extends "
+            "only a run started with --rounds 0 (to train on: a new run with --start-weights "
             f"{run_dir / 'weights' / 'best.pt'})"
         )
     if rounds is not None:
@@ -101,6 +105,14 @@ class RunState:
         self.values["rounds"][str(index)]["result"] = result
         self.save()
 
+    def record(self, name: str) -> Any:
+        """A run-wide step's saved result (None: not done yet)."""
+        return self.values.get(name)
+
+    def put_record(self, name: str, value: Any) -> None:
+        self.values[name] = value
+        self.save()
+
     def flag(self, name: str) -> bool:
         return bool(self.values.get(name))
 
@@ -138,3 +150,29 @@ def logging_to_run_folder(run_dir: Path) -> Iterator[None]:
         engine.removeHandler(handler)
         package.setLevel(level)
         handler.close()
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this process: a second `yolossl cycle` on it (a retried job, a forgotten terminal) is
+    refused in one line naming the holder. An OS lock (flock): it dies with its process, so a resume after a crash or
+    a SIGKILL is never refused."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the run folder goes unguarded there
+        yield
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise YolosslError(
+                f"{run_dir}: in use by another yolossl process (pid {holder}); wait for it to end or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -194,8 +194,8 @@ def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -
 
 def _epoch_callbacks(on_epoch: EpochCallback) -> dict[str, Callable[[Any], None]]:
     """Adapt Ultralytics' trainer callbacks: losses every epoch, val metrics only after an epoch that validated (with
-    `val=False` Ultralytics keeps zeros until its last epoch). Its final validation fires once more, past the last
-    epoch."""
+    `val=False` Ultralytics keeps zeros until its last epoch). Its final validation fires once more after the epoch
+    that stopped the training (the last, or an online round's `stop_epoch`): not an epoch, not reported."""
     before_val: dict[str, Any] = {}
 
     def on_train_epoch_end(trainer: Any) -> None:
@@ -203,8 +203,9 @@ def _epoch_callbacks(on_epoch: EpochCallback) -> dict[str, Callable[[Any], None]
 
     def on_fit_epoch_end(trainer: Any) -> None:
         epoch = trainer.epoch + 1
-        if epoch > trainer.epochs:
+        if epoch > trainer.epochs or before_val.get("stopped"):
             return
+        before_val["stopped"] = bool(trainer.stop)
         values = {
             k.split("/")[-1]: float(v) for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()
         }

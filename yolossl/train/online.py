@@ -17,6 +17,11 @@ Thresholds: with `target_precision`, per class on val by the offline labeler's r
 (`thresholds_for_precision`), from the teacher once at the start and again after each validation
 (one more teacher pass over val); without, one `conf` for every class.
 
+Rounds: one run can be trained in segments, each its own Ultralytics training of the run's whole length that
+starts where the last one stopped (`continue_from`: student, teacher, optimizer, epoch) and stops at `stop_epoch`,
+its teacher validated and the next segment's `CONTINUE_FILE` written: the learning rate, the EMA schedule and the
+epoch count run on as in one training, and the cycle labels the pool between segments.
+
 Everything comes from Ultralytics' arguments, as its multi-GPU launch requires: the data YAML's
 `online:` entry names `online.json` (`online_settings.OnlineSettings`): the unlabeled images and these options.
 
@@ -27,11 +32,13 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+import os
+from copy import deepcopy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -42,9 +49,16 @@ from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from yolossl.errors import YolosslError
+from yolossl.images import read_image, why_unreadable
 from yolossl.label.filters import ClassThresholds
 from yolossl.train.loss import PseudoAwareLoss
-from yolossl.train.online_settings import ONLINE_KEY, TEACHER_LOG, OnlineSettings, load_online_settings
+from yolossl.train.online_settings import (
+    CONTINUE_FILE,
+    ONLINE_KEY,
+    TEACHER_LOG,
+    OnlineSettings,
+    load_online_settings,
+)
 from yolossl.train.teacher import (
     KeptShare,
     kept_mask,
@@ -59,22 +73,32 @@ logger = logging.getLogger(__name__)
 
 
 class UnlabeledImages(Dataset):
-    """Unlabeled images letterboxed to the training size, as uint8 RGB (3, imgsz, imgsz) like Ultralytics' batches."""
+    """Unlabeled images letterboxed to the training size, as uint8 RGB (3, imgsz, imgsz) like Ultralytics' batches.
+
+    The cycle leaves unreadable files out before training; one that breaks later (a file replaced mid-run) is
+    skipped with a warning naming it, and the next image takes its place: a run never stops on one bad file.
+    """
 
     def __init__(self, files: Sequence[str], imgsz: int) -> None:
         self.files = list(files)
+        self.imgsz = imgsz
         self.letterbox = LetterBox(new_shape=(imgsz, imgsz), auto=False, scaleup=True)
+        self.unreadable: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.files[index]
-        image = cv2.imread(path)
-        if image is None:
-            raise YolosslError(f"{path}: an unlabeled image that cannot be read; remove it from the pool")
-        image = self.letterbox(image=image)[..., ::-1].transpose(2, 0, 1)  # BGR HWC -> RGB CHW
-        return {"img": torch.from_numpy(np.ascontiguousarray(image)), "im_file": path}
+        for offset in range(len(self.files)):
+            path = self.files[(index + offset) % len(self.files)]
+            image = read_image(Path(path), self.imgsz) if path not in self.unreadable else None
+            if image is not None:
+                image = self.letterbox(image=image)[..., ::-1].transpose(2, 0, 1)  # BGR HWC -> RGB CHW
+                return {"img": torch.from_numpy(np.ascontiguousarray(image)), "im_file": path}
+            if path not in self.unreadable:
+                self.unreadable.add(path)
+                logger.warning("Skipping an unlabeled image that cannot be read: %s (%s)", path, why_unreadable(Path(path)))
+        raise YolosslError(f"none of the {len(self.files)} unlabeled images can be read (e.g. {self.files[0]})")
 
 
 def _forever(loader: Any) -> Iterator[dict[str, Any]]:
@@ -94,7 +118,10 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
 
     def __init__(self, cfg=DEFAULT_CFG, overrides: dict[str, Any] | None = None, _callbacks=None) -> None:
         super().__init__(cfg, overrides, _callbacks)
-        self.add_callback("on_train_epoch_end", log_online_epoch)
+        # Multi-GPU training re-creates the trainer with the callbacks it already has: add ours once.
+        for callback in (log_online_epoch, stop_at_round_end):
+            if callback not in self.callbacks["on_train_epoch_end"]:
+                self.add_callback("on_train_epoch_end", callback)
 
     def online_settings(self) -> OnlineSettings:
         """The file the data YAML names (read once per process)."""
@@ -115,11 +142,15 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         model = unwrap_model(self.model)
         check_loss_supported(model, self.args.model)
         model.criterion = PseudoAwareLoss(model, online.rules, report_unlabeled=True)
+        if online.continue_from:
+            self._continue_run(Path(online.continue_from))
         self.unlabeled_batches = _forever(self._unlabeled_loader(online))
         self.generator = torch.Generator().manual_seed(self.args.seed + max(RANK, 0))
         self.kept_share = KeptShare(self.data["nc"])
         self._use_thresholds(self._choose_thresholds(online))
         if RANK in {-1, 0}:
+            stop = online.stop_epoch or self.epochs
+            logger.info("Online teacher: epochs %d-%d of %d", self.start_epoch + 1, min(stop, self.epochs), self.epochs)
             logger.info(
                 "Online teacher: %d unlabeled images, %d per batch; EMA decay %.4f after %d optimizer steps; "
                 "burn-in %d epochs",
@@ -129,6 +160,43 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
                 self.ema_schedule.ramp_updates,
                 online.burn_in_epochs,
             )
+
+    def _continue_run(self, path: Path) -> None:
+        """Go on from an earlier round's stop: its student, teacher, optimizer and epoch (Ultralytics' resume state)."""
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            unwrap_model(self.model).load_state_dict(ckpt["student"])
+        except (OSError, RuntimeError, KeyError, EOFError) as e:
+            raise YolosslError(f"{path}: not a round's continuation checkpoint ({type(e).__name__}: {e})") from e
+        self._load_checkpoint_state(ckpt)
+        self.best_fitness = None  # each round's best.pt is its own teacher's
+        self.start_epoch = ckpt["epoch"] + 1
+        self.scheduler.last_epoch = self.start_epoch - 1
+        if self.start_epoch >= self.epochs:
+            raise YolosslError(f"{path}: the run already ended at epoch {self.start_epoch} of {self.epochs}")
+
+    def save_model(self) -> bool:
+        """Ultralytics' checkpoints, and at a round's early stop the next round's `CONTINUE_FILE` (full precision)."""
+        saved = super().save_model()
+        if self.stop and self.epoch + 1 < self.epochs:
+            self._save_continuation(self.wdir / CONTINUE_FILE)
+        return saved
+
+    def _save_continuation(self, path: Path) -> None:
+        student = unwrap_model(self.model).state_dict()
+        teacher = deepcopy(self.ema.ema)
+        teacher.criterion = None  # training-only state, as Ultralytics' own checkpoints leave it out
+        state = {
+            "epoch": self.epoch,
+            "student": {k: v.detach().cpu().clone() for k, v in student.items()},
+            "ema": teacher,
+            "updates": self.ema.updates,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
 
     def _unlabeled_loader(self, online: OnlineSettings) -> Any:
         per_rank = self.batch_size // max(self.world_size, 1)
@@ -211,8 +279,23 @@ def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
             trainer.kept_share.describe(trainer.data["names"]),
         )
         row = {"epoch": trainer.epoch + 1, "u_loss": round(u_loss, 5)}
-        _append_row(Path(trainer.save_dir) / TEACHER_LOG, {**row, **trainer.kept_share.counts(trainer.data["names"])})
+        row.update(trainer.kept_share.counts(trainer.data["names"]))
+        row.update(_threshold_columns(trainer.kept_thresholds, trainer.data["names"]))
+        _append_row(Path(trainer.save_dir) / TEACHER_LOG, row)
     trainer.kept_share.reset()
+
+
+def stop_at_round_end(trainer: OnlineTeacherTrainer) -> None:
+    """End this round's training at its `stop_epoch`: Ultralytics then validates, saves and ends as at a last epoch."""
+    stop = trainer.online_settings().stop_epoch
+    if stop is not None and trainer.epoch + 1 >= stop:
+        trainer.stop = True
+
+
+def _threshold_columns(thresholds: torch.Tensor, names: dict[int, str]) -> dict[str, str]:
+    """`thr_<name>`: the kept threshold each class had during the epoch; empty when it had none (out of reach)."""
+    values = thresholds.tolist()
+    return {f"thr_{names[c]}": (f"{t:.4f}" if math.isfinite(t) else "") for c, t in enumerate(values)}
 
 
 def _append_row(path: Path, row: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ from yolossl.train.targets import LossRules
 
 ONLINE_KEY = "online"  # the data YAML's entry naming the file
 ONLINE_FILE = "online.json"
+CONTINUE_FILE = "continue.pt"
+"""Written next to `last.pt` when an online round stops before the run's last epoch: the student, the teacher, the
+optimizer and the epoch, so that the next round continues the same run (`OnlineSettings.continue_from`)."""
 TEACHER_LOG = "teacher.csv"
 """Written by the online trainer into its save dir, a row per epoch: epoch, u_loss, kept_<class>, seen_<class>
 (the teacher's boxes above the floor, and how many of them became targets); the report plots it."""
@@ -51,6 +54,12 @@ class OnlineSettings:
     strong_translate: float = 0.0
     """The strong view's shift is up to ± this share of the width and height."""
     nms_iou: float = 0.7
+    continue_from: str | None = None
+    """An earlier round's `CONTINUE_FILE`: this round goes on from its epoch, student, teacher and optimizer (one
+    run in segments, not a restart). None: the run starts here."""
+    stop_epoch: int | None = None
+    """This round ends after this epoch of the run (its teacher validated and `CONTINUE_FILE` written); None: at the
+    run's last epoch."""
 
     def __post_init__(self) -> None:
         if not self.unlabeled:
@@ -68,6 +77,8 @@ class OnlineSettings:
                 f"need 0 <= strong_scale < 1 and 0 <= strong_translate <= 0.5, got {self.strong_scale} and "
                 f"{self.strong_translate}"
             )
+        if self.stop_epoch is not None and self.stop_epoch < 1:
+            raise YolosslError(f"stop_epoch must be >= 1, got {self.stop_epoch}")
 
 
 def save_online_settings(settings: OnlineSettings, path: Path) -> None:
