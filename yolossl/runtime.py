@@ -18,6 +18,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from yolossl.errors import YolosslError
+
+if TYPE_CHECKING:
+    import torch
 
 OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
 
@@ -95,6 +101,25 @@ def resolve_device(device: str | None) -> str:
     if device not in (None, ""):
         return str(device)
     return "0" if torch.cuda.is_available() else "cpu"
+
+
+def torch_device(device: str) -> torch.device:
+    """The torch device of the first of Ultralytics' device strings: 'cpu', 'mps', '0', '0,1', 'cuda', 'cuda:1'.
+
+    For code that places tensors itself (the FixMatch head): Ultralytics' `select_device` also sets
+    CUDA_VISIBLE_DEVICES for the whole process, which this must not.
+    """
+    import torch
+
+    first = str(device).split(",")[0].strip().lower() or "cpu"
+    if first.isdigit():
+        return torch.device("cuda", int(first))
+    if first == "cuda":
+        return torch.device("cuda", 0)
+    try:
+        return torch.device(first)
+    except RuntimeError as e:
+        raise YolosslError(f"--device {device!r}: not a device (cpu, mps, 0, 0,1, cuda, cuda:0 ...)") from e
 
 
 def describe_device(device: str) -> str:

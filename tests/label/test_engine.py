@@ -239,3 +239,35 @@ def test_nms_runs_torchvisions_kernel(tiny_dataset: Path, tiny_weights: Path) ->
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) > 0  # boxes went through NMS
+
+
+def test_the_tensorrt_export_is_built_for_the_labeling_batch(tiny_weights: Path, tmp_path: Path, monkeypatch) -> None:
+    """A dynamic engine takes batches up to the one it was exported with (Ultralytics' default: 1); the export cache
+    is keyed on it, so labeling at another batch exports again. The engine itself needs a GPU: the arguments are
+    checked here."""
+    import torch
+    from ultralytics.engine.model import Model
+
+    asked: list[dict] = []
+
+    class Exported(Exception):
+        pass
+
+    def export(self, **kwargs):
+        asked.append(kwargs)
+        raise Exported
+
+    monkeypatch.setattr(Model, "export", export)
+    detector = object.__new__(Detector)  # as __init__ leaves it on a GPU, without loading through TensorRT
+    detector.device, detector.half, detector.imgsz, detector.batch = torch.device("cuda", 0), True, 64, 32
+    with pytest.raises(Exported):
+        detector._export(tiny_weights, "tensorrt", tmp_path)
+    assert asked[0]["format"] == "engine" and asked[0]["batch"] == 32 and asked[0]["dynamic"] is True
+    assert asked[0]["device"] == "0" and asked[0]["half"] is True
+    (export_dir,) = tmp_path.iterdir()
+    assert export_dir.name.endswith("-tensorrt-64-b32")
+    from yolossl.label.pseudo import make_detector
+    from yolossl.label.settings import LabelSettings
+
+    made = make_detector([tiny_weights], LabelSettings(imgsz=64, batch=24).predict)
+    assert made.batch == 24  # the labeling batch reaches the detector

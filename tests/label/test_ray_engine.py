@@ -104,3 +104,11 @@ def test_without_ray_the_option_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(YolosslError, match=r"pip install 'yolossl\[ray\]'"):
         require_ray()
+
+
+def test_an_actor_given_a_gpu_labels_on_its_device_0() -> None:
+    """Ray shows each actor only its own GPU (CUDA_VISIBLE_DEVICES): `--device 1` is index 0 inside it."""
+    from yolossl.label.ray_engine import actor_settings
+
+    assert actor_settings(LabelSettings(device="1")).device == "0"
+    assert actor_settings(LabelSettings(device="1", batch=32)).batch == 32

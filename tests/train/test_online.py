@@ -107,6 +107,23 @@ def test_an_object_moved_mostly_out_of_view_is_an_ignore_region_not_a_target() -
     assert targets.ignore == [pytest.approx(((56 + 64) / 2 / 64, 16 / 48, 8 / 64, 16 / 48))]
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_strong_views_box_geometry_ignores_autocast(dtype: torch.dtype) -> None:
+    """AMP wraps `preprocess_batch`: a 400x400 px box at imgsz 640 (area 160 000 > fp16's 65 504) must stay a target,
+    at the same place, under autocast as without."""
+    from yolossl.train.views import jitter_matrices
+
+    boxes = torch.tensor([[100.0, 120.0, 500.0, 520.0, 0.9, 1.0], [13.3, 17.7, 61.1, 70.9, 0.8, 0.0]])
+    kept = torch.ones(2, dtype=torch.bool)
+    matrix = (jitter_matrices(1, 640, 640, 0.3, 0.1, torch.Generator().manual_seed(3)) @ hflip_matrix(640))[0]
+    plain = student_targets(boxes, kept, matrix, 640, 640)
+    with torch.autocast(device_type="cpu", dtype=dtype):
+        under = student_targets(boxes, kept, matrix, 640, 640)
+        share = visible_share(boxes[:, :4], matrix, 640, 640)
+    assert len(plain.kept) == 2 and share.dtype == torch.float32 and bool((share > 0.5).all())
+    assert under.kept == plain.kept and under.ignore == plain.ignore
+
+
 def test_teacher_boxes_become_kind_coded_targets() -> None:
     """Above the class threshold: a target (box regression from the gate up); below it: an ignore region."""
     boxes = torch.tensor(

@@ -29,6 +29,7 @@ from torch import nn
 
 from yolossl.fixmatch.augment import strong_view, to_tensor, views, weak_view
 from yolossl.fixmatch.model import crop_classifier
+from yolossl.runtime import torch_device
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def train_fixmatch(
     """Train on (N, S, S, 3) uint8 crops; with `unlabeled` None (or empty) it is the labeled-only baseline."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    device = torch.device(config.device if config.device == "cpu" else f"cuda:{config.device.split(',')[0]}")
+    device = torch_device(config.device)
     model = crop_classifier(n_classes, config.width).to(device)
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.SGD(

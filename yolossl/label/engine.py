@@ -68,6 +68,7 @@ class Detector:
         tta: bool = False,
         half: bool | None = None,
         export_dir: Path | None = None,
+        batch: int = 16,
     ) -> None:
         if not weights:
             raise YolosslError("no model given: pass --model best.pt (repeatable for an ensemble)")
@@ -79,6 +80,7 @@ class Detector:
 
         self.imgsz = _round_to_stride(imgsz)
         self.conf, self.iou, self.max_det, self.tta = conf, iou, max_det, tta
+        self.batch = batch  # the largest batch an exported engine must take (TensorRT's profile is fixed at export)
         from yolossl.runtime import torch_threads_kept
 
         with torch_threads_kept():  # labeling decodes in a light thread and wants every core for the model
@@ -114,7 +116,8 @@ class Detector:
         if backend == "tensorrt" and self.device.type != "cuda":
             raise YolosslError("--backend tensorrt needs a CUDA device (--device 0)")
         digest = hashlib.sha1(weights.read_bytes()).hexdigest()[:8]  # a re-trained file of the same name re-exports
-        target_dir = (export_dir or Path("runs/export")) / f"{weights.stem}-{digest}-{backend}-{self.imgsz}"
+        name = f"{weights.stem}-{digest}-{backend}-{self.imgsz}-b{self.batch}"
+        target_dir = (export_dir or Path("runs/export")) / name
         fmt = BACKENDS[backend]
         suffix = {"onnx": ".onnx", "engine": ".engine", "openvino": "_openvino_model"}[fmt]
         exported = target_dir / f"{weights.stem}{suffix}"
@@ -126,7 +129,13 @@ class Detector:
         device = "cpu" if self.device.type == "cpu" else str(self.device.index or 0)
         try:
             path = YOLO(str(local)).export(
-                format=fmt, imgsz=self.imgsz, dynamic=True, half=self.half, device=device, verbose=False
+                format=fmt,
+                imgsz=self.imgsz,
+                dynamic=True,
+                batch=self.batch,
+                half=self.half,
+                device=device,
+                verbose=False,
             )
         except ImportError as e:
             raise YolosslError(f"--backend {backend} needs its exporter and runtime: {_INSTALL[backend]} ({e})") from e

@@ -45,6 +45,7 @@ def make_detector(weights: Sequence[str | Path], predict: PredictSettings, expor
         backend=predict.backend,
         tta=predict.tta,
         export_dir=export_dir,
+        batch=predict.batch,
     )
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ from yolossl.label.writer import LabelStats
 logger = logging.getLogger(__name__)
 
 DONE = "done.json"
+
+
+def actor_settings(settings: LabelSettings) -> LabelSettings:
+    """The labeling settings inside an actor given a GPU: Ray made that GPU the only one it sees, as index 0."""
+    return replace(settings, device="0")
 
 
 def require_ray() -> Any:
@@ -64,6 +70,8 @@ class ShardLabeler:
 
         if settings.device == "cpu":
             torch.set_num_threads(1)  # one actor per CPU: no oversubscription
+        else:  # Ray shows an actor its one GPU alone (CUDA_VISIBLE_DEVICES): it is device 0 there, whatever --device
+            settings = actor_settings(settings)
         self.detector = make_detector(weights, settings.predict)
         self.settings, self.thresholds, self.names = settings, thresholds, names
         self.shards_dir, self.reviewer = Path(shards_dir), reviewer

@@ -92,16 +92,20 @@ def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 def map_boxes(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Boxes (n, 4) of the weak view in the strong view: each box's transformed corners' enclosing box, clipped."""
+    """Boxes (n, 4) of the weak view in the strong view: each box's transformed corners' enclosing box, clipped.
+
+    Box geometry is computed in fp32 whatever autocast is active (the trainer's AMP wraps `preprocess_batch`): in
+    fp16 an area over 65504 px² (a box over ~256×256 px at imgsz 640) overflows, in bf16 corners round by pixels.
+    """
     if not len(xyxy):
-        return xyxy
+        return xyxy.float()
     lo, hi = transformed_boxes(xyxy, matrix).split(2, 1)
-    limits = torch.tensor([width, height]).to(xyxy)
+    limits = torch.tensor([width, height], dtype=torch.float32, device=xyxy.device)
     return torch.cat([torch.minimum(lo.clamp(min=0), limits), torch.minimum(hi.clamp(min=0), limits)], 1)
 
 
 def visible_share(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Per box (n, 4) of the weak view, the share of its area in the strong view that lies inside the image."""
+    """Per box (n, 4) of the weak view, the share of its area in the strong view that lies inside the image (fp32)."""
     whole = transformed_boxes(xyxy, matrix)
     inside = map_boxes(xyxy, matrix, width, height)
 
@@ -113,9 +117,10 @@ def visible_share(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: 
 
 def transformed_boxes(xyxy: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Boxes (n, 4) of the weak view in the strong view, unclipped: each box's transformed corners' enclosing box."""
-    x1, y1, x2, y2 = xyxy.unbind(1)
-    points = ((x1, y1), (x2, y1), (x1, y2), (x2, y2))
-    corners = torch.stack([torch.stack([x, y, torch.ones_like(x)], 1) for x, y in points], 1)
-    moved = corners @ matrix.to(xyxy).T  # (n, 4 corners, 3)
-    xy = moved[..., :2] / moved[..., 2:]
-    return torch.cat([xy.min(1).values, xy.max(1).values], 1)
+    with torch.autocast(device_type=xyxy.device.type, enabled=False):
+        x1, y1, x2, y2 = xyxy.float().unbind(1)
+        points = ((x1, y1), (x2, y1), (x1, y2), (x2, y2))
+        corners = torch.stack([torch.stack([x, y, torch.ones_like(x)], 1) for x, y in points], 1)
+        moved = corners @ matrix.to(device=xyxy.device, dtype=torch.float32).T  # (n, 4 corners, 3)
+        xy = moved[..., :2] / moved[..., 2:]
+        return torch.cat([xy.min(1).values, xy.max(1).values], 1)
