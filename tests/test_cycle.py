@@ -450,9 +450,14 @@ def test_a_second_process_on_a_busy_run_folder_is_refused_and_the_lock_dies_with
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"data": str(tmp_path / "d.yaml"), "mode": "offline"}))
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pathlib import Path; from yolossl.cycle.state import run_lock\n"
-         f"with run_lock(Path({str(run)!r})):\n    print('held', flush=True)\n    import time; time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from pathlib import Path; from yolossl.cycle.state import run_lock\n"
+            f"with run_lock(Path({str(run)!r})):\n    print('held', flush=True)\n    import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -152,8 +152,13 @@ def test_a_class_without_pseudo_labels_for_a_whole_round_is_flagged(run: Path, t
     names = load_run(copy).class_names
     log = copy / "round_1" / "train" / "teacher.csv"
     rows = [
-        {"epoch": e, "u_loss": 0.5, **{f"kept_{n}": 0 if n == "square" else 3 for n in names},
-         **{f"seen_{n}": 4 for n in names}, **{f"thr_{n}": "" if n == "square" and e < 3 else "0.5" for n in names}}
+        {
+            "epoch": e,
+            "u_loss": 0.5,
+            **{f"kept_{n}": 0 if n == "square" else 3 for n in names},
+            **{f"seen_{n}": 4 for n in names},
+            **{f"thr_{n}": "" if n == "square" and e < 3 else "0.5" for n in names},
+        }
         for e in (1, 2, 3)
     ]
     with log.open("w", newline="") as f:

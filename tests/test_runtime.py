@@ -9,8 +9,17 @@ from yolossl.runtime import torch_device
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("cpu", "cpu"), ("0", "cuda:0"), ("1", "cuda:1"), ("0,1", "cuda:0"), ("cuda", "cuda:0"), ("cuda:0", "cuda:0"),
-     ("cuda:1", "cuda:1"), (" CPU ", "cpu"), ("mps", "mps")],
+    [
+        ("cpu", "cpu"),
+        ("0", "cuda:0"),
+        ("1", "cuda:1"),
+        ("0,1", "cuda:0"),
+        ("cuda", "cuda:0"),
+        ("cuda:0", "cuda:0"),
+        ("cuda:1", "cuda:1"),
+        (" CPU ", "cpu"),
+        ("mps", "mps"),
+    ],
 )
 def test_device_strings_parse_once_the_same_everywhere(given: str, expected: str) -> None:
     """Ultralytics' device strings as torch devices (the FixMatch head used to build 'cuda:cuda:0')."""

@@ -127,8 +127,8 @@ class CycleConfig:
     teacher labels each unlabeled batch on the fly (yolossl.train.online, with `lambda_u`, `pseudo_box_min_score`, the
     thresholds and `uncertain_low`), trained as `rounds` rounds (`online_rounds`): at each round's end the teacher
     labels the pool into round_k/pseudo/, merged into round_k/data.yaml. offline: `rounds` rounds of label → merge →
-    retrain (with from_scratch, ema ultralytics). Online is the default because it alone beat the labels alone at the same steps on each of the glyphs
-    bench's seeds; the offline rounds tied with them (benchmarks/RESULTS.md)."""
+    retrain (with from_scratch, ema ultralytics). Online is the default because it alone beat the labels alone at the
+    same steps on each of the glyphs bench's seeds; the offline rounds tied with them (benchmarks/RESULTS.md)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
     online_epochs: int | None = None
@@ -159,8 +159,8 @@ class CycleConfig:
     unlabeled batch. As many as the run's epochs: the same trainer and teacher without unlabeled images, a control."""
 
     def __post_init__(self) -> None:
-        if self.uncertain is None:  # the pseudo-aware loss's ignore regions replace the grey
-            self.uncertain = "keep" if self.loss == "pseudo-aware" else "mask"
+        if self.uncertain is None:  # ignore regions (pseudo-aware loss, online teacher) replace the grey
+            self.uncertain = "keep" if self.loss == "pseudo-aware" or self.mode == "online" else "mask"
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
         _check(0.0 < self.conf < 1.0, f"conf must be between 0 and 1, got {self.conf}")
         _check(

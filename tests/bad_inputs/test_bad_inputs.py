@@ -238,8 +238,9 @@ def test_the_online_loader_skips_an_image_broken_after_the_check(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="yolossl"):
         first, again = images[0], images[0]
     assert first["im_file"] == again["im_file"] == str(good) and tuple(first["img"].shape) == (3, 64, 64)
+    broken = tmp_path / "truncated.jpg"
     assert [r.getMessage() for r in caplog.records] == [
-        f"Skipping an unlabeled image that cannot be read: {tmp_path / 'truncated.jpg'} (truncated JPEG (no end marker))"
+        f"Skipping an unlabeled image that cannot be read: {broken} (truncated JPEG (no end marker))"
     ]
 
 

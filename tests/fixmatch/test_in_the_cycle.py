@@ -28,8 +28,17 @@ def test_the_head_reviews_every_candidate_and_the_record_keeps_both_opinions(tin
 def test_the_head_reviews_each_online_rounds_labeling_of_the_pool(tiny_dataset: Path, tmp_path: Path):
     """`yolossl cycle --fixmatch --rounds 2` in the default mode: a head per round, reviewing that round's labeling."""
     config = tiny_cycle_config(
-        tiny_dataset, tmp_path / "runs", mode="online", rounds=2, online_epochs=2, fixmatch=True, fixmatch_steps=3,
-        fixmatch_min_conf=0.0, conf=0.002, uncertain_low=0.001, name="fm",
+        tiny_dataset,
+        tmp_path / "runs",
+        mode="online",
+        rounds=2,
+        online_epochs=2,
+        fixmatch=True,
+        fixmatch_steps=3,
+        fixmatch_min_conf=0.0,
+        conf=0.002,
+        uncertain_low=0.001,
+        name="fm",
     )
     result = run_cycle(config)
     assert [r.index for r in result.rounds] == [0, 1, 2]

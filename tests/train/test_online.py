@@ -359,12 +359,24 @@ def test_online_rounds_are_one_run_in_segments_each_ending_with_the_pool_labeled
         pseudo = list((Path(merged["path"]) / "images" / "pseudo").iterdir())
         assert len(pseudo) == result.rounds[k].pseudo_images > 0
     model = YOLO("yolo11n.yaml")
-    model.train(data=str(run / "round_2" / "data.yaml"), epochs=1, imgsz=64, batch=8, device="cpu", workers=0,
-                project=str(tmp_path / "yolo"), name="train", plots=False, val=False)
+    model.train(
+        data=str(run / "round_2" / "data.yaml"),
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        device="cpu",
+        workers=0,
+        project=str(tmp_path / "yolo"),
+        name="train",
+        plots=False,
+        val=False,
+    )
     assert (tmp_path / "yolo" / "train" / "weights" / "last.pt").is_file()
 
     rows = _summary(run)
-    assert [r["round"] for r in rows] == ["0", "1", "2"] and int(rows[2]["pseudo_boxes"]) == result.rounds[2].pseudo_boxes
+    assert [r["round"] for r in rows] == ["0", "1", "2"] and int(rows[2]["pseudo_boxes"]) == result.rounds[
+        2
+    ].pseudo_boxes
     assert rows[0]["teacher_kept_share"] == "" and 0 < float(rows[2]["teacher_kept_share"]) <= 1
     assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
     log = (run / "cycle.log").read_text()
@@ -382,7 +394,13 @@ def test_one_online_round_as_before(tiny_dataset: Path, tmp_path: Path) -> None:
     from yolossl import run_cycle
 
     config = tiny_cycle_config(
-        tiny_dataset, tmp_path, rounds=2, mode="online", online_rounds=False, online_epochs=2, conf=0.002,
+        tiny_dataset,
+        tmp_path,
+        rounds=2,
+        mode="online",
+        online_rounds=False,
+        online_epochs=2,
+        conf=0.002,
         uncertain_low=0.001,
     )
     result = run_cycle(config)

@@ -176,7 +176,8 @@ def cycle(
         typer.Option(
             help="online: after round 0, one run of the offline rounds' optimizer steps (--online-epochs) in which "
             "the model's EMA teacher labels each unlabeled batch on the fly (with --lambda-u, --pseudo-box-min-score "
-            "and the thresholds), in --rounds rounds, each ending with the pool labeled and merged; each step ~2.1x the time of a supervised step, "
+            "and the thresholds), in --rounds rounds, each ending with the pool labeled and merged; each step ~2.1x "
+            "the time of a supervised step, "
             "and the only mode above the labels alone at the same steps on the glyphs bench (benchmarks/RESULTS.md). "
             "offline: --rounds rounds of label, merge, retrain (needed by --from-scratch). "
             f"Default: {D.mode}."

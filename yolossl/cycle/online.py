@@ -203,7 +203,9 @@ class OnlineCycle(Cycle):
         # The student's architecture comes from the weights file; its state, the teacher's and the optimizer's from
         # the continuation checkpoint that online.json names.
         model = str(previous.weights)
-        trained = self.train(model, data_yaml, data_yaml.parent / "train", settings, self._on_round_epoch(index, start, stop))
+        trained = self.train(
+            model, data_yaml, data_yaml.parent / "train", settings, self._on_round_epoch(index, start, stop)
+        )
         self.state.mark(index, "train", _train_dict(trained))
         return trained
 
@@ -213,8 +215,9 @@ class OnlineCycle(Cycle):
         def report(epoch: int, epochs: int, values: dict[str, float]) -> None:
             self.on_progress(ProgressEvent(index, "train", epoch - start, stop - start))
             shown = " ".join(f"{k} {v:.3f}" for k, v in values.items())
-            logger.info("Round %d epoch %d/%d (run epoch %d/%d): %s", index, epoch - start, stop - start, epoch,
-                        epochs, shown)
+            logger.info(
+                "Round %d epoch %d/%d (run epoch %d/%d): %s", index, epoch - start, stop - start, epoch, epochs, shown
+            )
 
         return report
 

@@ -17,7 +17,7 @@ FINAL_WEIGHTS = "weights/best.pt"
 
 @dataclass(frozen=True)
 class TeacherRound:
-    """What the online teacher did during a round (from its `teacher.csv`), apart from the pool's labeling at its end."""
+    """What the online teacher did while a round trained (its `teacher.csv`), apart from the pool's labeling after."""
 
     epochs: int
     kept: dict[str, int]

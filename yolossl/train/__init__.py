@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from yolossl.errors import YolosslError, first_line
 from yolossl.models import load_model
 from yolossl.runtime import ensure_fonts, torch_threads_kept
+from yolossl.train.epochs import EpochCallback, EpochReports, following
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,6 @@ class TrainResult:
     wall_time_s: float
 
 
-EpochCallback = Callable[[int, int, dict[str, float]], None]
-
-
 def train_detector(
     model_source: str | Path,
     data_yaml: Path,
@@ -102,14 +100,12 @@ def train_detector(
     """Train with Ultralytics' trainer into `save_dir` and return the best weights and their metrics.
 
     `on_epoch(epoch, epochs, losses_and_metrics)` is called after each epoch (1-based), from
-    Ultralytics' own `on_fit_epoch_end` callback.
+    Ultralytics' own `on_fit_epoch_end` callback; on several GPUs, through a file (`epochs`).
     """
     ensure_fonts()
     model = load_model(model_source)
-    if on_epoch is not None:
-        for event, callback in _epoch_callbacks(on_epoch).items():
-            model.add_callback(event, callback)
     save_dir = save_dir.resolve()
+    reported = attach_epoch_reports(model, on_epoch, settings.device, save_dir)
     if save_dir.exists():  # a partial run of this step: start it again, deterministically
         shutil.rmtree(save_dir)
     args: dict[str, Any] = {
@@ -133,7 +129,7 @@ def train_detector(
         with warnings.catch_warnings():
             # With Ray installed, Ultralytics' Ray Tune callback warns every epoch outside a Tune session.
             warnings.filterwarnings("ignore", message=".*get_trial_id.*")
-            with torch_threads_kept():
+            with torch_threads_kept(), reported:
                 results = model.train(**args, **_trainer_for(settings, model, model_source))
     except (FileNotFoundError, SyntaxError, TypeError) as e:
         raise YolosslError(f"{data_yaml}: Ultralytics could not train on this dataset ({first_line(e)})") from e
@@ -146,6 +142,25 @@ def train_detector(
     if metrics is None:
         metrics = validate_detector(weights, data_yaml, settings)
     return TrainResult(weights=weights, metrics=metrics, save_dir=save_dir, wall_time_s=wall)
+
+
+def attach_epoch_reports(
+    model: Any, on_epoch: EpochCallback | None, device: str, save_dir: Path
+) -> AbstractContextManager[None]:
+    """Give `model`'s trainer callbacks that report each epoch to `on_epoch`; on several GPUs through a file, which
+    the returned context follows while it trains (`epochs`)."""
+    if on_epoch is None:
+        return nullcontext()
+    # Beside the save dir: the multi-GPU launch deletes the save dir before its workers start.
+    reports_file = save_dir.parent / f".{save_dir.name}.epochs.jsonl" if _gpus(device) > 1 else None
+    for event, callback in EpochReports(on_epoch, reports_file).callbacks().items():
+        model.add_callback(event, callback)
+    return following(reports_file, on_epoch) if reports_file else nullcontext()
+
+
+def _gpus(device: str) -> int:
+    """How many devices a device string names ('0,1': two, a multi-GPU launch)."""
+    return len([d for d in str(device).split(",") if d.strip()])
 
 
 def _trainer_for(settings: TrainSettings, model: Any, source: str | Path) -> dict[str, Any]:
@@ -190,32 +205,6 @@ def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -
     if metrics is None:
         raise YolosslError(f"{weights}: validation returned no box metrics")
     return metrics
-
-
-def _epoch_callbacks(on_epoch: EpochCallback) -> dict[str, Callable[[Any], None]]:
-    """Adapt Ultralytics' trainer callbacks: losses every epoch, val metrics only after an epoch that validated (with
-    `val=False` Ultralytics keeps zeros until its last epoch). Its final validation fires once more after the epoch
-    that stopped the training (the last, or an online round's `stop_epoch`): not an epoch, not reported."""
-    before_val: dict[str, Any] = {}
-
-    def on_train_epoch_end(trainer: Any) -> None:
-        before_val["metrics"] = trainer.metrics
-
-    def on_fit_epoch_end(trainer: Any) -> None:
-        epoch = trainer.epoch + 1
-        if epoch > trainer.epochs or before_val.get("stopped"):
-            return
-        before_val["stopped"] = bool(trainer.stop)
-        values = {
-            k.split("/")[-1]: float(v) for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()
-        }
-        validated = trainer.metrics is not before_val.get("metrics")
-        for key, value in (trainer.metrics or {}).items() if validated else ():
-            if key.startswith("metrics/"):
-                values[key.split("/")[-1].replace("(B)", "")] = float(value)
-        on_epoch(epoch, trainer.epochs, values)
-
-    return {"on_train_epoch_end": on_train_epoch_end, "on_fit_epoch_end": on_fit_epoch_end}
 
 
 def _metrics_from(results: Any) -> Metrics | None:

@@ -34,8 +34,8 @@ import csv
 import logging
 import math
 import os
-from copy import deepcopy
 from collections.abc import Iterator, Sequence
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,9 @@ class UnlabeledImages(Dataset):
                 return {"img": torch.from_numpy(np.ascontiguousarray(image)), "im_file": path}
             if path not in self.unreadable:
                 self.unreadable.add(path)
-                logger.warning("Skipping an unlabeled image that cannot be read: %s (%s)", path, why_unreadable(Path(path)))
+                logger.warning(
+                    "Skipping an unlabeled image that cannot be read: %s (%s)", path, why_unreadable(Path(path))
+                )
         raise YolosslError(f"none of the {len(self.files)} unlabeled images can be read (e.g. {self.files[0]})")
 
 
