@@ -1,7 +1,8 @@
 """The control every SSL claim needs: the same extra training, on the labeled images alone.
 
 Reads a finished `yolossl cycle` run and, starting from its round-0 weights, fine-tunes on the
-labeled data only, round by round, with as many optimizer steps as the cycle's round took
+labeled data only, round by round (an online run's rounds, one schedule, as one run), with as many optimizer steps
+as the cycle's round took
 (epochs scaled by the round's images per epoch, repeated labeled images
 counted each time, over the labeled images; an online run's epochs, one labeled batch per step), on the
 cycle's round schedule and EMA. Prints both side
@@ -51,10 +52,16 @@ def main() -> None:
         settings = replace(settings, extra={**settings.extra, "val": config.online_val})
     weights = args.run / "round_0" / "train" / "weights" / "best.pt"
     control = [float(rows[0]["map50_95"])]
-    for row in rows[1:]:
+    trained = [
+        RoundResult.from_dict(json.loads((args.run / f"round_{row['round']}" / "metrics.json").read_text()))
+        for row in rows[1:]
+    ]
+    if config.mode == "online" and trained:  # one schedule, however many rounds it was cut in: one run of its steps
+        trained = [replace(trained[-1], epochs=sum(r.epochs for r in trained))]
+        rows = [rows[0], rows[-1]]
+    for row, done in zip(rows[1:], trained, strict=True):
         index = int(row["round"])
-        trained = RoundResult.from_dict(json.loads((args.run / f"round_{index}" / "metrics.json").read_text()))
-        epochs = _control_epochs(config, trained)
+        epochs = _control_epochs(config, done)
         out = args.run / "control" / f"round_{index}"
         result = train_detector(str(weights), labeled_yaml, out, replace(settings, epochs=epochs))
         weights = result.weights

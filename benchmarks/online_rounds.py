@@ -53,9 +53,11 @@ def main() -> None:
         seed_dir = args.out / f"seed_{seed}"
         split_dir = seed_dir / "split"
         config = BenchConfig(data=str(data_yaml), label_fraction=bench.label_fraction, seeds=1, first_seed=seed)
-        split = _make_split(config, spec, seed, split_dir) if not split_dir.exists() else _existing(split_dir)
+        labeled_yaml, pool = split_dir / "labeled.yaml", split_dir / "pool"
+        if not labeled_yaml.is_file():
+            _make_split(config, spec, seed, split_dir)
         base = CycleConfig(
-            **{**training, "data": str(split[0]), "unlabeled": [str(split[1])], "rounds": 3, "seed": seed},
+            **{**training, "data": str(labeled_yaml), "unlabeled": [str(pool)], "rounds": 3, "seed": seed},
             project=str(seed_dir),
         )
         round0 = _run(replace(base, rounds=0, mode="offline", name="round0"))
@@ -69,10 +71,6 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     (args.out / "online_rounds.json").write_text(json.dumps(rows, indent=2))
     print(_table(rows))
-
-
-def _existing(split_dir: Path) -> tuple[Path, Path]:
-    return split_dir / "labeled.yaml", split_dir / "pool"
 
 
 def _run(config: CycleConfig) -> CycleResult:

@@ -51,6 +51,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 from yolossl.errors import YolosslError
 from yolossl.images import read_image, why_unreadable
 from yolossl.label.filters import ClassThresholds
+from yolossl.train.distributed import decided_on_rank_0
 from yolossl.train.loss import PseudoAwareLoss
 from yolossl.train.online_settings import (
     CONTINUE_FILE,
@@ -209,12 +210,24 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         )
 
     def _choose_thresholds(self, online: OnlineSettings) -> ClassThresholds:
+        """Per class on val from the teacher (rank 0 on the whole split, the same for every rank), or one `conf`."""
         nc = self.data["nc"]
         if online.target_precision is None:
             return ClassThresholds.global_conf(nc, online.conf, online.uncertain_low)
-        batches = iter(self.test_loader)
-        low, iou = online.uncertain_low, online.nms_iou
-        return thresholds_on_val(self.ema.ema, batches, nc, online.target_precision, low, iou, self.device)
+
+        def measure() -> ClassThresholds:
+            batches = iter(self._whole_val())
+            low, iou = online.uncertain_low, online.nms_iou
+            return thresholds_on_val(self.ema.ema, batches, nc, online.target_precision, low, iou, self.device)
+
+        return decided_on_rank_0(measure)
+
+    def _whole_val(self) -> Any:
+        """The val batches of the whole split: under DDP each rank's `test_loader` holds a shard of it."""
+        if RANK == -1:
+            return self.test_loader
+        loader = self.test_loader
+        return build_dataloader(loader.dataset, loader.batch_size, 0, shuffle=False, rank=-1)
 
     def _use_thresholds(self, thresholds: ClassThresholds) -> None:
         """Targets from now on follow `thresholds`; classes out of reach get no background loss on unlabeled images."""
@@ -270,7 +283,9 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
 
 
 def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
-    """Per epoch, in the log and in `teacher.csv`: the unlabeled loss and the share of the teacher's boxes kept."""
+    """Per epoch, in the log and in `teacher.csv`: the unlabeled loss and the share of the teacher's boxes kept (of
+    every rank's unlabeled batches)."""
+    trainer.kept_share.sum_across_ranks(trainer.device)
     if RANK in {-1, 0}:
         u_loss = float((trainer.tloss or {}).get("u_loss", 0.0))
         logger.info(

@@ -94,6 +94,16 @@ class KeptShare:
         self.seen += np.bincount(classes, minlength=self.n_classes)[: self.n_classes]
         self.kept += np.bincount(classes[kept.cpu().numpy()], minlength=self.n_classes)[: self.n_classes]
 
+    def sum_across_ranks(self, device: torch.device) -> None:
+        """Under DDP: every rank's counts added up (each rank labeled its own unlabeled batches), on every rank."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        counts = torch.from_numpy(np.stack([self.seen, self.kept])).to(device)  # NCCL reduces CUDA tensors only
+        dist.all_reduce(counts)
+        self.seen, self.kept = (row.cpu().numpy() for row in counts)
+
     def counts(self, names: dict[int, str]) -> dict[str, int]:
         """`kept_<name>` and `seen_<name>` of every class: a row of the teacher's log."""
         kept = {f"kept_{names[c]}": int(self.kept[c]) for c in range(self.n_classes)}
