@@ -78,8 +78,8 @@ def main() -> None:
 def _control_epochs(config: CycleConfig, trained: RoundResult) -> int:
     """Epochs on the labeled images alone with the round's optimizer steps: an offline round's images seen over
     the labeled images; an online run's epochs, each step one labeled batch (and an unlabeled one)."""
-    if config.mode == "online":
-        return trained.epochs * trained.labeled_repeat
+    if config.mode == "online":  # its epochs are over the labeled split, each image `labeled_repeat` times
+        return trained.epochs * (config.labeled_repeat or 1)
     return math.ceil(config.round_epochs * trained.train_images / trained.labeled_images)
 
 

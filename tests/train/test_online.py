@@ -331,6 +331,7 @@ def test_online_rounds_are_one_run_in_segments_each_ending_with_the_pool_labeled
     assert runs == [(False, 1, False), (True, 5, True), (True, 5, True)]  # each round a part of one 5-epoch run
     assert continued == [(2, True, True, True)]
     assert [r.index for r in result.rounds] == [0, 1, 2] and [r.epochs for r in result.rounds[1:]] == [2, 3]
+    assert [r.labeled_repeat for r in result.rounds[1:]] == [1, 1]  # as the online run trained the labels
     assert result.rounds[1].trained_from == str(result.rounds[0].weights)
     assert result.rounds[2].trained_from == str(run / "round_1" / "train" / "weights" / "continue.pt")
     assert not (run / "round_2" / "train" / "weights" / "continue.pt").exists()  # the run's end: nothing follows

@@ -102,7 +102,9 @@ class OnlineCycle(Cycle):
             wall_time_s=round(trained.wall_time_s + stats.wall_time_s, 2),
             accepted=accepted,
             trained_from=str(previous.weights) if index == 1 else str(self._continuation(index - 1)),
-            labeled_repeat=merged.get("labeled_repeat", 1),
+            labeled_repeat=labeled[
+                "labeled_repeat"
+            ],  # as the online run trained them (the merged dataset repeats more)
             skipped_images=len(stats.unreadable),
             epochs=stop - start,
             teacher=teacher_round(trained.save_dir / TEACHER_LOG, list(names.values())),
