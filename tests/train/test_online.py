@@ -549,3 +549,42 @@ def test_a_killed_online_run_resumes_to_the_same_result(tmp_path: Path) -> None:
         for k in (1, 2):
             labels = {p.name: p.read_text() for p in (whole / f"round_{k}" / "pseudo" / "labels").iterdir()}
             assert {p.name: p.read_text() for p in (killed / f"round_{k}" / "pseudo" / "labels").iterdir()} == labels
+
+
+def test_an_out_of_memory_retry_rebuilds_the_unlabeled_loader_and_the_teacher_schedule(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ultralytics halves the batch after an OOM in the first epoch and rebuilds its loaders: the unlabeled loader
+    and the EMA schedule (fitted to twice the steps now) must follow, and the unlabeled loader is closed at the end."""
+    import yolossl.train.ema
+    from yolossl.train.online import OnlineTeacherTrainer
+
+    seen: dict = {"sizes": [], "closed": [], "fitted_to": []}
+    fit = yolossl.train.ema.ema_schedule
+
+    def ema_schedule(total_updates, max_decay=0.9999):
+        seen["fitted_to"].append(total_updates)
+        return fit(total_updates, max_decay)
+
+    monkeypatch.setattr(yolossl.train.ema, "ema_schedule", ema_schedule)
+
+    class OutOfMemoryOnce(OnlineTeacherTrainer):
+        def _with_unlabeled(self, batch):
+            seen["sizes"].append((self.batch_size, self.unlabeled_batch_size))
+            if len(seen["sizes"]) == 1:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super()._with_unlabeled(batch)
+
+        def _close_unlabeled(self):
+            seen["closed"].append(getattr(self, "unlabeled_loader", None) is not None)
+            super()._close_unlabeled()
+
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run")
+    overrides = dict(
+        model=str(tiny_weights), data=str(data_yaml), epochs=2, imgsz=64, batch=8, nbs=4, device="cpu", workers=0,
+        plots=False, project=str(tmp_path / "t"), name="oom", exist_ok=True, val=False,
+    )  # fmt: skip
+    OutOfMemoryOnce(overrides=overrides).train()
+    assert seen["sizes"][0] == (8, 8) and set(seen["sizes"][1:]) == {(4, 4)}  # both halves halved together
+    assert seen["fitted_to"] == [2, 4]  # 2 epochs x 1 batch of 8, then x 2 batches of 4
+    assert seen["closed"] == [True, True]  # the old loader at the retry, the new one at the end

@@ -53,6 +53,10 @@ class FittedEmaTrainer(DetectionTrainer):
 
     def _setup_train(self) -> None:
         super()._setup_train()
+        self.fit_ema_schedule()
+
+    def fit_ema_schedule(self) -> None:
+        """The schedule for this run's optimizer steps (again when an OOM retry halves the batch: more steps)."""
         # Ultralytics steps every `accumulate` batches, counted across epochs (warm-up adds a few more).
         steps = math.ceil(self.epochs * len(self.train_loader) / self.accumulate)
         self.ema_schedule = ema_schedule(steps, self.ema_max_decay())

@@ -147,7 +147,7 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         model.criterion = PseudoAwareLoss(model, online.rules, report_unlabeled=True)
         if online.continue_from:
             self._continue_run(Path(online.continue_from))
-        self.unlabeled_batches = _forever(self._unlabeled_loader(online))
+        self._start_unlabeled(online)
         self.generator = torch.Generator().manual_seed(self.args.seed + max(RANK, 0))
         self.kept_share = KeptShare(self.data["nc"])
         self._use_thresholds(self._choose_thresholds(online))
@@ -200,6 +200,31 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
+
+    def _build_train_pipeline(self) -> None:
+        """Ultralytics' loaders; on an OOM retry (it halves the batch and builds them again) the unlabeled loader and
+        the EMA schedule follow the new batch size."""
+        super()._build_train_pipeline()
+        if getattr(self, "unlabeled_loader", None) is not None:
+            self._close_unlabeled()
+            self._start_unlabeled(self.online_settings())
+            self.fit_ema_schedule()
+
+    def _start_unlabeled(self, online: OnlineSettings) -> None:
+        self.unlabeled_loader = self._unlabeled_loader(online)
+        self.unlabeled_batches = _forever(self.unlabeled_loader)
+
+    def _close_unlabeled(self) -> None:
+        """Stop the unlabeled loader's workers and free its pinned batches."""
+        if getattr(self, "unlabeled_loader", None) is not None and hasattr(self.unlabeled_loader, "close"):
+            self.unlabeled_loader.close()
+        self.unlabeled_loader = self.unlabeled_batches = None
+
+    def final_eval(self) -> None:
+        """Ultralytics' final validation, the unlabeled loader closed first: its workers must not linger into the
+        labeling that follows the training."""
+        self._close_unlabeled()
+        super().final_eval()
 
     def _unlabeled_loader(self, online: OnlineSettings) -> Any:
         per_rank = self.batch_size // max(self.world_size, 1)
