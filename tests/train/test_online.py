@@ -266,7 +266,7 @@ def test_thresholds_from_val_at_the_start_and_after_each_validation(
     assert len(chosen) == 2  # before the first batch, and after the one validation
     assert all(m.startswith("Online teacher thresholds (precision >= 0.5 per class on val): circle ") for m in chosen)
     trainer = seen["trainer"]
-    unreachable = torch.isinf(trainer.kept_thresholds)
+    unreachable = torch.isinf(trainer.kept_thresholds_cpu)
     assert torch.equal(trainer.model.criterion.no_threshold, unreachable)
 
 

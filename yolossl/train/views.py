@@ -16,12 +16,19 @@ import torch.nn.functional as F
 
 
 def strong_view(
-    weak: torch.Tensor, generator: torch.Generator, flip: float = 0.0, scale: float = 0.0, translate: float = 0.0
+    weak: torch.Tensor,
+    generator: torch.Generator,
+    flip: float = 0.0,
+    scale: float = 0.0,
+    translate: float = 0.0,
+    noise_generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A photometrically perturbed copy of `weak` (b, 3, h, w) in [0, 1]: mirrored with probability `flip`, and
     zoomed by a factor in 1 ± `scale` about the centre, shifted by up to ± `translate` of the size, when those are set.
 
-    Returns the images and, per image, the 3×3 matrix mapping weak-view pixels to strong-view pixels.
+    Returns the images and, per image, the 3×3 matrix (on the CPU) mapping weak-view pixels to strong-view pixels.
+    `generator` (CPU) draws the per-image choices; `noise_generator` (default: `generator`) the noise image, on its
+    own device.
     """
     b, _, h, w = weak.shape
     matrices = torch.eye(3).repeat(b, 1, 1)
@@ -31,7 +38,7 @@ def strong_view(
         matrices = jitter_matrices(b, w, h, scale, translate, generator) @ matrices
     moved = bool(mirrored.any()) or bool(scale or translate)
     images = warp(weak, matrices) if moved else weak
-    return photometric(images, generator), matrices
+    return photometric(images, generator, noise_generator), matrices
 
 
 def jitter_matrices(
@@ -53,10 +60,13 @@ def jitter_matrices(
     return matrices
 
 
-def photometric(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def photometric(
+    images: torch.Tensor, generator: torch.Generator, noise_generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Per image: brightness, contrast and saturation jitter (±40%), a 3×3 blur half the time, Gaussian noise.
 
-    Strong enough that the student cannot copy the teacher's view, and no pixel moves.
+    Strong enough that the student cannot copy the teacher's view, and no pixel moves. The noise image is drawn by
+    `noise_generator` (default `generator`) on that generator's device.
     """
     b = images.shape[0]
 
@@ -71,7 +81,8 @@ def photometric(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     blurred = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     blur = (torch.rand(b, 1, 1, 1, generator=generator) < 0.5).to(images)
     out = blur * blurred + (1 - blur) * out
-    noise = torch.randn(out.shape, generator=generator).to(images) * 0.03
+    noise_generator = noise_generator or generator
+    noise = torch.randn(out.shape, generator=noise_generator, device=noise_generator.device).to(images) * 0.03
     return (out + noise).clamp_(0, 1)
 
 
