@@ -172,7 +172,10 @@ class Detector:
         is the layout Ultralytics runs PyTorch models in on CPU, so the first convolution need not
         convert it. `_detect` makes it contiguous for models that want NCHW.
         """
-        x = self._torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2)
+        x = self._torch.from_numpy(np.stack(images))
+        if self.device.type == "cuda":  # from pinned memory, without blocking: the copy overlaps the decoding
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         return (x.half() if self.half else x.float()).div_(255)
 
     def _detect(self, tensor: Any, shapes: list[tuple[int, int]]) -> list[Detections]:
@@ -188,11 +191,15 @@ class Detector:
                     kept = nms.non_max_suppression(
                         raw, self.conf, self.iou, max_det=self.max_det, end2end=getattr(model, "end2end", False)
                     )
+                    mapped = []
                     for i, boxes in enumerate(kept):
                         boxes = boxes[:, :6].float()
                         boxes[:, :4] = undo(boxes[:, :4])
                         boxes[:, :4] = ops.scale_boxes(size, boxes[:, :4], shapes[i])
-                        out = boxes.cpu().numpy().astype(np.float64)
+                        mapped.append(boxes)
+                    # one copy to the CPU for the batch, not one per image
+                    rows = self._torch.cat(mapped).cpu().numpy().astype(np.float64)
+                    for i, out in enumerate(np.split(rows, np.cumsum([len(b) for b in mapped])[:-1])):
                         per_image[i].append(Detections(out[:, :4], out[:, 4], out[:, 5].astype(np.int64)))
         if len(per_image[0]) == 1:
             return [views[0] for views in per_image]
