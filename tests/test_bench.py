@@ -61,9 +61,10 @@ def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_data
     with pytest.raises(YolosslError, match="the bench runs the yolossl arm offline and the online arm online"):
         BenchConfig(data="d.yaml", cycle={"mode": "online"})
     BenchConfig(data="d.yaml", training={"ema": "ultralytics"})  # the offline arms may use it; online fits its own
-    with pytest.raises(YolosslError, match=r"the online arm cannot take these options \(fixmatch .*out of --arms$"):
-        BenchConfig(data="d.yaml", cycle={"fixmatch": True})  # said before the first seed trains, not after
-    assert BenchConfig(data="d.yaml", cycle={"fixmatch": True}, arms=("yolossl",)).cycle == {"fixmatch": True}
+    with pytest.raises(YolosslError, match=r"the online arm cannot take these options \(from_scratch .*out of --arms$"):
+        BenchConfig(data="d.yaml", cycle={"from_scratch": True})  # said before the first seed trains, not after
+    assert BenchConfig(data="d.yaml", cycle={"from_scratch": True}, arms=("yolossl",)).cycle == {"from_scratch": True}
+    assert BenchConfig(data="d.yaml", cycle={"fixmatch": True}).cycle == {"fixmatch": True}  # online takes it now
 
 
 def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
