@@ -123,6 +123,19 @@ def test_mask_paints_uncertain_boxes_in_a_copy(pool, tmp_path, tiny_dataset) -> 
     assert {p: p.read_bytes() for p in (tiny_dataset / "unlabeled").iterdir()} == before  # originals untouched
 
 
+def test_masked_copies_encoded_on_several_threads_are_the_same_bytes(pool, tmp_path, monkeypatch) -> None:
+    """Masked JPEGs are encoded on up to 4 threads (one cannot keep up with a GPU): the same files as on one."""
+    import yolossl.label.pseudo
+
+    outputs = {}
+    for cores in (1, 4):
+        monkeypatch.setattr(yolossl.label.pseudo.os, "cpu_count", lambda cores=cores: cores)
+        stats = _scripted(pool, tmp_path / f"p{cores}", uncertain="mask")
+        assert stats.masked_images == 12
+        outputs[cores] = {f.name: f.read_bytes() for f in (tmp_path / f"p{cores}" / "images").iterdir()}
+    assert outputs[4] == outputs[1] and len(outputs[1]) == len(pool)
+
+
 def test_keep_links_every_image_and_drops_the_band(pool, tmp_path) -> None:
     out = tmp_path / "p"
     stats = _scripted(pool, out, uncertain="keep")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -117,7 +118,8 @@ def label_into(
     """
     (root / "labels").mkdir(exist_ok=True)
     (root / "images").mkdir(exist_ok=True)
-    writer = PoolWriter(root, settings.filter, thresholds, names, reviewer)
+    encoders = min(4, os.cpu_count() or 1) if settings.uncertain == "mask" else 1  # masked copies to encode
+    writer = PoolWriter(root, settings.filter, thresholds, names, reviewer, encoders)
     with RecordWriter(root / RECORD_FILE) as writer.record:
         keep_images = settings.uncertain == "mask" or reviewer is not None
         frames = detector.run(images, settings.batch, keep_images, settings.workers, on_progress)

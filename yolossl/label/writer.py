@@ -94,7 +94,11 @@ def write_behind(frames: Iterator[Frame], write: Callable[[Frame], None], ahead:
 
 
 class PoolWriter:
-    """Turns frames into label files, image links or masked copies, record rows and counts."""
+    """Turns frames into label files, image links or masked copies, record rows and counts.
+
+    Masked copies are encoded on `encoders` threads of their own (JPEG encoding releases the GIL): one thread
+    encoding a full-size copy per image cannot keep up with a GPU. At most `encoders` copies wait at a time.
+    """
 
     def __init__(
         self,
@@ -103,8 +107,12 @@ class PoolWriter:
         thresholds: ClassThresholds,
         names: dict[int, str],
         reviewer: ClassReviewer | None,
+        encoders: int = 1,
     ):
         self.root, self.filtering, self.thresholds, self.names = root, filtering, thresholds, names
+        self.encoders = ThreadPoolExecutor(encoders, thread_name_prefix="yolossl-encode") if encoders > 1 else None
+        self.encoding: deque[Future[None]] = deque()
+        self.max_encoding = encoders
         self.steps = decision_chain(filtering, thresholds, len(names), reviewer)
         self.stats = LabelStats(no_label_classes=thresholds.unreachable)
         self.kept: Counter[int] = Counter()
@@ -170,14 +178,30 @@ class PoolWriter:
     def _write_image(self, item: ImageItem, image: np.ndarray) -> None:
         suffix = item.path.suffix.lower() if item.path.suffix.lower() in _WRITABLE_SUFFIXES else ".png"
         target = self.root / "images" / f"{item.id}{suffix}"
-        if not cv2.imwrite(str(target), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
-            raise YolosslError(f"{target}: could not write the masked copy of {item.path}")
+        if self.encoders is None:
+            _encode(target, image, item.path)
+            return
+        self.encoding.append(self.encoders.submit(_encode, target, image, item.path))
+        while self.encoding and (len(self.encoding) > self.max_encoding or self.encoding[0].done()):
+            self.encoding.popleft().result()
 
     def finish(self, wall_time_s: float) -> LabelStats:
+        """The counts, once every masked copy is on disk (the first encoding error is raised here)."""
+        if self.encoders is not None:
+            try:
+                while self.encoding:
+                    self.encoding.popleft().result()
+            finally:
+                self.encoders.shutdown(wait=True)
         self.stats.kept_per_class = {c: self.kept.get(c, 0) for c in self.names}
         self.stats.uncertain_per_class = {c: self.uncertain.get(c, 0) for c in self.names}
         self.stats.wall_time_s = round(wall_time_s, 3)
         return self.stats
+
+
+def _encode(target: Path, image: np.ndarray, source: Path) -> None:
+    if not cv2.imwrite(str(target), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        raise YolosslError(f"{target}: could not write the masked copy of {source}")
 
 
 def write_yolo_labels(path: Path, classes: np.ndarray, xywhn: np.ndarray) -> None:
