@@ -4,7 +4,8 @@ With `device="0,1"` Ultralytics pickles the trainer's callbacks into a file that
 (`ultralytics.utils.dist.generate_ddp_file`). A closure over the caller (the cycle, the CLI's progress bar and its
 lock) cannot be pickled, and must not be copied into every rank: there the callbacks are an `EpochReports` that
 only knows a file path. Rank 0 appends one JSON line per epoch to it; `following` reads the lines in the parent as
-they come and calls `on_epoch`. In one process the same object calls `on_epoch` directly.
+they come and calls `on_epoch` (and logs what the worker logged for the epoch, so that it reaches `cycle.log`). In
+one process the same object calls `on_epoch` directly.
 
 Reported: losses every epoch, val metrics only after an epoch that validated (with `val=False` Ultralytics keeps
 zeros until its last epoch). The final validation of `best.pt` fires Ultralytics' epoch-end callback once more after
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+worker_logger = logging.getLogger("yolossl.train.online")
+"""The lines a multi-GPU worker logged for an epoch are logged again here, in the process that writes `cycle.log`."""
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 """`on_epoch(epoch, epochs, losses_and_metrics)`, epochs 1-based."""
@@ -60,9 +63,11 @@ class EpochReports:
         for key, value in (trainer.metrics or {}).items() if validated else ():
             if key.startswith("metrics/"):
                 values[key.split("/")[-1].replace("(B)", "")] = float(value)
-        if self.path is not None:
+        if self.path is not None:  # with the lines the worker logged for the epoch: its log is not the caller's
+            report = {"epoch": epoch, "epochs": trainer.epochs, "values": values}
+            report["log"] = getattr(trainer, "epoch_log_lines", [])
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"epoch": epoch, "epochs": trainer.epochs, "values": values}) + "\n")
+                f.write(json.dumps(report) + "\n")
         elif self.on_epoch is not None:
             self.on_epoch(epoch, trainer.epochs, values)
 
@@ -85,6 +90,8 @@ def following(path: Path, on_epoch: EpochCallback, interval: float = 1.0) -> Ite
                     break
                 offset += len(line.encode("utf-8"))
                 report = json.loads(line)
+                for message in report.get("log", []):
+                    worker_logger.info(message)
                 on_epoch(report["epoch"], report["epochs"], report["values"])
 
     def follow() -> None:

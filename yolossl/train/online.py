@@ -340,13 +340,12 @@ def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
     trainer.kept_share.sum_across_ranks(trainer.device)
     if RANK in {-1, 0}:
         u_loss = float((trainer.tloss or {}).get("u_loss", 0.0))
-        logger.info(
-            "Online epoch %d/%d: unlabeled loss %.4f; teacher boxes kept per class: %s",
-            trainer.epoch + 1,
-            trainer.epochs,
-            u_loss,
-            trainer.kept_share.describe(trainer.data["names"]),
+        line = (
+            f"Online epoch {trainer.epoch + 1}/{trainer.epochs}: unlabeled loss {u_loss:.4f}; "
+            f"teacher boxes kept per class: {trainer.kept_share.describe(trainer.data['names'])}"
         )
+        logger.info(line)
+        trainer.epoch_log_lines = [line]  # under DDP the epoch report carries it to the cycle's log (`epochs`)
         row = {"epoch": trainer.epoch + 1, "u_loss": round(u_loss, 5)}
         row.update(trainer.kept_share.counts(trainer.data["names"]))
         row.update(_threshold_columns(trainer.kept_thresholds_cpu, trainer.data["names"]))
