@@ -128,3 +128,30 @@ def test_no_data_runs_the_bundled_demo(tmp_path: Path, monkeypatch) -> None:
     assert saved["data"] == str((tmp_path / "datasets/demo/data.yaml").resolve())
     assert saved["unlabeled"] == [str((tmp_path / "datasets/demo/unlabeled").resolve())]
     assert saved["train_args"] == {"nbs": 16} and saved["imgsz"] == 64  # the demo's settings, the command line's imgsz
+
+
+def test_the_summary_table_shows_what_the_online_teacher_did_each_round(tmp_path: Path, capsys) -> None:
+    """Online rounds: the teacher's targets per class and the epochs a class had no threshold, beside the pool's
+    labeling; with the unsure boxes left out of the labels (`uncertain keep`), no masked count to show."""
+    from yolossl.cli.cycle import print_summary
+    from yolossl.config import CycleConfig
+    from yolossl.cycle import CycleResult, RoundResult
+    from yolossl.cycle.results import TeacherRound
+    from yolossl.train import Metrics
+
+    def round_result(index: int, teacher: TeacherRound | None) -> RoundResult:
+        return RoundResult(
+            index, 10, 5 * index, 7 * index, {"a": 7 * index, "b": 0}, 3 * index, 0, Metrics(0.5, 0.3, 0.6, 0.4),
+            tmp_path / "w.pt", tmp_path / "d.yaml", 12.0, teacher=teacher,
+        )  # fmt: skip
+
+    teacher = TeacherRound(epochs=5, kept={"a": 40, "b": 0}, seen={"a": 50, "b": 30}, epochs_without_threshold={"b": 5})
+    config = CycleConfig(data="d.yaml")  # online: uncertain keep
+    print_summary(CycleResult(tmp_path, config, ["a", "b"], [round_result(0, None), round_result(1, teacher)]))
+    table = capsys.readouterr().out
+    assert "teacher kept" in table and "a:40 b:0 (50%)" in table and "b:5" in table
+    assert "imgs masked" not in table
+    offline = CycleConfig(data="d.yaml", mode="offline")  # uncertain mask: the masked count is shown
+    print_summary(CycleResult(tmp_path, offline, ["a", "b"], [round_result(0, None), round_result(1, None)]))
+    table = capsys.readouterr().out
+    assert "3 (0 imgs masked)" in table and "teacher kept" not in table

@@ -305,6 +305,7 @@ def print_summary(result: Any) -> None:
         "R",
     )
     online = any(r.teacher for r in result.rounds)
+    masking_off = result.config.uncertain == "keep"  # unsure boxes are left out of the labels: none to count
     teacher_headers = ("teacher kept", "no threshold (epochs)") if online else ()
     for column in (*headers, *teacher_headers, "time", "guard"):
         table.add_column(column, justify="left" if column == "per class" else "right")
@@ -316,7 +317,7 @@ def print_summary(result: Any) -> None:
             str(row["pseudo_images"]),
             str(row["pseudo_boxes"]),
             "-" if first else " ".join(f"{n}:{row[f'boxes_{n}']}" for n in names),
-            "-" if first else f"{row['uncertain_boxes']} ({row['masked_images']} imgs masked)",
+            "-" if first or masking_off else f"{row['uncertain_boxes']} ({row['masked_images']} imgs masked)",
             f"{row['map50']:.3f}",
             f"{row['map50_95']:.3f}",
             f"{row['precision']:.3f}",
