@@ -588,3 +588,24 @@ def test_an_out_of_memory_retry_rebuilds_the_unlabeled_loader_and_the_teacher_sc
     assert seen["sizes"][0] == (8, 8) and set(seen["sizes"][1:]) == {(4, 4)}  # both halves halved together
     assert seen["fitted_to"] == [2, 4]  # 2 epochs x 1 batch of 8, then x 2 batches of 4
     assert seen["closed"] == [True, True]  # the old loader at the retry, the new one at the end
+
+
+def test_a_round_whose_continuation_is_gone_says_so_in_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    from tests.conftest import tiny_cycle_config
+    from yolossl import resume_cycle, run_cycle
+    from yolossl.train import train_detector
+
+    calls: list[bool] = []
+
+    def trainer(model, data_yaml, save_dir, settings, on_epoch):
+        calls.append(settings.online)
+        if calls.count(True) == 2:
+            raise KeyboardInterrupt("stopped before round 2 trained")
+        return train_detector(model, data_yaml, save_dir, settings, on_epoch)
+
+    config = tiny_cycle_config(tiny_dataset, tmp_path, mode="online", rounds=2, online_epochs=2, conf=0.002)
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle(config, trainer=trainer)
+    (tmp_path / "r" / "round_1" / "train" / "weights" / "continue.pt").unlink()
+    with pytest.raises(YolosslError, match=r"continue\.pt: missing, and round 2 continues the run from it; "):
+        resume_cycle(tmp_path / "r")

@@ -32,6 +32,7 @@ import yaml
 from yolossl._fs import write_text_atomic
 from yolossl.cycle.loop import Cycle, ProgressEvent
 from yolossl.cycle.results import RoundResult, TeacherRound
+from yolossl.errors import YolosslError
 from yolossl.merge import build_round_dataset, labeled_repeat
 from yolossl.train import Metrics, TrainResult, TrainSettings
 from yolossl.train.online_settings import (
@@ -174,7 +175,10 @@ class OnlineCycle(Cycle):
         """Write `online.json` and the round's training YAML naming it (again on resume: both are derived)."""
         continue_from = self._continuation(index - 1) if index > 1 else None
         if continue_from is not None and not continue_from.is_file():
-            raise RuntimeError(f"{continue_from}: round {index - 1} finished without its continuation checkpoint")
+            raise YolosslError(
+                f"{continue_from}: missing, and round {index} continues the run from it; to train on, start a new "
+                f"run with --start-weights {self.run_dir / 'weights' / 'best.pt'}"
+            )
         settings_file = (round_dir / ONLINE_FILE).resolve()
         save_online_settings(self.online_settings(continue_from, stop), settings_file)
         meta = yaml.safe_load(Path(labeled["data_yaml"]).read_text(encoding="utf-8"))
