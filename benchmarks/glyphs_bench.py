@@ -271,7 +271,9 @@ def main() -> None:
     )
     parser.add_argument("--converge-cycles", type=int, default=12, help="converged step: more cycles at most")
     parser.add_argument(
-        "--from-converged-arms", default=",".join(ARMS), help="from-converged step: these arms (a subset: a run apart)"
+        "--from-converged-arms",
+        default=",".join(a for a in ARMS if a != "supervised-wall"),
+        help="from-converged step: these arms (a subset: a run apart)",
     )
     parser.add_argument("--online-seeds", type=int, default=None, help="seeds of the online step (default: --seeds)")
     parser.add_argument("--only", nargs="*", help="ablation names to run (default: all)")
@@ -300,7 +302,8 @@ def main() -> None:
     main_run = Path(args.project) / named
     if "main" in steps:
         start = time.perf_counter()
-        offline_arms = tuple(arm for arm in ARMS if arm != "online")  # step `online` runs it from these round 0s
+        # step `online` runs it from these round 0s (and supervised-wall, matched to its time, with it)
+        offline_arms = tuple(arm for arm in ARMS if arm not in ("online", "supervised-wall"))
         result = run_bench(BenchConfig(**common, seeds=args.seeds, training=training, name=named, arms=offline_arms))
         print(format_table(result.summary()))
         print(f"{main_run}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
@@ -323,7 +326,7 @@ def main() -> None:
         for seed in range(first, args.seeds):
             round0s = str(converged_round0s(Path(args.project), [named, args.name], seed))
             arms = tuple(args.from_converged_arms.split(","))
-            part = "" if set(arms) == set(ARMS) else "-" + "-".join(arms)
+            part = "" if set(arms) == set(ARMS) - {"supervised-wall"} else "-" + "-".join(arms)
             earlier = earlier_yolossl_run(Path(args.project), f"{named}-from-converged-seed{seed}*", seed)
             budget = {"budget_from": str(earlier)} if earlier and "yolossl" not in arms else {}
             more(f"{named}-from-converged-seed{seed}{part}", arms, seed, 1, round0_from=round0s, **budget)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from yolossl import run_cycle
-from yolossl.bench import BenchConfig, _make_split
+from yolossl.bench import BenchConfig, hold_out_test, make_split
 from yolossl.config import CycleConfig
 from yolossl.cycle import CycleResult
 from yolossl.data import load_data_yaml
@@ -55,7 +55,7 @@ def main() -> None:
         config = BenchConfig(data=str(data_yaml), label_fraction=bench.label_fraction, seeds=1, first_seed=seed)
         labeled_yaml, pool = split_dir / "labeled.yaml", split_dir / "pool"
         if not labeled_yaml.is_file():
-            _make_split(config, spec, seed, split_dir)
+            make_split(config, spec, seed, split_dir, hold_out_test(spec, args.out / "test_split"))
         base = CycleConfig(
             **{**training, "data": str(labeled_yaml), "unlabeled": [str(pool)], "rounds": 3, "seed": seed},
             project=str(seed_dir),

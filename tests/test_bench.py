@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yolossl.bench import ArmResult, BenchConfig, BenchResult, _online_config, format_table, run_bench
+from tests.conftest import TINY
+from yolossl.bench import ARMS, ArmResult, BenchConfig, BenchResult, format_table, online_config, run_bench
 from yolossl.config import CycleConfig
+from yolossl.demo import write_demo_dataset
 from yolossl.errors import YolosslError
 
 
@@ -27,8 +29,57 @@ def test_gap_recovered_against_supervised_and_oracle() -> None:
     assert summary["yolossl"]["gap_recovered_per_seed"] == pytest.approx([0.5, 0.55])
     assert summary["docs"]["gap_recovered_per_seed"] == pytest.approx([-0.05, 0.05])
     assert summary["supervised"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
+    difference = summary["yolossl"]["differences"]["supervised"]
+    assert difference["mean"] == pytest.approx(0.105) and difference["per_run"] == pytest.approx([0.10, 0.11])
+    assert difference["low"] == pytest.approx(0.10) and difference["high"] == pytest.approx(0.11)
     table = format_table(summary)
-    assert "| yolossl | 0.615 ± 0.015 | 0.415 ± 0.015 | 53% |" in table
+    assert "| yolossl | 2 | 0.615 ± 0.015 | 0.415 ± 0.015 | +0.105 [+0.100, +0.110] | 53% / - |" in table
+
+
+def test_replicates_pair_run_by_run_and_the_converged_arm_pairs_with_each() -> None:
+    """Two split seeds x two training seeds; round 0 (converged) once per split seed, paired with both replicates;
+    the gap against the better labeled-only arm of each run, step-matched and wall-matched."""
+    values = {
+        "converged": {(0, 0): 0.30, (1, 0): 0.40},
+        "supervised": {(0, 0): 0.32, (0, 1): 0.28, (1, 0): 0.38, (1, 1): 0.39},
+        "supervised-wall": {(0, 0): 0.33, (0, 1): 0.34, (1, 0): 0.41, (1, 1): 0.42},
+        "online": {(0, 0): 0.40, (0, 1): 0.38, (1, 0): 0.45, (1, 1): 0.47},
+        "oracle": {(0, 0): 0.60, (0, 1): 0.60, (1, 0): 0.70, (1, 1): 0.70},
+    }
+    arms = [
+        ArmResult(arm, seed, v + 0.1, v, 1, [v], train_seed=t)
+        for arm, runs in values.items()
+        for (seed, t), v in runs.items()
+    ]
+    summary = BenchResult(Path("."), arms, {}).summary()
+    online = summary["online"]
+    assert online["runs"] == 4 and online["map50_95_mean"] == pytest.approx(0.425)
+    assert online["differences"]["supervised"]["per_run"] == pytest.approx([0.08, 0.10, 0.07, 0.08])
+    assert online["differences"]["converged"]["per_run"] == pytest.approx([0.10, 0.08, 0.05, 0.07])
+    assert online["differences"]["supervised-wall"]["pairs"] == 4
+    low, high = online["differences"]["supervised"]["low"], online["differences"]["supervised"]["high"]
+    assert 0.07 <= low <= 0.0825 <= high <= 0.10
+    # better of converged and supervised per run: 0.32, 0.30, 0.40, 0.40
+    assert online["gap_recovered_per_run"] == pytest.approx([0.08 / 0.28, 0.08 / 0.30, 0.05 / 0.30, 0.07 / 0.30])
+    assert online["gap_recovered"] == pytest.approx((0.425 - 0.355) / (0.65 - 0.355))
+    assert online["gap_recovered_per_seed"] == pytest.approx([(0.39 - 0.31) / (0.60 - 0.31), (0.46 - 0.40) / 0.30])
+    # wall-matched: better of converged and supervised-wall: 0.33, 0.34, 0.41, 0.42
+    assert online["gap_recovered_vs_wall_per_run"] == pytest.approx(
+        [0.07 / 0.27, 0.04 / 0.26, 0.04 / 0.29, 0.05 / 0.28]
+    )
+
+
+def test_the_bootstrap_interval_on_a_known_sample() -> None:
+    """Half zeros, half ones (n = 20): the mean 0.5 with a 90% interval near 0.5 ± 1.645 x 0.5 / sqrt(20)."""
+    from yolossl.bench.statistics import bootstrap_interval
+
+    low, high = bootstrap_interval([0.0, 1.0] * 10)
+    assert low == pytest.approx(0.5 - 0.184, abs=0.04) and high == pytest.approx(0.5 + 0.184, abs=0.04)
+    assert bootstrap_interval([0.02] * 5) == (0.02, 0.02)
+    assert bootstrap_interval([0.3]) is None  # one pair: no spread to resample
+    assert bootstrap_interval([0.1, 0.2, 0.4]) == bootstrap_interval([0.1, 0.2, 0.4])  # seeded: the same each time
+    low, high = bootstrap_interval([0.01, 0.03, -0.02, 0.04, 0.02, 0.00])
+    assert -0.02 < low < 0.013 < high < 0.04
 
 
 @pytest.mark.parametrize(
@@ -38,6 +89,8 @@ def test_gap_recovered_against_supervised_and_oracle() -> None:
         ({"label_fraction": 1.5}, "--label-fraction must be in"),
         ({"unlabeled": ["x"]}, "needs --unlabeled-truth"),
         ({"seeds": 0}, "must be >= 1"),
+        ({"train_seeds": 0}, "must be >= 1"),
+        ({"arms": ("supervised-wall", "online")}, "needs the supervised and online arms"),
         ({"training": {"ema": "median"}}, "ema must be one of fitted, ultralytics"),
         ({"cycle": {"loss": "pseudo-aware"}, "training": {"ema": "ultralytics"}}, "ema ultralytics goes with loss"),
     ],
@@ -50,12 +103,11 @@ def test_bad_bench_requests(changes: dict, message: str) -> None:
 def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_dataset: Path) -> None:
     yolossl = CycleConfig(data=str(tiny_dataset / "data.yaml"), rounds=3, round_epochs=2)
     # 3 rounds of 300 images seen, 100 labeled images: 9 epochs over the labels
-    assert _online_config(yolossl, [300, 300, 300], 100).online_epochs == 9
-    online = _online_config(yolossl, [300, 300, 300], 100, share=0.35)  # the offline rounds' wall time
+    assert online_config(yolossl, [300, 300, 300], 100).online_epochs == 9
+    online = online_config(yolossl, [300, 300, 300], 100, share=0.35)  # the offline rounds' wall time
     assert online.online_epochs == 4 and online.mode == "online" and online.rounds == 3
-    assert online.online_val  # validated as the other arms are: every epoch (Ultralytics), unless the bench says
-    quiet = replace(yolossl, train_args={"val": False, "nbs": 16})
-    assert not _online_config(quiet, [300], 100).online_val
+    assert not online.online_val  # validated once per round, as every bench arm validates once per training
+    assert online_config(yolossl, None, 100).online_epochs is None  # no yolossl arm: the online cycle's own length
     with pytest.raises(YolosslError, match="--online-steps must be > 0"):
         BenchConfig(data="d.yaml", online_steps=0)
     with pytest.raises(YolosslError, match="the bench runs the yolossl arm offline and the online arm online"):
@@ -67,13 +119,23 @@ def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_data
     assert BenchConfig(data="d.yaml", cycle={"fixmatch": True}).cycle == {"fixmatch": True}  # online takes it now
 
 
+def _tiny_training() -> dict:
+    return {"epochs": 1, "round_epochs": 1, "imgsz": 64, "batch": 8, "device": "cpu", "workers": 0}
+
+
+def _validations(run: Path) -> dict[str, bool]:
+    """Every training's `val` argument under a bench run: False everywhere means each validated once, at its end."""
+    return {str(p.parent.relative_to(run)): yaml.safe_load(p.read_text())["val"] for p in run.rglob("args.yaml")}
+
+
 def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     config = BenchConfig(
         data=str(tiny_dataset / "data.yaml"),
         label_fraction=0.5,
         rounds=1,
         seeds=1,
-        training={"epochs": 1, "round_epochs": 1, "imgsz": 64, "batch": 8, "device": "cpu", "workers": 0},
+        arms=ARMS,
+        training=_tiny_training(),
         cycle={"conf": 0.002, "uncertain_low": 0.001},
         project=str(tmp_path / "bench"),
         name="tiny",
@@ -81,32 +143,42 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     result = run_bench(config)
     run = tmp_path / "bench" / "tiny"
     payload = json.loads((run / "bench.json").read_text())
-    assert set(payload["arms"]) == {"converged", "supervised", "docs", "yolossl", "online", "oracle"}
+    assert set(payload["arms"]) == set(ARMS)
     for values in payload["arms"].values():
         assert len(values["per_seed_map50_95"]) == 1
-        assert "gap_recovered" in values and "gap_recovered_vs_converged" in values
+        assert "gap_recovered" in values and "gap_recovered_vs_wall" in values
     # bench.json says which baseline each gap uses, and how label-bound the bench is
-    assert set(payload["baselines"]) == {"converged", "supervised"}
+    assert set(payload["baselines"]) == {"converged", "supervised", "supervised-wall"}
     arms = payload["arms"]
     assert payload["label_bound_gap"] == pytest.approx(
         arms["oracle"]["map50_95_mean"] - arms["converged"]["map50_95_mean"]
     )
-    round0_metrics = json.loads((run / "seed_0" / "round0" / "round_0" / "metrics.json").read_text())["metrics"]
-    assert arms["converged"]["per_seed_map50_95"] == [round0_metrics["map50_95"]]
+    # no test: in the data YAML: half of val is held out as the test split, and every figure is its
+    assert payload["test_split"] == {"source": "held out of val", "images": 3, "val_images": 3, "share": 0.5, "seed": 0}
+    split = run / "seed_0" / "split"
+    labeled_yaml = yaml.safe_load((split / "labeled.yaml").read_text())
+    val_images, test_images = (set(Path(labeled_yaml[k]).read_text().split()) for k in ("val", "test"))
+    assert len(val_images) == len(test_images) == 3 and not val_images & test_images
+    round0 = json.loads((run / "seed_0" / "round0" / "round_0" / "metrics.json").read_text())
+    assert arms["converged"]["per_seed_map50_95"] == [round0["test"]["map50_95"]]
+    assert result.arms[0].val_map50_95 == round0["metrics"]["map50_95"]
     assert arms["converged"]["converged_per_seed"] == [None]  # one learning-rate cycle shows nothing
-    assert (run / "bench.md").read_text().startswith("| arm |")
+    assert (run / "bench.md").read_text().startswith("| arm | runs | test mAP50 |")
+    assert "Test split: 3 images (held out of val)" in (run / "bench.md").read_text()
     oracle = next(r for r in result.arms if r.arm == "oracle")  # the yolossl arm's report shows its ceiling
     assert json.loads((run / "seed_0" / "yolossl" / "oracle.json").read_text())["map50_95"] == oracle.map50_95
     assert "Oracle (all labels)" in (run / "seed_0" / "yolossl" / "report.html").read_text()
+    # every arm validates once, at the end of each training: no arm picks a best epoch
+    validations = _validations(run)
+    assert len(validations) >= 7 and not any(validations.values())
 
     # the split: half the labels kept, the rest hidden behind a flat folder of links
-    split = run / "seed_0" / "split"
     assert len((split / "labeled.txt").read_text().splitlines()) == 4
     pool = sorted((split / "pool").iterdir())
     assert len(pool) == 4 and all(p.is_symlink() for p in pool)
     assert not (split / "labels").exists() and len(list((split / "truth").glob("*.txt"))) == 4
 
-    # every arm starts from the same round 0, and the matched arms get the yolossl arm's steps
+    # every arm starts from the same round 0, and the matched arms get the yolossl arm's steps (when it runs)
     yolossl = next(r for r in result.arms if r.arm == "yolossl")
     supervised = next(r for r in result.arms if r.arm == "supervised")
     assert yolossl.rounds_map50_95[0] == supervised.rounds_map50_95[0]
@@ -124,6 +196,51 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
         assert given["lr0"] == yolossl_args["lr0"]
     # pseudo-label quality is scored against the hidden labels
     assert len(yolossl.pseudo_precision) == 1 and 0.0 <= yolossl.pseudo_precision[0] <= 1.0
+
+
+def test_replicates_and_the_arms_matched_to_the_online_arm(tmp_path: Path) -> None:
+    """Two training seeds: round 0 once, every other arm twice; the labels alone at the online arm's steps and at
+    its wall time; the data YAML's own test split scores them."""
+    root = tmp_path / "tiny"
+    write_demo_dataset(root, replace(TINY, n_test=4))
+    config = BenchConfig(
+        data=str(root / "data.yaml"),
+        label_fraction=0.5,
+        rounds=1,
+        seeds=1,
+        train_seeds=2,
+        arms=("converged", "supervised", "supervised-wall", "online", "oracle"),
+        training=_tiny_training(),
+        cycle={"conf": 0.002, "uncertain_low": 0.001},
+        project=str(tmp_path / "bench"),
+        name="replicates",
+    )
+    result = run_bench(config)
+    run = result.run_dir
+    assert sorted((r.arm, r.train_seed) for r in result.arms) == sorted(
+        [("converged", 0)] + [(arm, t) for arm in ("supervised", "supervised-wall", "online", "oracle") for t in (0, 1)]
+    )
+    assert yaml.safe_load((run / "seed_0" / "train_seed_1" / "online" / "config.yaml").read_text())["seed"] == 1000
+    assert not (run / "seed_0" / "train_seed_1" / "round0").exists()  # round 0: once per split seed
+    payload = json.loads((run / "bench.json").read_text())
+    assert payload["test_split"] == {"source": "data YAML", "images": 4, "val_images": 6}
+    online = payload["arms"]["online"]
+    assert online["runs"] == 2 and set(online["differences"]) == {"converged", "supervised", "supervised-wall"}
+    assert online["differences"]["supervised"]["pairs"] == 2 and online["differences"]["converged"]["pairs"] == 2
+    # step-matched: the online run's labeled images seen, as epochs over the labeled images
+    state = json.loads((run / "seed_0" / "online" / "state.json").read_text())
+    round_1 = state["rounds"]["1"]["result"]
+    seen = round_1["labeled_images"] * round_1["labeled_repeat"] * round_1["epochs"]
+    args = yaml.safe_load((run / "seed_0" / "supervised" / "run" / "args.yaml").read_text())
+    assert args["epochs"] == math.ceil(seen / 4)
+    wall = next(r for r in result.arms if r.arm == "supervised-wall" and r.train_seed == 0)
+    assert (
+        wall.epochs >= 1
+        and wall.epochs
+        == yaml.safe_load((run / "seed_0" / "supervised-wall" / "run" / "args.yaml").read_text())["epochs"]
+    )
+    assert not any(_validations(run).values())
+    assert round_1["test"] is not None  # the cycle scored its rounds on the data YAML's test split
 
 
 def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -193,15 +310,25 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
 
 def test_the_hidden_truth_is_the_cleaned_labels(tiny_dataset: Path, tmp_path: Path) -> None:
     """The truth the arms are scored against is read strictly at the end: a bad user line must not reach it."""
-    from yolossl.bench import _make_split
+    from yolossl.bench import hold_out_test, make_split
     from yolossl.data import load_data_yaml, read_yolo_labels
 
     for label in (tiny_dataset / "labeled" / "labels").glob("*.txt"):
         label.write_text(label.read_text() + "1 0.5 0.5 0.2\n")  # four columns
     spec = load_data_yaml(tiny_dataset / "data.yaml")
-    split = _make_split(BenchConfig(data="d.yaml", label_fraction=0.5), spec, 0, tmp_path / "split")
+    test = hold_out_test(spec, tmp_path / "test")
+    split = make_split(BenchConfig(data="d.yaml", label_fraction=0.5), spec, 0, tmp_path / "split", test)
     truth = sorted(split.truth.glob("*.txt"))
     assert len(truth) == 4
     for path in truth:
         rows = read_yolo_labels(path)
         assert len(rows) and (rows[:, 0] >= 0).all()
+
+
+def test_the_cli_default_arms_are_the_bench_defaults() -> None:
+    import inspect
+
+    from yolossl.bench import DEFAULT_ARMS
+    from yolossl.cli.bench import bench
+
+    assert tuple(inspect.signature(bench).parameters["arms"].default.split(",")) == DEFAULT_ARMS

@@ -367,29 +367,39 @@ def _scripted(tiny_weights: Path, scores: list[float], calls: list[tuple]):
     return scripted_training
 
 
-def test_round0_cycles_until_one_gains_less_than_0_005(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
-    """0.30, then +0.04 (kept, go on), then +0.002 (kept, converged): the fourth cycle never runs."""
+def test_round0_cycles_until_two_in_a_row_gain_less_than_the_floor(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
+) -> None:
+    """0.30, +0.04 (go on), +0.002 (one flat cycle: noise, go on), +0.001 (two in a row: converged): no fifth."""
     calls: list[tuple] = []
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=4)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.34, 0.342], calls))
-    assert [settings.epochs for _, _, settings in calls] == [10, 5, 5]
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=5)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.34, 0.342, 0.343], calls))
+    assert [settings.epochs for _, _, settings in calls] == [10, 5, 5, 5]
     run = result.run_dir / "round_0"
-    assert [save_dir for _, save_dir, _ in calls] == [run / "train", run / "train_2", run / "train_3"]
+    assert [save_dir for _, save_dir, _ in calls] == [run / "train", run / "train_2", run / "train_3", run / "train_4"]
     assert calls[1][0] == str(run / "train" / "weights" / "best.pt")  # each cycle continues the best so far
     assert calls[2][0] == str(run / "train_2" / "weights" / "best.pt")
     round0 = result.rounds[0]
-    assert round0.metrics.map50_95 == 0.342 and round0.weights == run / "train_3" / "weights" / "best.pt"
-    assert round0.epochs == 20
+    assert round0.metrics.map50_95 == 0.343 and round0.weights == run / "train_4" / "weights" / "best.pt"
+    assert round0.epochs == 25
     record = json.loads((run / "round0_cycles.json").read_text())
-    assert [c["map50_95"] for c in record["cycles"]] == [0.30, 0.34, 0.342] and record["converged"] is True
-    assert record["cycles"][1]["gain"] == pytest.approx(0.04)
+    assert [c["map50_95"] for c in record["cycles"]] == [0.30, 0.34, 0.342, 0.343] and record["converged"] is True
+    assert record["cycles"][1]["gain"] == pytest.approx(0.04) and record["min_gain"] == 0.005
+
+
+def test_the_round0_floor_is_the_training_noise(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    """With a floor of 0.03 (a bench whose training seed moves a run that much), +0.02 twice is convergence."""
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=6, round0_min_gain=0.03)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.32, 0.34], []))
+    record = json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())
+    assert len(record["cycles"]) == 3 and record["converged"] is True and record["min_gain"] == 0.03
 
 
 def test_a_round0_cycle_that_loses_is_not_kept(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
     calls: list[tuple] = []
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=3)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.29], calls))
-    assert len(calls) == 2 and result.rounds[0].metrics.map50_95 == 0.30
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=4)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.29, 0.295], calls))
+    assert len(calls) == 3 and result.rounds[0].metrics.map50_95 == 0.30
     assert result.rounds[0].weights == result.run_dir / "round_0" / "train" / "weights" / "best.pt"
     assert json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())["converged"] is True
 
@@ -397,26 +407,26 @@ def test_a_round0_cycle_that_loses_is_not_kept(tiny_dataset: Path, tmp_path: Pat
 def test_round0_still_gaining_at_the_cap_is_said(
     tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog
 ) -> None:
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=2)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.40], []))
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=3)
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.40, 0.401], []))  # one flat cycle is not two
     assert json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())["converged"] is False
-    assert "still gaining after 2 learning-rate cycles" in caplog.text
+    assert "still gaining after 3 learning-rate cycles" in caplog.text
 
 
 def test_round0_cycles_continue_start_weights(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
-    """Start weights with round0_cycles 3: the user's model is cycle 1 (validated, 0 epochs), then two more."""
+    """Start weights with round0_cycles 4: the user's model is cycle 1 (validated, 0 epochs), then three more."""
     calls: list[tuple] = []
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=3, start_weights=str(tiny_weights))
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.50, 0.502], calls))
+    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=4, start_weights=str(tiny_weights))
+    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.50, 0.502, 0.503], calls))
     run = result.run_dir / "round_0"
     assert calls[0][0] == str(run / "train" / "weights" / "best.pt")  # continues the adopted copy
-    assert [save_dir for _, save_dir, _ in calls] == [run / "train_2", run / "train_3"]
-    assert [settings.epochs for _, _, settings in calls] == [5, 5]
+    assert [save_dir for _, save_dir, _ in calls] == [run / "train_2", run / "train_3", run / "train_4"]
+    assert [settings.epochs for _, _, settings in calls] == [5, 5, 5]
     record = json.loads((run / "round0_cycles.json").read_text())
     adopted = record["cycles"][0]
     assert adopted["epochs"] == 0 and adopted["gain"] is None and adopted["map50_95"] < 0.5
-    assert [c["map50_95"] for c in record["cycles"][1:]] == [0.50, 0.502] and record["converged"] is True
-    assert result.rounds[0].metrics.map50_95 == 0.502 and result.rounds[0].epochs == 10
+    assert [c["map50_95"] for c in record["cycles"][1:]] == [0.50, 0.502, 0.503] and record["converged"] is True
+    assert result.rounds[0].metrics.map50_95 == 0.503 and result.rounds[0].epochs == 15
 
 
 @pytest.mark.parametrize("schedule", ["continue", "fresh"])

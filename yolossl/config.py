@@ -121,7 +121,11 @@ class CycleConfig:
     """With round_schedule continue: the rounds' learning rate as a fraction of round 0's."""
     round0_cycles: int = 1
     """Round 0 as up to this many learning-rate cycles on the labels: the first of `epochs`, each next of half as
-    many, stopping when one gains less than 0.005 mAP50-95 on val. One schedule's plateau is not convergence."""
+    many, stopping when two in a row gain less than `round0_min_gain` mAP50-95 on val. One schedule's plateau is not
+    convergence, and one cycle's gain can be noise."""
+    round0_min_gain: float = 0.005
+    """A round-0 cycle gaining less than this counts as flat: at least the training-seed spread (the bench sets
+    max(0.005, its dataset's spread))."""
     mode: str = "online"
     """online: after round 0, one run of the offline rounds' optimizer steps (`online_epochs`) in which the model's EMA
     teacher labels each unlabeled batch on the fly (yolossl.train.online, with `lambda_u`, `pseudo_box_min_score`, the
@@ -182,6 +186,7 @@ class CycleConfig:
         )
         _check(0.0 < self.round_lr_scale <= 10.0, f"round_lr_scale must be in (0, 10], got {self.round_lr_scale}")
         _check(self.round0_cycles >= 1, f"round0_cycles must be >= 1, got {self.round0_cycles}")
+        _check(self.round0_min_gain >= 0, f"round0_min_gain must be >= 0, got {self.round0_min_gain}")
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")

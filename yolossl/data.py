@@ -53,6 +53,8 @@ class DatasetSpec:
     train: tuple[Path, ...]
     val: tuple[Path, ...]
     names: dict[int, str]
+    test: tuple[Path, ...] = ()
+    """`test:` of the YAML: only ever scored, never used to choose a threshold, a round or a checkpoint."""
 
     def train_items(self) -> list[ImageItem]:
         """The labeled training images, each with its label file (None for a background image)."""
@@ -61,6 +63,10 @@ class DatasetSpec:
     def val_items(self) -> list[ImageItem]:
         """The human-labeled validation images: the only split any metric is computed on."""
         return list_split_images(self.val, self.yaml_path)
+
+    def test_items(self) -> list[ImageItem]:
+        """The held-out test images (none without `test:`): every reported figure, no decision."""
+        return list_split_images(self.test, self.yaml_path) if self.test else []
 
 
 @dataclass
@@ -76,7 +82,7 @@ class ImagePool:
 
 
 def load_data_yaml(path: str | Path) -> DatasetSpec:
-    """Parse a data YAML, resolving `path`, `train` and `val` like Ultralytics does.
+    """Parse a data YAML, resolving `path`, `train`, `val` and the optional `test` like Ultralytics does.
 
     `train`/`val` may be a folder, a `.txt` of image paths, or a list of either; `names` a list
     or a dict. A missing `path` means the YAML's own folder.
@@ -96,6 +102,7 @@ def load_data_yaml(path: str | Path) -> DatasetSpec:
         train=_resolve_sources(meta["train"], root, yaml_path, "train"),
         val=_resolve_sources(meta["val"], root, yaml_path, "val"),
         names=names,
+        test=_resolve_sources(meta["test"], root, yaml_path, "test") if meta.get("test") else (),
     )
 
 

@@ -119,6 +119,7 @@ def map_series(data: RunData) -> dict[str, list[float]]:
         "map50": [float(r["map50"]) for r in rows],
         "map50_95": [float(r["map50_95"]) for r in rows],
         "accepted": [1.0 if r.get("accepted", "True") == "True" else 0.0 for r in rows],
+        "test_map50_95": [float(r["test_map50_95"]) for r in rows if r.get("test_map50_95")],
     }
 
 
@@ -163,11 +164,14 @@ def plot_map(data: RunData, path: Path) -> Any:
             zorder=3,
             label="rejected by the round guard",
         )
+    tested = len(series["test_map50_95"]) == len(series["round"]) > 0
+    if tested:
+        ax.plot(series["round"], series["test_map50_95"], marker="s", color="tab:purple", label="test mAP50-95")
     if data.oracle:
         ax.axhline(data.oracle["map50_95"], color="black", linestyle="--", linewidth=1, label="oracle mAP50-95")
     ax.set_xlabel("round")
-    ax.set_ylabel("val mAP")
-    ax.set_title("Validation mAP per round")
+    ax.set_ylabel("mAP")
+    ax.set_title("mAP per round (val chooses" + (", test reports)" if tested else ")"))
     ax.set_xticks(series["round"] or [0])
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
@@ -447,7 +451,9 @@ def _rounds_table(data: RunData) -> str:
     if not data.summary:
         return "<p>No round has finished yet.</p>"
     best = max((r for r in data.summary if r.get("accepted", "True") == "True"), key=lambda r: float(r["map50_95"]))
-    head = ("round", "images", "pseudo boxes", "uncertain", "mAP50", "mAP50-95", "P", "R", "time", "round guard")
+    tested = any(r.get("test_map50_95") for r in data.summary)
+    head = ("round", "images", "pseudo boxes", "uncertain", "val mAP50", "val mAP50-95", "P", "R")
+    head += ("test mAP50", "test mAP50-95", "time", "round guard") if tested else ("time", "round guard")
     rows = ["<h2>Rounds</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in data.summary:
         accepted = r.get("accepted", "True") == "True"
@@ -462,6 +468,7 @@ def _rounds_table(data: RunData) -> str:
             f"{float(r['map50_95']):.3f}",
             f"{float(r['precision']):.3f}",
             f"{float(r['recall']):.3f}",
+            *((_number(r.get("test_map50")), _number(r.get("test_map50_95"))) if tested else ()),
             f"{float(r['wall_time_s']):.0f} s",
             guard,
         )
@@ -492,6 +499,10 @@ def _data_checks(data: RunData) -> str:
     for index, count in skipped:
         items.append(f"<li>round {_text(index)}: {_text(count)} unreadable images skipped</li>")
     return "<h2>Input checks</h2><ul>" + "".join(items) + "</ul>"
+
+
+def _number(value: str | None) -> str:
+    return f"{float(value):.3f}" if value else "-"
 
 
 def _text(value: object) -> str:

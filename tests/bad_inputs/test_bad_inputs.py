@@ -436,7 +436,7 @@ def test_leakage_guard_leaves_out_copies_of_val_images(tiny_dataset: Path, tmp_p
         app, ["cycle", "--epochs", "1", "--imgsz", "64", "--device", "cpu", *args], terminal_width=250
     )
     assert result.exit_code == 0, result.stderr
-    assert "Leakage guard: 1 unlabeled images are copies of val images" in result.stderr
+    assert "Leakage guard: 1 unlabeled images are copies of val or test images" in result.stderr
     run = tmp_path / "runs" / "leak"
     assert not [p for p in (run / "round_1" / "pseudo" / "labels").iterdir() if p.name.startswith("copy_of_val")]
     assert yaml.safe_load((run / "data_report.json").read_text())["pool"]["leakage_excluded"] == 1

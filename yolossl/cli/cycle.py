@@ -158,7 +158,7 @@ def cycle(
     round0_cycles: Annotated[
         int | None,
         typer.Option(
-            help="Round 0 as up to this many learning-rate cycles (each next half as long), until one gains "
+            help="Round 0 as up to this many learning-rate cycles (each next half as long), until two in a row gain "
             "< 0.005 mAP50-95; with --start-weights, those weights are the first cycle and the rest continue them. "
             f"Default: {D.round0_cycles}."
         ),
@@ -305,6 +305,9 @@ def print_summary(result: Any) -> None:
         "R",
     )
     online = any(r.teacher for r in result.rounds)
+    tested = any(r.test for r in result.rounds)
+    if tested:  # val chose (guard, thresholds, best.pt); test scores
+        headers = (*headers[:6], "val mAP50", "val mAP50-95", "P", "R", "test mAP50", "test mAP50-95")
     masking_off = result.config.uncertain == "keep"  # unsure boxes are left out of the labels: none to count
     teacher_headers = ("teacher kept", "no threshold (epochs)") if online else ()
     for column in (*headers, *teacher_headers, "time", "guard"):
@@ -322,12 +325,16 @@ def print_summary(result: Any) -> None:
             f"{row['map50_95']:.3f}",
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
+            *((f"{row['test_map50']:.3f}", f"{row['test_map50_95']:.3f}") if tested else ()),
             *(_teacher_cells(row, names) if online else ()),
             f"{row['wall_time_s']:.0f}s",
             "best" if row["round"] == best else "" if row["accepted"] else "rejected",
         )
     stdout.print(table)
     stdout.print(f"Final model (round {best}): {result.weights}")
+    if result.best.test is not None:
+        test = result.best.test
+        stdout.print(f"On the test split (never chosen on): mAP50 {test.map50:.3f}, mAP50-95 {test.map50_95:.3f}")
     stdout.print(f"Summary: {result.summary_csv}")
     if (result.run_dir / "report.html").is_file():
         stdout.print(f"Report: {result.run_dir / 'report.html'}")

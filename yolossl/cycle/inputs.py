@@ -40,6 +40,8 @@ class CycleInputs:
     reports: list[SplitReport]
     unreadable: dict[str, str] = field(default_factory=dict)
     """Pool images left out because they cannot be read (path: why), found before the first round."""
+    test: list[ImageItem] = field(default_factory=list)
+    """The data YAML's `test:` images: each round is scored on them, nothing is chosen with them."""
 
     @property
     def names(self) -> dict[int, str]:
@@ -47,35 +49,39 @@ class CycleInputs:
 
 
 def read_inputs(config: CycleConfig, config_path: Path) -> CycleInputs:
-    """Load the data YAML, check both splits' labels, scan the pool and leave out copies of val images."""
+    """Load the data YAML, check its splits' labels, scan the pool and leave out copies of val and test images."""
     if not config.data:
         raise YolosslError(f"{config_path}: 'data' is not set")
     spec = load_data_yaml(config.data)
-    labeled, val = spec.train_items(), spec.val_items()
+    labeled, val, test = spec.train_items(), spec.val_items(), spec.test_items()
     n_classes = len(spec.names)
     reports = [check_split("train", labeled, spec.train, n_classes), check_split("val", val, spec.val, n_classes)]
+    if spec.test:
+        reports.append(check_split("test", test, spec.test, n_classes))
     pool = scan_image_folders(config.unlabeled) if config.rounds else ImagePool(folders=())
-    leaks = find_leaks(pool.images, val, config.leakage) if config.rounds else {}
+    # A pool copy of a test image would be trained on and then scored: left out like a copy of val.
+    leaks = find_leaks(pool.images, val + test, config.leakage) if config.rounds else {}
     pool.images = [item for item in pool.images if item.id not in leaks]
     if config.rounds and not pool.images:
-        raise YolosslError(f"every unlabeled image in {', '.join(config.unlabeled)} is a copy of a val image")
-    return CycleInputs(config, spec, labeled, val, pool, leaks, reports)
+        raise YolosslError(f"every unlabeled image in {', '.join(config.unlabeled)} is a copy of a val or test image")
+    return CycleInputs(config, spec, labeled, val, pool, leaks, reports, test=test)
 
 
 def log_inputs(inputs: CycleInputs) -> None:
     """The data line, each split's label problems, and the leakage guard's finding."""
     logger.info(
-        "Data: %d labeled images, %d unlabeled images, %d classes",
+        "Data: %d labeled images, %d unlabeled images, %d classes%s",
         len(inputs.labeled),
         len(inputs.pool),
         len(inputs.names),
+        f", {len(inputs.test)} test images (scored, never chosen on)" if inputs.test else "",
     )
     for report in inputs.reports:
         log_split_report(report)
     if inputs.leaks:
         example = next(iter(inputs.leaks.items()))
         logger.warning(
-            "Leakage guard: %d unlabeled images are copies of val images and are left out (e.g. %s = %s)",
+            "Leakage guard: %d unlabeled images are copies of val or test images and are left out (e.g. %s = %s)",
             len(inputs.leaks),
             example[0],
             example[1],

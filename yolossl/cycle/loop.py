@@ -13,9 +13,11 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from yolossl._fs import write_text_atomic
 from yolossl.config import CycleConfig
@@ -44,8 +46,6 @@ logger = logging.getLogger(__name__)
 ROUND0_CYCLES_FILE = "round0_cycles.json"
 UNREADABLE_RECORD = "unreadable_pool"
 """In `state.json`: the pool images found unreadable at the run's start (path: why), so a resume does not look again."""
-MIN_CYCLE_GAIN = 0.005
-"""Round 0 has converged when one more learning-rate cycle on the labels gains less mAP50-95 than this."""
 
 Trainer = Callable[..., TrainResult]
 """`train_detector`'s signature: (model, data_yaml, save_dir, settings, on_epoch) -> TrainResult."""
@@ -92,6 +92,7 @@ class Cycle:
         self._leave_out_unreadable()
         write_data_report(self.inputs, self.run_dir)
         val_images = self._mirror_val()
+        self.test_yaml = self._mirror_test()
         result = CycleResult(self.run_dir, self.config, list(self.inputs.names.values()))
         for index in self.round_indices():
             if done := self.state.result(index):
@@ -163,7 +164,10 @@ class Cycle:
         return self._finish_round(result, round_dir)
 
     def _finish_round(self, result: RoundResult, round_dir: Path, kind: str = "") -> RoundResult:
-        """Write the round's metrics.json and record it done in state.json: a resumed run skips it from now on."""
+        """Score the round on test (when there is one), write its metrics.json and record it done in state.json: a
+        resumed run skips it from now on."""
+        if self.test_yaml is not None:
+            result = replace(result, test=validate_detector(result.weights, self.test_yaml, self.settings))
         write_text_atomic(round_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
         self.state.finish_round(result.index, result.to_dict())
         m = result.metrics
@@ -176,6 +180,9 @@ class Cycle:
             m.precision,
             m.recall,
         )
+        if result.test is not None:
+            t = result.test
+            logger.info("Round %d on test: mAP50 %.3f, mAP50-95 %.3f", result.index, t.map50, t.map50_95)
         return result
 
     def _label(self, index: int, weights: Path, round_dir: Path) -> LabelStats:
@@ -277,12 +284,13 @@ class Cycle:
     def _train_round0(
         self, model: str, data_yaml: Path, round_dir: Path, adopted: TrainResult | None = None
     ) -> tuple[int, TrainResult]:
-        """Learning-rate cycles on the labels until one gains < `MIN_CYCLE_GAIN` (at most `round0_cycles`).
+        """Learning-rate cycles on the labels until two in a row gain less than `round0_min_gain` (at most
+        `round0_cycles`).
 
-        A schedule that has plateaued is not convergence: a fresh cycle from its weights still gains.
-        Each cycle after the first is half as long; the best weights become round 0's. Every cycle's
-        score goes to `round0_cycles.json`, with whether the last one ended below the gain. From
-        `adopted` start weights, the cycles continue them (the start weights are cycle 1, 0 epochs).
+        A schedule that has plateaued is not convergence: a fresh cycle from its weights still gains. One cycle
+        below the floor can be the training noise: two in a row are the rule. Each cycle after the first is half
+        as long; the best weights become round 0's. Every cycle's score goes to `round0_cycles.json`, with whether
+        the run ended on that rule. From `adopted` start weights, the cycles continue them (cycle 1, 0 epochs).
         """
         first = [] if adopted else [self.config.epochs]
         lengths = first + [max(1, self.config.epochs // 2)] * (self.config.round0_cycles - 1)
@@ -299,7 +307,8 @@ class Cycle:
             )
             gain = None if best is None else trained.metrics.map50_95 - best.metrics.map50_95
             cycles.append({"epochs": length, "map50_95": trained.metrics.map50_95, "gain": gain})
-            _write_round0_cycles(round_dir, cycles, None, done=False)  # a long round 0 shows its progress
+            # a long round 0 shows its progress
+            _write_round0_cycles(round_dir, cycles, None, False, self.config.round0_min_gain)
             if gain is not None:
                 logger.info(
                     "Round 0: learning-rate cycle %d (%d epochs) %+.4f mAP50-95 (%.4f -> %.4f)",
@@ -311,17 +320,17 @@ class Cycle:
                 )
             if best is None or gain > 0:
                 best = trained
-            if gain is not None and gain < MIN_CYCLE_GAIN:
+            if _flat_cycles(cycles, self.config.round0_min_gain) >= 2:
                 break
-        last_gain = cycles[-1]["gain"]
-        converged = None if last_gain is None else last_gain < MIN_CYCLE_GAIN  # None: one cycle shows nothing
+        flat = _flat_cycles(cycles, self.config.round0_min_gain)
+        converged = None if len(cycles) == 1 else flat >= 2  # None: one cycle shows nothing
         if converged is False:
             logger.warning(
                 "Round 0: still gaining after %d learning-rate cycles (%+.4f); raise --round0-cycles to converge",
                 len(cycles),
                 cycles[-1]["gain"],
             )
-        _write_round0_cycles(round_dir, cycles, converged, done=True)
+        _write_round0_cycles(round_dir, cycles, converged, True, self.config.round0_min_gain)
         return sum(c["epochs"] for c in cycles), best
 
     def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
@@ -358,6 +367,19 @@ class Cycle:
             self.state.set_flag("val_mirrored")
         return val_dir / "images"
 
+    def _mirror_test(self) -> Path | None:
+        """The test split as a data YAML of its own (val: the test images), apart from every YAML a round trains or
+        chooses with: only `_finish_round` scores on it, after the round's choices are made."""
+        if not self.inputs.test:
+            return None
+        test_yaml = self.run_dir / "test" / "data.yaml"
+        if not self.state.flag("test_mirrored"):
+            images = mirror_split(self.inputs.test, self.run_dir / "test" / "split", len(self.inputs.names))
+            meta = {"train": str(images.resolve()), "val": str(images.resolve()), "names": self.inputs.names}
+            write_text_atomic(test_yaml, yaml.safe_dump(meta, sort_keys=False))
+            self.state.set_flag("test_mirrored")
+        return test_yaml
+
     def _write_summary(self, rounds: list[RoundResult]) -> None:
         write_text_atomic(self.run_dir / SUMMARY_FILE, summary_csv(rounds, list(self.inputs.names.values())))
 
@@ -369,6 +391,12 @@ class Cycle:
         shutil.copyfile(best.weights, tmp)
         os.replace(tmp, target)
         logger.info("Final model: round %d (mAP50-95 %.3f), copied to %s", best.index, best.metrics.map50_95, target)
+        if best.test is not None:
+            logger.info(
+                "Final model on test: mAP50 %.3f, mAP50-95 %.3f (chosen on val; test chose nothing)",
+                best.test.map50,
+                best.test.map50_95,
+            )
 
     def _write_report(self) -> None:
         """The HTML report; a plotting failure costs the report, never the finished run (and is said)."""
@@ -384,6 +412,18 @@ class Cycle:
         logger.info("Report: %s", path)
 
 
-def _write_round0_cycles(round_dir: Path, cycles: list[dict[str, Any]], converged: bool | None, done: bool) -> None:
-    record = {"cycles": cycles, "converged": converged, "min_gain": MIN_CYCLE_GAIN, "done": done}
+def _flat_cycles(cycles: list[dict[str, Any]], min_gain: float) -> int:
+    """Learning-rate cycles in a row, counted back from the last, that gained less than `min_gain`."""
+    count = 0
+    for cycle in reversed(cycles):
+        if cycle["gain"] is None or cycle["gain"] >= min_gain:
+            break
+        count += 1
+    return count
+
+
+def _write_round0_cycles(
+    round_dir: Path, cycles: list[dict[str, Any]], converged: bool | None, done: bool, min_gain: float
+) -> None:
+    record = {"cycles": cycles, "converged": converged, "min_gain": min_gain, "flat_cycles_needed": 2, "done": done}
     write_text_atomic(round_dir / ROUND0_CYCLES_FILE, json.dumps(record, indent=2))

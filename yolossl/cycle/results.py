@@ -39,7 +39,7 @@ class TeacherRound:
 
 @dataclass(frozen=True)
 class RoundResult:
-    """One round's outcome: what it trained on and how well the result does on val."""
+    """One round's outcome: what it trained on, how well the result does on val (every decision) and on test (none)."""
 
     index: int
     labeled_images: int
@@ -61,6 +61,8 @@ class RoundResult:
     """Pool images that could not be read this round (named in the log and in pseudo/stats.json)."""
     teacher: TeacherRound | None = None
     """An online round: what its teacher did while it trained (None: an offline round)."""
+    test: Metrics | None = None
+    """The round's model on the data YAML's `test:` split (None: no test split), scored after every choice was made."""
 
     @property
     def train_images(self) -> int:
@@ -85,6 +87,7 @@ class RoundResult:
                 "weights": Path(values["weights"]),
                 "data_yaml": Path(values["data_yaml"]),
                 "teacher": TeacherRound(**values["teacher"]) if values.get("teacher") else None,
+                "test": Metrics(**values["test"]) if values.get("test") else None,
             }
         )
 
@@ -129,7 +132,8 @@ def rounds_without_gain(rounds: list[RoundResult]) -> int:
 
 
 def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict[str, Any]]:
-    """One row per round: the columns of summary.csv and of the printed table."""
+    """One row per round: the columns of summary.csv and of the printed table (test columns with a test split)."""
+    tested = any(r.test for r in rounds)
     return [
         {
             "round": r.index,
@@ -144,6 +148,7 @@ def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict
             "map50_95": round(r.metrics.map50_95, 4),
             "precision": round(r.metrics.precision, 4),
             "recall": round(r.metrics.recall, 4),
+            **(test_columns(r.test) if tested else {}),
             "skipped_images": r.skipped_images,
             **teacher_columns(r.teacher, class_names),
             "wall_time_s": r.wall_time_s,
@@ -151,6 +156,13 @@ def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict
         }
         for r in rounds
     ]
+
+
+def test_columns(test: Metrics | None) -> dict[str, Any]:
+    """The round on the test split: what the run reports, beside val's figures that chose."""
+    if test is None:
+        return {"test_map50": "", "test_map50_95": ""}
+    return {"test_map50": round(test.map50, 4), "test_map50_95": round(test.map50_95, 4)}
 
 
 def teacher_columns(teacher: TeacherRound | None, class_names: list[str]) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""What a bench compares: its arms and options, checked before the first seed trains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
+from yolossl.errors import YolosslError
+
+ARMS = ("converged", "supervised", "supervised-wall", "docs", "yolossl", "online", "oracle")
+DEFAULT_ARMS = ("converged", "supervised", "supervised-wall", "docs", "online", "oracle")
+"""The offline rounds (`yolossl`) are no longer the default cycle: an arm on request."""
+LABELED_ONLY = ("converged", "supervised", "supervised-wall")
+BASELINES = {
+    "supervised": "labeled-only, continued from round 0 in one run of the online arm's optimizer steps (the yolossl "
+    "arm's images seen when it runs): step-matched",
+    "supervised-wall": "labeled-only, continued from round 0 for the online arm's measured wall time (its rounds' "
+    "training and pool labeling), at the supervised arm's measured speed: wall-matched",
+    "converged": "labeled-only round 0 itself, learning-rate cycles until two in a row gained less than "
+    "round0_min_gain (max(0.005, the dataset's training-seed spread)); oracle - converged: how label-bound it is",
+}
+DOCS_WORKFLOW = {"conf": 0.85, "target_precision": None, "uncertain": "keep", "keep_empty": True, "labeled_repeat": 1}
+TEST_SHARE = 0.5
+"""Without `test:` in the data YAML, this share of val (at least one image) is held out as the test split..."""
+TEST_SEED = 0
+"""... drawn with this seed, the same for every split seed: the test images never change within a bench."""
+
+
+@dataclass
+class BenchConfig:
+    """What to compare and how long to train; `cycle` holds the SSL arms' options (CycleConfig names)."""
+
+    data: str
+    label_fraction: float | None = 0.1
+    unlabeled: list[str] = field(default_factory=list)
+    unlabeled_truth: str | None = None
+    rounds: int = 3
+    seeds: int = 3
+    first_seed: int = 0
+    """Split seeds run are first_seed, first_seed + 1, ...: one more seed of an earlier bench in a run of its own."""
+    train_seeds: int = 1
+    """Replicates: every arm after round 0 trained this many times per split seed, each with its own training seed
+    (the split seed, then + 1000, + 2000, ...); round 0, the shared start, once per split seed."""
+    arms: tuple[str, ...] = DEFAULT_ARMS
+    training: dict[str, Any] = field(default_factory=dict)
+    """Shared by every arm: model, epochs, round_epochs, imgsz, batch, device, workers, train_args."""
+    cycle: dict[str, Any] = field(default_factory=dict)
+    project: str = "runs/bench"
+    name: str | None = None
+    round0_from: str | None = None
+    """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
+    converge_cycles: int = 0
+    """The converged arm: up to this many more learning-rate cycles after a round 0 not seen to converge."""
+    budget_from: str | None = None
+    """An earlier bench run whose yolossl arm sets the steps of the matched and online arms (default: round0_from)."""
+    online_steps: float = 1.0
+    """The online arm's optimizer steps as a share of the yolossl arm's (below 1: to match its wall time)."""
+
+    def __post_init__(self) -> None:
+        self.arms = tuple(self.arms)
+        unknown = sorted(set(self.arms) - set(ARMS))
+        if unknown:
+            raise YolosslError(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
+        if "supervised-wall" in self.arms and not {"supervised", "online"} <= set(self.arms):
+            raise YolosslError(
+                "the supervised-wall arm needs the supervised and online arms: their times set its length"
+            )
+        if self.unlabeled and not self.unlabeled_truth:
+            raise YolosslError("--unlabeled needs --unlabeled-truth LABELS_DIR to score the arms against")
+        if not self.unlabeled and not (self.label_fraction and 0.0 < self.label_fraction < 1.0):
+            raise YolosslError(f"--label-fraction must be in (0, 1), got {self.label_fraction}")
+        if self.seeds < 1 or self.rounds < 1 or self.train_seeds < 1:
+            raise YolosslError("--seeds, --train-seeds and --rounds must be >= 1")
+        if not self.online_steps > 0:
+            raise YolosslError(f"--online-steps must be > 0, got {self.online_steps}")
+        if "mode" in self.cycle:
+            raise YolosslError("the bench runs the yolossl arm offline and the online arm online: drop 'mode'")
+        if self.converge_cycles < 0:
+            raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
+        # The arms' options are checked now, not after the first seed's split and round 0.
+        offline = CycleConfig(**{**self.training, **self.cycle_options(), "mode": "offline"})
+        if "online" in self.arms:
+            from yolossl.bench.arms import online_config
+
+            try:
+                online_config(offline, None, 1)
+            except YolosslError as e:
+                raise YolosslError(f"the online arm cannot take these options ({e}); leave online out of --arms") from e
+
+    def cycle_options(self) -> dict[str, Any]:
+        """The SSL arms' options as the CLI means them (`conf` alone: one threshold; pseudo-aware: ignore regions)."""
+        return pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(self.cycle))
+
+    @property
+    def training_seeds(self) -> range:
+        return range(self.train_seeds)
