@@ -67,6 +67,11 @@ def test_replicates_pair_run_by_run_and_the_converged_arm_pairs_with_each() -> N
     assert online["gap_recovered_vs_wall_per_run"] == pytest.approx(
         [0.07 / 0.27, 0.04 / 0.26, 0.04 / 0.29, 0.05 / 0.28]
     )
+    from yolossl.bench.report import per_seed_table
+
+    table = per_seed_table(summary)
+    assert "| split seed | converged | supervised | supervised-wall | online | oracle |" in table
+    assert "| 0 | 0.300 | 0.320, 0.280 | 0.330, 0.340 | 0.400, 0.380 | 0.600, 0.600 | 28% / " in table
 
 
 def test_the_bootstrap_interval_on_a_known_sample() -> None:

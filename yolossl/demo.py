@@ -275,13 +275,13 @@ def _polygon(name: str, cx: float, cy: float, r: float, angle: float) -> np.ndar
 
 
 # Cycle settings for the demo: small images and a round 0 long enough for a nano model to learn
-# the shapes from scratch on a CPU; with the default online run (135 epochs over the labeled images
-# at these settings) about 25 minutes on two cores.
+# the shapes from scratch on a CPU; the default online run is then 90 epochs over the labeled images
+# (3 rounds of 30), sized so that install and run take about a quarter of an hour on two cores.
 # `nbs` = batch: with 100 labeled images, Ultralytics' default nbs=64 leaves ~2 optimizer steps per epoch.
 DEMO_CYCLE_DEFAULTS = {
     "imgsz": 128,
     "epochs": 60,
-    "round_epochs": 3,
+    "round_epochs": 2,
     "batch": 16,
     "train_args": {"nbs": 16},
 }

@@ -79,12 +79,10 @@ class BenchConfig:
         if self.converge_cycles < 0:
             raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
         # The arms' options are checked now, not after the first seed's split and round 0.
-        offline = CycleConfig(**{**self.training, **self.cycle_options(), "mode": "offline"})
+        CycleConfig(**{**self.training, **self.cycle_options(), "mode": "offline"})
         if "online" in self.arms:
-            from yolossl.bench.arms import online_config
-
-            try:
-                online_config(offline, None, 1)
+            try:  # the online arm's cycle, as `arms.online_config` makes it
+                CycleConfig(**{**self.training, **self.cycle_options(), "mode": "online", "ema": "fitted"})
             except YolosslError as e:
                 raise YolosslError(f"the online arm cannot take these options ({e}); leave online out of --arms") from e
 

@@ -120,7 +120,7 @@ def write_bench(run_dir: Path, result: BenchResult) -> None:
         "round0_curve": result.round0_curve,
     }
     (run_dir / "bench.json").write_text(json.dumps(payload, indent=2))
-    (run_dir / "bench.md").write_text(format_table(summary, result.test_split))
+    (run_dir / "bench.md").write_text(format_table(summary, result.test_split) + "\n" + per_seed_table(summary))
 
 
 def label_bound_gap(summary: dict[str, dict[str, Any]]) -> float | None:
@@ -161,6 +161,27 @@ def format_table(summary: dict[str, dict[str, Any]], test_split: dict[str, Any] 
             f"({test_split['val_images']} images) chose every threshold, round and checkpoint.\n"
         )
     return table
+
+
+def per_seed_table(summary: dict[str, dict[str, Any]]) -> str:
+    """Markdown: per split seed, each arm's mAP50-95 (the mean of its replicates) and the online arm's gap recovered
+    against the better labeled-only arm, step- and wall-matched."""
+    arms = [arm for arm in ARMS if arm in summary]
+    seeds = sorted({run["seed"] for arm in arms for run in summary[arm]["per_run"]})
+    gap_arm = "online" if "online" in summary else None
+    head = "| split seed | " + " | ".join(arms) + (" | online: gap recovered (step / wall) |" if gap_arm else " |")
+    lines = [head, "|---|" + "---|" * (len(arms) + bool(gap_arm))]
+    for i, seed in enumerate(seeds):
+        cells = []
+        for arm in arms:
+            values = [run["map50_95"] for run in summary[arm]["per_run"] if run["seed"] == seed]
+            cells.append(", ".join(f"{v:.3f}" for v in values))
+        if gap_arm:
+            online = summary[gap_arm]
+            gaps = [online.get(f"{key}_per_seed", []) for key in GAPS]
+            cells.append(" / ".join(_percent(g[i]) if i < len(g) else "-" for g in gaps))
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _difference_text(difference: dict[str, Any] | None) -> str:

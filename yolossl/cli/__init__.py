@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from yolossl.cli._ui import DOCS_EPILOG
 from yolossl.cli.bench import bench
 from yolossl.cli.cycle import cycle
 from yolossl.cli.export import export, import_
@@ -29,10 +30,10 @@ def main() -> None:
     """yolossl: turn unlabeled images into detector accuracy."""
 
 
-app.command()(cycle)
-app.command()(label)
-app.command()(bench)
+app.command(epilog=DOCS_EPILOG)(cycle)
+app.command(epilog=DOCS_EPILOG)(label)
+app.command(epilog=DOCS_EPILOG)(bench)
 app.command()(report)
-app.command()(export)
-app.command(name="import")(import_)
+app.command(epilog=DOCS_EPILOG)(export)
+app.command(name="import", epilog=DOCS_EPILOG)(import_)
 app.command()(fixmatch)

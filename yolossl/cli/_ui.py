@@ -23,46 +23,83 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 stdout = Console(width=None if sys.stdout.isatty() else 160)
 D = CycleConfig()  # the defaults shown in --help
 
+# The panels `--help` groups options in (and the options page of the docs, generated from them).
+DATA, PSEUDO, TRAINING, ONLINE, OFFLINE, RUN, ADVANCED = (
+    "Data",
+    "Pseudo-labels",
+    "Training",
+    "Online teacher (--mode online, the default)",
+    "Offline rounds (--mode offline)",
+    "Run and output",
+    "Advanced",
+)
+DOCS_EPILOG = "Every option in detail: docs/options.md and docs/how-it-works.md (mkdocs serve)."
+
 # Options that several commands take, declared once.
-Imgsz = Annotated[int | None, typer.Option(help=f"Train and predict image size. Default: {D.imgsz}.")]
-Batch = Annotated[int | None, typer.Option(help=f"Batch size for training and predicting. Default: {D.batch}.")]
+Imgsz = Annotated[
+    int | None, typer.Option(help=f"Train and predict image size. Default: {D.imgsz}.", rich_help_panel=TRAINING)
+]
+Batch = Annotated[
+    int | None,
+    typer.Option(help=f"Batch size for training and predicting. Default: {D.batch}.", rich_help_panel=TRAINING),
+]
 Device = Annotated[
-    str | None, typer.Option(help="cpu, 0, or 0,1,... for multi-GPU. Default: CUDA if available, else CPU.")
+    str | None,
+    typer.Option(
+        help="cpu, 0, or 0,1,... for multi-GPU. Default: CUDA if available, else CPU.", rich_help_panel=TRAINING
+    ),
 ]
 Conf = Annotated[
     float | None,
     typer.Option(
-        help=f"Keep pseudo boxes scoring at least this, every class (turns --target-precision off). Default: {D.conf}."
+        help=f"One threshold for every class (turns --target-precision off). Default: {D.conf}.", rich_help_panel=PSEUDO
     ),
 ]
 TargetPrecision = Annotated[
     float | None,
     typer.Option(
-        help="Instead of --conf: per class, the lowest threshold reaching this precision on val. "
-        f"Cycle default: {D.target_precision}."
+        help=f"Per class, the lowest threshold reaching this precision on val. Cycle default: {D.target_precision}.",
+        rich_help_panel=PSEUDO,
     ),
 ]
 Uncertain = Annotated[
     str | None,
     typer.Option(
-        help=f"Boxes below the kept threshold but above --uncertain-low: {' | '.join(UNCERTAIN_MODES)}. "
-        f"Default: {D.uncertain} (keep with --loss pseudo-aware)."
+        help=f"Boxes between --uncertain-low and the threshold: {' | '.join(UNCERTAIN_MODES)}. Default: {D.uncertain}.",
+        rich_help_panel=PSEUDO,
     ),
 ]
 UncertainLow = Annotated[
-    float | None, typer.Option(help="Floor of the uncertain band; boxes below it are dropped. Default: 0.1.")
+    float | None,
+    typer.Option(help="Floor of the uncertain band; boxes below it are dropped. Default: 0.1.", rich_help_panel=PSEUDO),
 ]
 Tta = Annotated[
-    bool | None, typer.Option("--tta/--no-tta", help="Test-time augmentation (flip, smaller scale) fused by WBF.")
+    bool | None,
+    typer.Option(
+        "--tta/--no-tta", help="Test-time augmentation (flip, smaller scale) fused by WBF.", rich_help_panel=PSEUDO
+    ),
 ]
-Backend = Annotated[str | None, typer.Option(help=f"Inference runtime: {' | '.join(BACKENDS)}. Default: {D.backend}.")]
+Backend = Annotated[
+    str | None,
+    typer.Option(help=f"Inference runtime: {' | '.join(BACKENDS)}. Default: {D.backend}.", rich_help_panel=ADVANCED),
+]
 Engine = Annotated[
-    str | None, typer.Option(help="Labeling engine: local, or ray (pip install 'yolossl\\[ray]'). Default: local.")
+    str | None,
+    typer.Option(
+        help="Labeling engine: local, or ray (pip install 'yolossl\\[ray]'). Default: local.", rich_help_panel=ADVANCED
+    ),
 ]
-RayAddress = Annotated[str | None, typer.Option(help="With --engine ray: an existing cluster (default: local Ray).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")]
-DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralytics format).")]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(help="With --engine ray: an existing cluster (default: local Ray).", rich_help_panel=ADVANCED),
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.", rich_help_panel=RUN)
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.", rich_help_panel=RUN)
+]
+DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralytics format).", rich_help_panel=DATA)]
 
 
 def setup_logging(quiet: bool, verbose: bool) -> None:

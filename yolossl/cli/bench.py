@@ -8,96 +8,145 @@ from typing import Annotated, Any
 
 import typer
 
-from yolossl.cli._ui import Batch, Device, Imgsz, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
+from yolossl.cli._ui import (
+    DATA,
+    RUN,
+    TRAINING,
+    Batch,
+    Device,
+    Imgsz,
+    Quiet,
+    Verbose,
+    errors_as_one_line,
+    setup_logging,
+    stdout,
+)
+
+ARMS = "Arms and seeds"
 
 
 def bench(
     data: Annotated[
         Path | None,
-        typer.Option(help="Data YAML with every training image labeled. Default: the bundled benchmark dataset."),
+        typer.Option(
+            help="Data YAML, every training image labeled (give it a test: split). Default: glyphs.",
+            rich_help_panel=DATA,
+        ),
     ] = None,
     dataset: Annotated[
         str,
         typer.Option(
-            help="Bundled benchmark when no --data: glyphs (label-bound: ten look-alike digits) or shapes "
-            "(the first bench, kept for regression)."
+            help="Bundled bench without --data: glyphs (label-bound digits) or shapes (the first).",
+            rich_help_panel=DATA,
         ),
     ] = "glyphs",
     label_fraction: Annotated[
         float | None,
-        typer.Option(help="Share of training images whose labels are kept. Default: 0.1, or 100 images on glyphs."),
+        typer.Option(
+            help="Share of training images that keep labels. Default: 0.1 (100 images on glyphs).",
+            rich_help_panel=DATA,
+        ),
     ] = None,
     unlabeled: Annotated[
-        list[Path] | None, typer.Option("--unlabeled", "-u", help="Explicit split: unlabeled folder (repeatable).")
+        list[Path] | None,
+        typer.Option("--unlabeled", "-u", help="Explicit split: unlabeled folder (repeatable).", rich_help_panel=DATA),
     ] = None,
     unlabeled_truth: Annotated[
-        Path | None, typer.Option(help="Explicit split: the unlabeled images' true labels, by file stem.")
+        Path | None,
+        typer.Option(help="Explicit split: the unlabeled images' true labels, by file stem.", rich_help_panel=DATA),
     ] = None,
-    rounds: Annotated[int, typer.Option(help="Pseudo-label rounds of the docs and yolossl arms.")] = 3,
-    seeds: Annotated[int, typer.Option(help="Split seeds: which labels are kept, one round 0 each.")] = 3,
-    first_seed: Annotated[int, typer.Option(help="The first split seed (seeds run: first, first + 1, ...).")] = 0,
+    rounds: Annotated[
+        int, typer.Option(help="Pseudo-label rounds of the docs and yolossl arms.", rich_help_panel=ARMS)
+    ] = 3,
+    seeds: Annotated[
+        int, typer.Option(help="Split seeds: which labels are kept, one round 0 each.", rich_help_panel=ARMS)
+    ] = 3,
+    first_seed: Annotated[
+        int, typer.Option(help="The first split seed (seeds run: first, first + 1, ...).", rich_help_panel=ARMS)
+    ] = 0,
     train_seeds: Annotated[
         int,
         typer.Option(
-            help="Replicates: every arm after round 0 trained this many times per split seed, each with its own "
-            "training seed; differences are paired run by run, with a 90% bootstrap interval."
+            help="Replicates: each arm after round 0 trained this many times per split seed.",
+            rich_help_panel=ARMS,
         ),
     ] = 1,
     arms: Annotated[
         str,
         typer.Option(
-            help="Comma-separated arms: converged (round 0), supervised (labels alone, the online arm's steps), "
-            "supervised-wall (labels alone, its wall time), docs, online (the default cycle), oracle; yolossl (the "
-            "offline rounds) on request."
+            help="Comma-separated arms (docs/benchmarks.md); yolossl (offline rounds) on request.",
+            rich_help_panel=ARMS,
         ),
     ] = "converged,supervised,supervised-wall,docs,online,oracle",  # bench.DEFAULT_ARMS (a test pins it)
-    model: Annotated[str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.", rich_help_panel=TRAINING)
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.", rich_help_panel=TRAINING)
+    ] = None,
     round0_cycles: Annotated[
         int | None,
-        typer.Option(help="Round 0's learning-rate cycles at most (stops when two in a row gain < --round0-min-gain)."),
+        typer.Option(
+            help="Round 0's learning-rate cycles at most (until two in a row are flat).",
+            rich_help_panel=TRAINING,
+        ),
     ] = None,
     round0_min_gain: Annotated[
         float | None,
         typer.Option(
-            help="A round-0 cycle gaining less is flat: the training-seed spread of your data. Default: 0.005 "
-            "(0.03 on glyphs)."
+            help="A round-0 cycle gaining less is flat (your seed spread). Default: 0.005, 0.03 on glyphs.",
+            rich_help_panel=TRAINING,
         ),
     ] = None,
     converge_cycles: Annotated[
         int,
         typer.Option(
-            help="The converged arm: up to this many more learning-rate cycles when round 0 was not seen to "
-            "converge (the other arms start from round 0 all the same)."
+            help="The converged arm: up to this many more cycles when round 0 had not converged.",
+            rich_help_panel=ARMS,
         ),
     ] = 0,
     online_steps: Annotated[
         float,
-        typer.Option(help="The online arm's optimizer steps as a share of the yolossl arm's (< 1: match its time)."),
+        typer.Option(
+            help="With the yolossl arm: the online arm's steps as a share of its steps.",
+            rich_help_panel=ARMS,
+        ),
     ] = 1.0,
-    round_epochs: Annotated[int | None, typer.Option(help="Epochs of each pseudo-label round.")] = None,
+    round_epochs: Annotated[
+        int | None, typer.Option(help="Epochs of each pseudo-label round.", rich_help_panel=TRAINING)
+    ] = None,
     ema: Annotated[
         str | None,
         typer.Option(
-            help="Every arm's saved weight average: fitted (a tenth of each run) or ultralytics (its ModelEMA as it "
-            "ships; the online arm's teacher is always fitted). Default: fitted."
+            help="Every arm's saved weight average: fitted or ultralytics (not online). Default: fitted.",
+            rich_help_panel=TRAINING,
         ),
     ] = None,
     imgsz: Imgsz = None,
     batch: Batch = None,
     device: Device = None,
     train_arg: Annotated[
-        list[str] | None, typer.Option("--train-arg", help="Ultralytics training argument for every arm, key=value.")
+        list[str] | None,
+        typer.Option(
+            "--train-arg", help="Ultralytics training argument for every arm, key=value.", rich_help_panel=TRAINING
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="An option of the yolossl and online arms' cycle, key=value (e.g. uncertain=keep)."),
+        typer.Option(
+            "--set",
+            help="An option of the SSL arms' cycle, key=value (e.g. lambda_u=2).",
+            rich_help_panel=ARMS,
+        ),
     ] = None,
     round0_from: Annotated[
-        Path | None, typer.Option(help="Reuse the round-0 models of an earlier bench run (same data and seeds).")
+        Path | None,
+        typer.Option(help="Reuse an earlier bench run's round-0 models (same data and seeds).", rich_help_panel=ARMS),
     ] = None,
-    project: Annotated[str, typer.Option(help="Parent folder of bench runs.")] = "runs/bench",
-    name: Annotated[str | None, typer.Option(help="Bench run folder name. Default: bench, bench2, ...")] = None,
+    project: Annotated[str, typer.Option(help="Parent folder of bench runs.", rich_help_panel=RUN)] = "runs/bench",
+    name: Annotated[
+        str | None, typer.Option(help="Bench run folder name. Default: bench, bench2, ...", rich_help_panel=RUN)
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

@@ -10,6 +10,13 @@ import typer
 from rich.table import Table
 
 from yolossl.cli._ui import (
+    ADVANCED,
+    DATA,
+    OFFLINE,
+    ONLINE,
+    PSEUDO,
+    RUN,
+    TRAINING,
     Backend,
     Batch,
     Conf,
@@ -40,203 +47,237 @@ def cycle(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Labeled data YAML (Ultralytics format). Default: the bundled demo, with CPU-sized settings."
+            help="Labeled data YAML (Ultralytics; test: is scored only). Default: the demo.", rich_help_panel=DATA
         ),
     ] = None,
     unlabeled: Annotated[
         list[Path] | None,
-        typer.Option("--unlabeled", "-u", help="Folder of unlabeled images, searched recursively (repeatable)."),
-    ] = None,
-    rounds: Annotated[
-        int | None,
         typer.Option(
-            help="Offline: pseudo-label rounds after the supervised round 0. Online: the run takes the optimizer "
-            f"steps that many rounds of --round-epochs would. Default: {D.rounds}."
+            "--unlabeled",
+            "-u",
+            help="Folder of unlabeled images, searched recursively (repeatable).",
+            rich_help_panel=DATA,
         ),
     ] = None,
-    model: Annotated[
+    leakage: Annotated[
         str | None,
-        typer.Option(help=f"Start model: .yaml trains from scratch, .pt is pretrained. Default: {D.model}."),
+        typer.Option(
+            help="Leave out pool copies of val/test images: hash, phash, off. Default: hash.", rich_help_panel=DATA
+        ),
+    ] = None,
+    labeled_repeat: Annotated[
+        int | None,
+        typer.Option(
+            help="Repeat each labeled image this often per round. Default: enough to be a third.", rich_help_panel=DATA
+        ),
+    ] = None,
+    keep_empty: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-empty/--no-keep-empty",
+            help="Train on pool images with no kept box as background.",
+            rich_help_panel=DATA,
+        ),
     ] = None,
     conf: Conf = None,
     target_precision: TargetPrecision = None,
     uncertain: Uncertain = None,
     uncertain_low: UncertainLow = None,
     tta: Tta = None,
-    backend: Backend = None,
-    engine: Engine = None,
-    ray_address: RayAddress = None,
     fixmatch: Annotated[
         bool | None,
         typer.Option(
             "--fixmatch/--no-fixmatch",
-            help="With --mode offline: double-check pseudo-label classes with a FixMatch head.",
+            help="A FixMatch head double-checks each pool labeling's classes.",
+            rich_help_panel=PSEUDO,
         ),
     ] = None,
     fixmatch_mode: Annotated[
         str | None,
-        typer.Option(help="With --fixmatch: when the head confidently disagrees, relabel or drop. Default: relabel."),
+        typer.Option(
+            help="With --fixmatch, when the head confidently disagrees: relabel or drop. Default: relabel.",
+            rich_help_panel=PSEUDO,
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help=f"Rounds after the supervised round 0. Default: {D.rounds}.", rich_help_panel=TRAINING),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Start model: .yaml from scratch, .pt pretrained. Default: {D.model}.", rich_help_panel=TRAINING
+        ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help=f"Training epochs of round 0 (labeled only). Default: {D.epochs}.")
+        int | None,
+        typer.Option(help=f"Epochs of round 0 (labels only). Default: {D.epochs}.", rich_help_panel=TRAINING),
     ] = None,
     round_epochs: Annotated[
-        int | None, typer.Option(help=f"Training epochs of each later round. Default: {D.round_epochs}.")
+        int | None,
+        typer.Option(
+            help=f"Epochs of each offline round; sets the online run's length. Default: {D.round_epochs}.",
+            rich_help_panel=TRAINING,
+        ),
     ] = None,
     imgsz: Imgsz = None,
     batch: Batch = None,
     device: Device = None,
-    workers: Annotated[
-        int | None, typer.Option(help=f"Dataloader workers (Ultralytics uses 0 on CPU). Default: {D.workers}.")
-    ] = None,
-    project: Annotated[str | None, typer.Option(help=f"Parent folder of runs. Default: {D.project}.")] = None,
-    name: Annotated[str | None, typer.Option(help="Run folder name. Default: exp, exp2, ...")] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Random seed for training. Default: {D.seed}.")] = None,
-    from_scratch: Annotated[
-        bool | None,
-        typer.Option(
-            "--from-scratch/--fine-tune",
-            help="With --mode offline: retrain each round from --model, or fine-tune the last round's weights. "
-            "Default: fine-tune.",
-        ),
-    ] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Stop after this many rounds in a row rejected by the round guard. Default: 1.")
+    seed: Annotated[
+        int | None, typer.Option(help=f"Random seed for training. Default: {D.seed}.", rich_help_panel=TRAINING)
     ] = None,
     start_weights: Annotated[
-        Path | None, typer.Option(help="A supervised model you already trained on --data: round 0 uses it as is.")
-    ] = None,
-    keep_empty: Annotated[
-        bool | None,
-        typer.Option("--keep-empty/--no-keep-empty", help="Train on pool images with no kept box as background."),
-    ] = None,
-    leakage: Annotated[
-        str | None,
+        Path | None,
         typer.Option(
-            help="Leave out unlabeled copies of val images: hash (identical files), phash, off. Default: hash."
-        ),
-    ] = None,
-    labeled_repeat: Annotated[
-        int | None, typer.Option(help="Repeat each labeled image this often per round. Default: enough to be a third.")
-    ] = None,
-    train_arg: Annotated[
-        list[str] | None,
-        typer.Option("--train-arg", help="Any other Ultralytics training argument, key=value (repeatable)."),
-    ] = None,
-    loss: Annotated[
-        str | None,
-        typer.Option(
-            help="With --mode offline: ultralytics: pseudo-labels train as human labels do. pseudo-aware: what the "
-            "teacher saw but did not keep, and classes it could not label, get no background loss (uncertain boxes: "
-            f"keep, unless --uncertain is given); --mode online always trains with it. Default: {D.loss}."
-        ),
-    ] = None,
-    lambda_u: Annotated[
-        float | None,
-        typer.Option(
-            help=f"With --mode online or --loss pseudo-aware: weight of pseudo-labeled images. Default: {D.lambda_u}."
-        ),
-    ] = None,
-    pseudo_box_min_score: Annotated[
-        float | None,
-        typer.Option(
-            help="With --mode online or --loss pseudo-aware: pseudo boxes teach box regression from this teacher "
-            f"score (never: pseudo_box_min_score: null in a --config file). Default: {D.pseudo_box_min_score}."
-        ),
-    ] = None,
-    round_schedule: Annotated[
-        str | None,
-        typer.Option(
-            help="How rounds after round 0 train: continue (no warm-up, one constant learning rate) or fresh "
-            f"(Ultralytics' warm-up and decay every round). Default: {D.round_schedule}."
-        ),
-    ] = None,
-    round_lr_scale: Annotated[
-        float | None,
-        typer.Option(help=f"With --round-schedule continue: rounds' rate / round 0's. Default: {D.round_lr_scale}."),
-    ] = None,
-    round0_cycles: Annotated[
-        int | None,
-        typer.Option(
-            help="Round 0 as up to this many learning-rate cycles (each next half as long), until two in a row gain "
-            "< 0.005 mAP50-95; with --start-weights, those weights are the first cycle and the rest continue them. "
-            f"Default: {D.round0_cycles}."
-        ),
-    ] = None,
-    ema: Annotated[
-        str | None,
-        typer.Option(
-            help="The weight average each training validates and saves: fitted (spans a tenth of the run's steps) or "
-            "ultralytics (its ModelEMA as it ships, which barely averages short runs; with --loss ultralytics and "
-            f"--mode offline only). Default: {D.ema}."
+            help="A supervised model you already trained on --data: round 0 uses it as is.", rich_help_panel=TRAINING
         ),
     ] = None,
     mode: Annotated[
         str | None,
         typer.Option(
-            help="online: after round 0, one run of the offline rounds' optimizer steps (--online-epochs) in which "
-            "the model's EMA teacher labels each unlabeled batch on the fly (with --lambda-u, --pseudo-box-min-score "
-            "and the thresholds), in --rounds rounds, each ending with the pool labeled and merged; each step ~2.1x "
-            "the time of a supervised step, "
-            "and the only mode above the labels alone at the same steps on the glyphs bench (benchmarks/RESULTS.md). "
-            "offline: --rounds rounds of label, merge, retrain (needed by --from-scratch). "
-            f"Default: {D.mode}."
+            help=f"online (an EMA teacher labels each batch) or offline (label, merge, retrain). Default: {D.mode}.",
+            rich_help_panel=TRAINING,
+        ),
+    ] = None,
+    lambda_u: Annotated[
+        float | None,
+        typer.Option(help=f"Weight of the pseudo-labeled images' loss. Default: {D.lambda_u}.", rich_help_panel=ONLINE),
+    ] = None,
+    pseudo_box_min_score: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Pseudo boxes teach box regression from this teacher score. Default: {D.pseudo_box_min_score}.",
+            rich_help_panel=ONLINE,
         ),
     ] = None,
     unlabeled_ratio: Annotated[
         float | None,
         typer.Option(
-            help=f"With --mode online: unlabeled images per labeled image in a batch. Default: {D.unlabeled_ratio}."
-        ),
-    ] = None,
-    burn_in_epochs: Annotated[
-        int | None,
-        typer.Option(
-            help="With --mode online: epochs on the labels alone before the teacher's first unlabeled batch (the "
-            f"student starts from round 0: a teacher from the first step is the default). Default: {D.burn_in_epochs}."
+            help=f"Unlabeled images per labeled image in a batch. Default: {D.unlabeled_ratio}.", rich_help_panel=ONLINE
         ),
     ] = None,
     online_epochs: Annotated[
         int | None,
         typer.Option(
-            help="With --mode online: the run's epochs over the labeled images. Default: the offline rounds' "
-            "optimizer steps (--round-epochs x --rounds epochs over the pool and the repeated labeled images)."
+            help="The run's epochs over the labeled images. Default: the offline rounds' steps.", rich_help_panel=ONLINE
         ),
     ] = None,
     online_rounds: Annotated[
         bool | None,
         typer.Option(
             "--online-rounds/--one-online-round",
-            help="With --mode online: train the run as --rounds rounds of one schedule; at each round's end the "
-            "teacher labels the pool into round_k/pseudo/ and round_k/data.yaml, and the next round measures its "
-            "thresholds again. Default: on.",
+            help="Train as --rounds rounds, thresholds measured again at each. Default: on.",
+            rich_help_panel=ONLINE,
         ),
     ] = None,
     online_val: Annotated[
         bool | None,
         typer.Option(
             "--online-val/--no-online-val",
-            help="With --mode online: validate every epoch (best.pt: the best epoch; thresholds measured again each "
-            "time; about twice the time at demo size). Default: once, at the run's end (best.pt: the final teacher).",
+            help="Validate every epoch (about twice the time). Default: at each round's end.",
+            rich_help_panel=ONLINE,
+        ),
+    ] = None,
+    burn_in_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Epochs on the labels alone before the first unlabeled batch. Default: {D.burn_in_epochs}.",
+            rich_help_panel=ONLINE,
         ),
     ] = None,
     strong_scale: Annotated[
         float | None,
         typer.Option(
-            help="With --mode online: the student's view of an unlabeled image is zoomed by 1 ± this (the teacher's "
-            f"boxes follow). Default: {D.strong_scale}."
+            help=f"The student's view of an unlabeled image is zoomed by 1 ± this. Default: {D.strong_scale}.",
+            rich_help_panel=ONLINE,
         ),
     ] = None,
     strong_translate: Annotated[
         float | None,
         typer.Option(
-            help="With --mode online: ... and shifted by up to ± this share of its size. "
-            f"Default: {D.strong_translate}."
+            help=f"... and shifted by up to ± this share of its size. Default: {D.strong_translate}.",
+            rich_help_panel=ONLINE,
         ),
     ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of these options; the command line wins.")] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help=f"ultralytics, or pseudo-aware (no background loss where the teacher was unsure). Default: {D.loss}.",
+            rich_help_panel=OFFLINE,
+        ),
+    ] = None,
+    from_scratch: Annotated[
+        bool | None,
+        typer.Option(
+            "--from-scratch/--fine-tune",
+            help="Retrain each round from --model, or fine-tune the best round so far. Default: fine-tune.",
+            rich_help_panel=OFFLINE,
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after this many rounds in a row rejected by the round guard. Default: 1.",
+            rich_help_panel=OFFLINE,
+        ),
+    ] = None,
+    round_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Later rounds: continue (constant rate) or fresh (warm-up, decay). Default: {D.round_schedule}.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    round_lr_scale: Annotated[
+        float | None,
+        typer.Option(
+            help=f"With --round-schedule continue: rounds' rate / round 0's. Default: {D.round_lr_scale}.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    round0_cycles: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Round 0 as up to this many learning-rate cycles, until two are flat. Default: {D.round0_cycles}.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    ema: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Weight average each training saves: fitted or ultralytics (offline only). Default: {D.ema}.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Dataloader workers (Ultralytics uses 0 on CPU). Default: {D.workers}.", rich_help_panel=ADVANCED
+        ),
+    ] = None,
+    train_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--train-arg",
+            help="Any other Ultralytics training argument, key=value (repeatable).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    backend: Backend = None,
+    engine: Engine = None,
+    ray_address: RayAddress = None,
+    project: Annotated[
+        str | None, typer.Option(help=f"Parent folder of runs. Default: {D.project}.", rich_help_panel=RUN)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run folder name. Default: exp, exp2, ...", rich_help_panel=RUN)
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of these options; the command line wins.", rich_help_panel=RUN)
+    ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue an interrupted run folder (options come from its config.yaml).")
+        Path | None,
+        typer.Option(help="Continue an interrupted run folder (options from its config.yaml).", rich_help_panel=RUN),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,

@@ -7,36 +7,53 @@ from typing import Annotated
 
 import typer
 
-from yolossl.cli._ui import Quiet, Verbose, errors_as_one_line, setup_logging, stdout
+from yolossl.cli._ui import DATA, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
 
-Format = Annotated[str, typer.Option("--format", "-f", help="coco | cvat | labelstudio | voc | yolo.")]
+WHAT, IMAGES = "What to export", "Images"
+Format = Annotated[
+    str, typer.Option("--format", "-f", help="coco | cvat | labelstudio | voc | yolo.", rich_help_panel=DATA)
+]
 
 
 def export(
     source: Annotated[Path, typer.Argument(help="A run's round (e.g. runs/cycle/exp/round_2) or a data YAML.")],
     fmt: Format,
-    out: Annotated[Path, typer.Option(help="A new folder for the export (images are linked into it).")],
-    min_score: Annotated[float, typer.Option(help="Leave out pseudo boxes scoring below this.")] = 0.0,
-    split: Annotated[str, typer.Option(help="With a data YAML: the split to export, train or val.")] = "train",
+    out: Annotated[
+        Path, typer.Option(help="A new folder for the export (images are linked into it).", rich_help_panel=DATA)
+    ],
+    min_score: Annotated[
+        float, typer.Option(help="Leave out pseudo boxes scoring below this.", rich_help_panel=WHAT)
+    ] = 0.0,
+    split: Annotated[
+        str, typer.Option(help="With a data YAML: the split to export, train or val.", rich_help_panel=WHAT)
+    ] = "train",
     review: Annotated[
-        int | None, typer.Option(help="Only the N images most worth a human look (uncertain boxes, close calls).")
+        int | None,
+        typer.Option(
+            help="Only the N images most worth a human look (uncertain boxes, close calls).", rich_help_panel=WHAT
+        ),
     ] = None,
     unlabeled: Annotated[
         list[Path] | None,
         typer.Option(
             help="The folder(s) the pseudo-labeled images came from; names are relative to them. "
-            "Default: the run's own --unlabeled folders."
+            "Default: the run's own --unlabeled folders.",
+            rich_help_panel=IMAGES,
         ),
     ] = None,
     image_url_prefix: Annotated[
         str | None,
         typer.Option(
             help="Label Studio: each task's image is PREFIX + name (s3://bucket/cams/, https://..., "
-            "/data/local-files/?d=cams/) instead of a link in --out."
+            "/data/local-files/?d=cams/) instead of a link in --out.",
+            rich_help_panel=IMAGES,
         ),
     ] = None,
     copy_images: Annotated[
-        bool, typer.Option(help="Link the images into --out; --no-copy-images writes the annotations only.")
+        bool,
+        typer.Option(
+            help="Link the images into --out; --no-copy-images writes the annotations only.", rich_help_panel=IMAGES
+        ),
     ] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -58,14 +75,20 @@ def export(
 def import_(
     path: Annotated[Path, typer.Argument(help="The tool's export: a JSON/XML file, a zip or a VOC folder.")],
     fmt: Format,
-    out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.")],
+    out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.", rich_help_panel=DATA)],
     images: Annotated[
         list[Path] | None,
-        typer.Option(help="Where the images are that the file names refer to (repeatable). Default: beside it."),
+        typer.Option(
+            help="Where the images are that the file names refer to (repeatable). Default: beside it.",
+            rich_help_panel=IMAGES,
+        ),
     ] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="Your data YAML: match classes by its names, train on its images too, validate on its val."),
+        typer.Option(
+            help="Your data YAML: match classes by its names, train on its images too, validate on its val.",
+            rich_help_panel=DATA,
+        ),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,

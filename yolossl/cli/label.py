@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from yolossl.cli._ui import (
+    ADVANCED,
+    DATA,
+    PSEUDO,
     Backend,
     Batch,
     Conf,
@@ -40,9 +43,12 @@ def label(
             "-m",
             help="Weights: a .pt path, or a released name (yolo11n.pt) downloaded when missing. "
             "Repeat for an ensemble fused by WBF.",
+            rich_help_panel=DATA,
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder: labels/, images/, record.csv, thresholds.json.")],
+    out: Annotated[
+        Path, typer.Option(help="Output folder: labels/, images/, record.csv, thresholds.json.", rich_help_panel=DATA)
+    ],
     data: DataYaml = None,
     conf: Conf = None,
     target_precision: TargetPrecision = None,
@@ -55,12 +61,16 @@ def label(
     imgsz: Imgsz = None,
     batch: Batch = None,
     device: Device = None,
-    workers: Annotated[int | None, typer.Option(help="Image decoding threads. Default: CPU count, at most 8.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Image decoding threads. Default: CPU count, at most 8.", rich_help_panel=ADVANCED),
+    ] = None,
     empty_label_files: Annotated[
         bool,
         typer.Option(
             "--empty-label-files/--no-empty-label-files",
             help="An empty label file for an image with no kept box ('looked, found nothing').",
+            rich_help_panel=PSEUDO,
         ),
     ] = True,
     quiet: Quiet = False,

@@ -1,0 +1,35 @@
+"""The tables of a `yolossl bench` run, from its bench.json: the arms pooled (test mAP, paired differences with 90%
+bootstrap intervals, gap recovered) and per split seed. What the README and RESULTS.md quote.
+
+    python benchmarks/bench_tables.py runs/bench/headline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from yolossl.bench import ArmResult, BenchResult, format_table
+from yolossl.bench.report import label_bound_gap, per_seed_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a bench run folder (holds bench.json)")
+    args = parser.parse_args()
+    payload = json.loads((args.run / "bench.json").read_text())
+    result = BenchResult(args.run, [ArmResult(**row) for row in payload["per_seed"]], {}, payload.get("test_split", {}))
+    summary = result.summary()
+    print(format_table(summary, result.test_split))
+    print(per_seed_table(summary))
+    gap = label_bound_gap(summary)
+    if gap is not None:
+        print(f"oracle - converged (label-bound gap): {gap:+.3f}")
+    converged = summary.get("converged", {}).get("converged_per_seed")
+    if converged:
+        print(f"round 0 converged per seed: {converged}")
+
+
+if __name__ == "__main__":
+    main()
