@@ -1,5 +1,6 @@
 """The tables of a `yolossl bench` run, from its bench.json: the arms pooled (test mAP, paired differences with 90%
-bootstrap intervals, gap recovered) and per split seed. What the README and RESULTS.md quote.
+bootstrap intervals, gap recovered) and per split seed, and its plot (bench.png). What the README and RESULTS.md
+quote.
 
     python benchmarks/bench_tables.py runs/bench/headline
 """
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 
 from yolossl.bench import ArmResult, BenchResult, format_table
-from yolossl.bench.report import label_bound_gap, per_seed_table
+from yolossl.bench.report import PLOT_FILE, label_bound_gap, per_seed_table, plot_bench
 
 
 def main() -> None:
@@ -26,6 +27,7 @@ def main() -> None:
     gap = label_bound_gap(summary)
     if gap is not None:
         print(f"oracle - converged (label-bound gap): {gap:+.3f}")
+    print(f"plot: {plot_bench(summary, args.run / PLOT_FILE)}")
     converged = summary.get("converged", {}).get("converged_per_seed")
     if converged:
         print(f"round 0 converged per seed: {converged}")

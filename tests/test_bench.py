@@ -245,6 +245,7 @@ def test_replicates_and_the_arms_matched_to_the_online_arm(tmp_path: Path) -> No
         == yaml.safe_load((run / "seed_0" / "supervised-wall" / "run" / "args.yaml").read_text())["epochs"]
     )
     assert not any(_validations(run).values())
+    assert (run / "bench.png").stat().st_size > 10_000  # every run and the paired differences, drawn
     assert round_1["test"] is not None  # the cycle scored its rounds on the data YAML's test split
 
 

@@ -121,6 +121,40 @@ def write_bench(run_dir: Path, result: BenchResult) -> None:
     }
     (run_dir / "bench.json").write_text(json.dumps(payload, indent=2))
     (run_dir / "bench.md").write_text(format_table(summary, result.test_split) + "\n" + per_seed_table(summary))
+    plot_bench(summary, run_dir / PLOT_FILE)
+
+
+PLOT_FILE = "bench.png"
+
+
+def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Left: every run's test mAP50-95 per arm (a dot per run, a bar at the mean). Right: each arm's paired
+    difference against the step-matched labeled-only arm, run by run, with its 90% interval."""
+    from yolossl.report import _pyplot, _save
+
+    plt = _pyplot()
+    arms = [arm for arm in ARMS if arm in summary]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for x, arm in enumerate(arms):
+        runs = [run["map50_95"] for run in summary[arm]["per_run"]]
+        left.scatter([x] * len(runs), runs, s=18, alpha=0.7)
+        left.hlines(summary[arm]["map50_95_mean"], x - 0.3, x + 0.3, color="black")
+    left.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+    left.set_ylabel("test mAP50-95")
+    left.set_title("every run (dot) and the mean (bar)")
+    compared = [arm for arm in arms if "supervised" in summary[arm].get("differences", {})]
+    for x, arm in enumerate(compared):
+        difference = summary[arm]["differences"]["supervised"]
+        right.scatter([x] * len(difference["per_run"]), difference["per_run"], s=18, alpha=0.7)
+        if difference["low"] is not None:
+            below, above = difference["mean"] - difference["low"], difference["high"] - difference["mean"]
+            right.errorbar([x + 0.15], [difference["mean"]], yerr=[[below], [above]], fmt="o", color="black", capsize=4)
+    right.axhline(0.0, color="grey", linewidth=1)
+    right.set_xticks(range(len(compared)), compared, rotation=30, ha="right")
+    right.set_ylabel("test mAP50-95 minus supervised, same run")
+    right.set_title(f"paired difference, mean and {CONFIDENCE:.0%} interval")
+    _save(fig, path)
+    return path
 
 
 def label_bound_gap(summary: dict[str, dict[str, Any]]) -> float | None:
