@@ -132,7 +132,8 @@ class CycleConfig:
     thresholds and `uncertain_low`), trained as `rounds` rounds (`online_rounds`): at each round's end the teacher
     labels the pool into round_k/pseudo/, merged into round_k/data.yaml. offline: `rounds` rounds of label → merge →
     retrain (with from_scratch, ema ultralytics). Online is the default because it alone beat the labels alone at the
-    same steps on each of the glyphs bench's seeds; the offline rounds tied with them (benchmarks/RESULTS.md)."""
+    same steps on each of the glyphs bench's seeds (development runs); on its held-out test split it does too
+    (+0.021), and loses to them at the same CPU time (-0.104; benchmarks/RESULTS.md, the bench headline)."""
     unlabeled_ratio: float = 1.0
     """With mode online: unlabeled images per labeled image in each training batch."""
     online_epochs: int | None = None
