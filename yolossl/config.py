@@ -24,7 +24,7 @@ from yolossl.errors import YolosslError
 from yolossl.label.settings import LabelSettings
 from yolossl.train import TrainSettings
 from yolossl.train.schedule import ROUND_SCHEDULES, round_train_args
-from yolossl.train.targets import LossRules
+from yolossl.train.targets import UNSURE_MODES, LossRules
 
 LEAKAGE_MODES = ("hash", "phash", "off")
 MODES = ("offline", "online")
@@ -114,6 +114,10 @@ class CycleConfig:
     """With mode online or loss pseudo-aware: pseudo boxes teach box regression only when the teacher scored them at
     least this; None (`null` in a config file): never. 0.5 beat never in mode online on each of the glyphs bench's 3
     seeds (benchmarks/RESULTS.md); with the offline pseudo-aware loss, never, 0.9 and every box were level."""
+    unsure_targets: str = "ignore"
+    """With mode online or loss pseudo-aware: what the teacher's unsure boxes (above `uncertain_low`, below their
+    class's threshold) teach. soft: their class, at the teacher's score (`s` at the box's best anchor; never box
+    regression), and background there weighted by 1 - s; ignore: nothing (no class loss inside them)."""
     round_schedule: str = "continue"
     """How rounds after round 0 train (yolossl.train.schedule): continue (no warm-up, a constant learning rate of
     round_lr_scale x Ultralytics' small-run AdamW rate) or fresh (Ultralytics' own warm-up and decay each round)."""
@@ -174,6 +178,10 @@ class CycleConfig:
         )
         _check(self.fixmatch_steps >= 1, f"fixmatch_steps must be >= 1, got {self.fixmatch_steps}")
         _check(0.0 < self.fixmatch_tau <= 1.0, f"fixmatch_tau must be in (0, 1], got {self.fixmatch_tau}")
+        _check(
+            self.unsure_targets in UNSURE_MODES,
+            f"unsure_targets must be one of {', '.join(UNSURE_MODES)}, got {self.unsure_targets!r}",
+        )
         _check(self.leakage in LEAKAGE_MODES, f"leakage must be one of {LEAKAGE_MODES}, got {self.leakage!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")
@@ -234,7 +242,7 @@ class CycleConfig:
 
     def loss_rules(self, no_threshold_classes: tuple[int, ...] = ()) -> LossRules:
         """How the pseudo-aware loss treats a round's pseudo-labeled images."""
-        return LossRules(self.lambda_u, self.pseudo_box_min_score, no_threshold_classes)
+        return LossRules(self.lambda_u, self.pseudo_box_min_score, no_threshold_classes, self.unsure_targets)
 
     def train_settings(self, device: str, epochs: int | None = None) -> TrainSettings:
         """Ultralytics' training arguments for a round (round 0's `epochs` unless given)."""

@@ -179,10 +179,14 @@ def plot_map(data: RunData, path: Path) -> Any:
 
 
 def plot_teacher(rows: list[dict[str, str]], names: list[str], path: Path) -> Any:
-    """The online run per epoch: the unlabeled loss, and the share of the teacher's boxes kept per class."""
+    """The online run per epoch: the unlabeled loss and the share of the teacher's boxes kept per class; and per
+    class, its share of the unlabeled class loss over the round from kept (hard) and soft targets: a class without a
+    bar took no part in the unlabeled loss."""
     plt = _pyplot()
     epochs = [int(r["epoch"]) for r in rows]
-    fig, (loss_ax, share_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    with_shares = bool(rows) and f"hard_{names[0]}" in rows[0] if names else False
+    fig, axes = plt.subplots(1, 3 if with_shares else 2, figsize=(16 if with_shares else 11, 4))
+    loss_ax, share_ax = axes[0], axes[1]
     loss_ax.plot(epochs, [float(r["u_loss"]) for r in rows], marker="o", color="tab:purple")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("unlabeled loss (u_loss)")
@@ -202,7 +206,30 @@ def plot_teacher(rows: list[dict[str, str]], names: list[str], path: Path) -> An
     for ax in (loss_ax, share_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    if with_shares:
+        _plot_loss_shares(axes[2], rows, names)
     return _save(fig, path)
+
+
+def loss_shares(rows: list[dict[str, str]], name: str) -> tuple[float, float]:
+    """A class's mean share of the unlabeled class loss over a round's epochs, from hard and from soft targets."""
+    hard = [float(r.get(f"hard_{name}") or 0) for r in rows]
+    soft = [float(r.get(f"soft_{name}") or 0) for r in rows]
+    return sum(hard) / max(1, len(rows)), sum(soft) / max(1, len(rows))
+
+
+def _plot_loss_shares(ax: Any, rows: list[dict[str, str]], names: list[str]) -> None:
+    shares = [loss_shares(rows, name) for name in names]
+    y = np.arange(len(names))
+    hard = [100 * h for h, _ in shares]
+    ax.barh(y, hard, color="tab:green", label="kept (hard) targets")
+    ax.barh(y, [100 * s for _, s in shares], left=hard, color="tab:orange", hatch="//", alpha=0.6, label="soft targets")
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of the unlabeled class loss (the rest: background)")
+    ax.set_title("Unlabeled signal per class, round mean")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
 
 
 def plot_boxes(data: RunData, path: Path) -> Any:
@@ -426,8 +453,11 @@ def classes_left_out(data: RunData) -> list[str]:
         for name in data.class_names:
             if rows and f"kept_{name}" in rows[0] and not sum(int(r[f"kept_{name}"]) for r in rows):
                 without = sum(f"thr_{name}" in r and not r[f"thr_{name}"] for r in rows)
+                soft = loss_shares(rows, name)[1]
                 lines.append(
-                    f"Round {index}: the teacher gave {name} no target in any of its {len(rows)} epochs"
+                    f"Round {index}: the teacher gave {name} no "
+                    + (f"kept target (soft targets only: {soft:.1%} of the unlabeled class loss)" if soft else "target")
+                    + f" in any of its {len(rows)} epochs"
                     + (f" ({without} without a threshold at the target precision)" if without else "")
                 )
     for row in data.summary:

@@ -61,9 +61,10 @@ def test_a_one_round_cycle_trains_round_1_with_its_pseudo_targets(tiny_dataset: 
     assert len(targets.images) == 4
     for image in targets.images.values():
         assert image.kept == [(0, 0.9, 0.5, 0.5, 0.3, 0.3)]
-        assert image.ignore == [(0.2, 0.2, 0.1, 0.1), (0.8, 0.8, 0.1, 0.1)]  # the uncertain box and the dropped one
+        # the uncertain box and the dropped one: ignore regions by default (LossRules.unsure)
+        assert image.unsure == [(1, 0.3, 0.2, 0.2, 0.1, 0.1), (2, 0.2, 0.8, 0.8, 0.1, 0.1)] and image.ignore == []
     log = (result.run_dir / "cycle.log").read_text()
-    line = "Round 1: pseudo-aware loss: 8 ignore regions on 4 images; no background loss for classes: "
+    line = "Round 1: pseudo-aware loss: 8 unsure boxes (ignore regions) on 4 images; no background loss for classes: "
     assert line + result.class_names[2] + "\n" in log
 
 

@@ -146,3 +146,84 @@ def test_the_score_gate_decides_which_pseudo_boxes_teach_regression(gate, kinds:
         PSEUDO_AREA * KIND_STRIDE,
     ]
     assert boxes.tolist()[-1] == [0.5, 0.5, 1.0, 1.0] and boxes.shape == (4, 4)
+
+
+class _Recorded(torch.nn.BCEWithLogitsLoss):
+    """The loss's BCE, keeping the class targets it was given."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.targets = targets.detach().clone()
+        return super().forward(logits, targets)
+
+
+def _encoded_batch(image: ImageTargets, rules: LossRules) -> dict[str, torch.Tensor]:
+    """One pseudo-labeled image's targets as a batch of one."""
+    codes, boxes = image.encoded(rules)
+    return {"batch_idx": torch.zeros(len(codes)), "cls": torch.from_numpy(codes), "bboxes": torch.from_numpy(boxes)}
+
+
+def _soft_batch(score: float, cls: int, box: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    return _encoded_batch(ImageTargets(kept=[], ignore=[], unsure=[(cls, score, *box)]), LossRules(unsure="soft"))
+
+
+@pytest.mark.parametrize("score", [0.15, 0.42, 0.7])
+def test_a_soft_box_at_teacher_score_s_gives_class_target_s(model, score: float) -> None:
+    criterion = PseudoAwareLoss(model, LossRules(unsure="soft"))
+    criterion.bce = _Recorded(reduction="none")
+    box = (0.5, 0.5, 0.4, 0.4)
+    _, _, items = criterion.get_assigned_targets_and_loss(_preds(model, batch_size=1), _soft_batch(score, 1, box))
+    targets = criterion.bce.targets[0]  # (anchors, classes)
+    claimed = targets.sum(-1) > 0
+    assert claimed.sum() >= 2  # the assigner gave the box several anchors
+    assert targets[:, 1].max().item() == pytest.approx(score, abs=1e-6)  # its best anchor: the teacher's score
+    assert torch.all(targets[claimed, 1] <= score + 1e-6) and torch.all(targets[:, [0, 2]] == 0)
+    assert items["box_loss"] == 0 and items["dfl_loss"] == 0 and items["cls_loss"] > 0  # no box regression
+
+
+def test_background_under_a_soft_box_is_weighted_by_how_sure_the_teacher_is(model) -> None:
+    """An anchor no target claims, inside a box the teacher scored s for class 1: its class-1 background loss is
+    weighted 1 - s; its other classes' background, and background outside the box, keep weight 1."""
+    score, box = 0.3, (0.5, 0.5, 0.6, 0.6)
+    batch = _soft_batch(score, 1, box)
+    preds = _preds(model, batch_size=1)
+    criterion = PseudoAwareLoss(model, LossRules(unsure="soft"))
+    criterion.bce = _Recorded(reduction="none")
+    grad = _cls_grad(criterion, preds, batch)[0]  # (classes, anchors)
+    targets = criterion.bce.targets[0]
+    inside = _inside(_anchor_centres(model, preds), box) & (targets.sum(-1) == 0)
+    assert inside.sum() > 5
+    weight = grad / torch.sigmoid(preds["scores"].detach()[0])  # target 0: d BCE / d logit = sigmoid * weight
+    reference = weight[0, inside]  # class 0 inside the box: full weight
+    torch.testing.assert_close(weight[1, inside], reference * (1 - score))
+    torch.testing.assert_close(weight[2, inside], reference)
+    outside = ~_inside(_anchor_centres(model, preds), box)
+    torch.testing.assert_close(weight[1, outside], weight[0, outside])
+
+
+def test_soft_targets_leave_human_batches_exactly_as_ultralytics_computes_them(model) -> None:
+    batch = _batch((0, 0, 1, (0.3, 0.3, 0.3, 0.4)), (1, 0, 0, (0.5, 0.5, 0.5, 0.5)), (1, 0, 2, (0.2, 0.7, 0.2, 0.2)))
+    preds = _preds(model, seed=3)
+    ours, _ = PseudoAwareLoss(model, LossRules(unsure="soft", no_threshold_classes=(1,)))(preds, batch)
+    theirs, _ = v8DetectionLoss(model)(preds, batch)
+    assert torch.equal(ours, theirs)
+
+
+def test_a_class_the_teacher_sees_only_below_threshold_still_gets_unlabeled_signal(model) -> None:
+    """Class 2 has no threshold (out of reach): with soft targets its unsure box teaches it; ignored, it teaches
+    nothing. The per-class log says which."""
+    box, score = (0.5, 0.5, 0.4, 0.4), 0.35
+    preds = _preds(model, batch_size=1)
+    image = ImageTargets(kept=[], ignore=[], unsure=[(2, score, *box)])
+    by_mode = {}
+    for unsure in ("soft", "ignore"):
+        rules = LossRules(no_threshold_classes=(2,), unsure=unsure)
+        batch = _encoded_batch(image, rules)
+        criterion = PseudoAwareLoss(model, rules, report_unlabeled=True)
+        by_mode[unsure] = (_cls_grad(criterion, preds, batch)[0, 2], criterion.unlabeled_by_class.shares())
+    soft_grad, (hard, soft) = by_mode["soft"]
+    assert (soft_grad < 0).any()  # pushed up where the box is: a positive target
+    outside = ~_inside(_anchor_centres(model, preds), box)
+    assert torch.all(soft_grad[outside] > 0)  # and down where the teacher saw nothing: it learns where it is not
+    assert soft[2] > 0 and hard == [0.0, 0.0, 0.0] and soft[0] == soft[1] == 0
+    ignore_grad, (hard, soft) = by_mode["ignore"]
+    assert torch.all(ignore_grad == 0) and hard == soft == [0.0, 0.0, 0.0]

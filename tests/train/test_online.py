@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from yolossl.errors import YolosslError
 from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, load_online_settings, save_online_settings
-from yolossl.train.targets import IGNORE, KIND_STRIDE, PSEUDO_AREA, PSEUDO_BOX, PSEUDO_CLASS_ONLY, LossRules
+from yolossl.train.targets import (
+    IGNORE,
+    KIND_STRIDE,
+    PSEUDO_AREA,
+    PSEUDO_BOX,
+    PSEUDO_CLASS_ONLY,
+    SOFT_KIND,
+    LossRules,
+    soft_code,
+)
 from yolossl.train.teacher import image_targets, kept_mask, student_targets
 from yolossl.train.views import hflip_matrix, map_boxes, strong_view, visible_share, warp
 
@@ -125,12 +135,13 @@ def test_the_strong_views_box_geometry_ignores_autocast(dtype: torch.dtype) -> N
 
 
 def test_teacher_boxes_become_kind_coded_targets() -> None:
-    """Above the class threshold: a target (box regression from the gate up); below it: an ignore region."""
+    """Above the class threshold: a target (box regression from the gate up); below it: unsure, a soft target at
+    the teacher's score or an ignore region, as the rules say."""
     boxes = torch.tensor(
         [
             [0.0, 0.0, 32.0, 32.0, 0.9, 1.0],  # kept, regressed
             [32.0, 0.0, 64.0, 32.0, 0.5, 0.0],  # kept, class only
-            [0.0, 32.0, 16.0, 48.0, 0.3, 0.0],  # under class 0's threshold: ignored
+            [0.0, 32.0, 16.0, 48.0, 0.3, 0.0],  # under class 0's threshold: unsure
             [10.0, 10.0, 10.5, 20.0, 0.9, 1.0],  # less than a pixel wide: dropped
         ]
     )
@@ -142,7 +153,7 @@ def test_teacher_boxes_become_kind_coded_targets() -> None:
         pytest.approx((1, 0.9, 0.25, 1 / 3, 0.5, 2 / 3)),
         pytest.approx((0, 0.5, 0.75, 1 / 3, 0.5, 2 / 3)),
     ]
-    assert targets.ignore == [pytest.approx((0.125, 5 / 6, 0.25, 1 / 3))]
+    assert targets.unsure == [pytest.approx((0, 0.3, 0.125, 5 / 6, 0.25, 1 / 3))] and targets.ignore == []
     codes, _ = targets.encoded(LossRules(box_min_score=0.8))
     assert codes[:, 0].tolist() == [
         PSEUDO_BOX * KIND_STRIDE + 1,
@@ -150,6 +161,16 @@ def test_teacher_boxes_become_kind_coded_targets() -> None:
         IGNORE * KIND_STRIDE,
         PSEUDO_AREA * KIND_STRIDE,
     ]
+    soft, _ = targets.encoded(LossRules(box_min_score=0.8, unsure="soft"))
+    assert soft[2, 0] == (SOFT_KIND + 300) * KIND_STRIDE + 0 == soft_code(0, 0.3)
+    assert all(float(np.float32(c)) == c for c in soft[:, 0].tolist())  # exact float32 integers
+
+
+def test_a_box_the_strong_view_cuts_off_is_ignored_whatever_its_score() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 20.0, 0.9, 1.0], [0.0, 30.0, 20.0, 50.0, 0.3, 0.0]])
+    shift = torch.tensor([[1.0, 0.0, -15.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # 15 of 20 px leave the image
+    targets = student_targets(boxes, torch.tensor([True, False]), shift, 64, 64)
+    assert targets.kept == [] and targets.unsure == [] and len(targets.ignore) == 2
 
 
 def test_online_settings_round_trip_and_damage(tmp_path: Path) -> None:
@@ -237,7 +258,8 @@ def test_a_tiny_online_run_end_to_end(tiny_dataset: Path, tmp_path: Path, tiny_w
     log = [r.getMessage() for r in caplog.records if r.name == "yolossl.train.online"]
     epochs = [m for m in log if m.startswith("Online epoch")]
     assert (
-        epochs[0] == "Online epoch 1/2: unlabeled loss 0.0000; teacher boxes kept per class: no boxes above the floor"
+        epochs[0] == "Online epoch 1/2: unlabeled loss 0.0000; teacher boxes kept per class: no boxes above the floor; "
+        "unlabeled class loss per class (hard+soft): none"
     )
     assert epochs[1].startswith("Online epoch 2/2: unlabeled loss ") and "%)" in epochs[1]
     assert float(epochs[1].split("unlabeled loss ")[1].split(";")[0]) > 0
@@ -609,3 +631,23 @@ def test_a_round_whose_continuation_is_gone_says_so_in_one_line(tiny_dataset: Pa
     (tmp_path / "r" / "round_1" / "train" / "weights" / "continue.pt").unlink()
     with pytest.raises(YolosslError, match=r"continue\.pt: missing, and round 2 continues the run from it; "):
         resume_cycle(tmp_path / "r")
+
+
+def test_with_soft_targets_the_unsure_band_teaches_and_teacher_csv_says_how_much(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
+) -> None:
+    """One kept threshold above every score: all the teacher's boxes are unsure, and become soft targets (their
+    score in the code), and teacher.csv gives each class its hard and soft share of the unlabeled class loss."""
+    import csv
+
+    rules = LossRules(lambda_u=0.5, box_min_score=0.0024, unsure="soft")
+    data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run", conf=0.99, rules=rules)
+    seen = _watched_run(tiny_weights, data_yaml, tmp_path / "t" / "online", epochs=1)
+    codes = [c for b in seen["batches"] for o, c in zip(b["owner"], b["cls"], strict=True) if o >= b["n_l"]]
+    soft = [c for c in codes if c // KIND_STRIDE >= SOFT_KIND]
+    assert soft and all(0.001 <= (c // KIND_STRIDE - SOFT_KIND) / 1000 < 0.99 for c in soft)
+    assert not [c for c in codes if c // KIND_STRIDE in (PSEUDO_BOX, PSEUDO_CLASS_ONLY, IGNORE)]
+    rows = list(csv.DictReader((tmp_path / "t" / "online" / "teacher.csv").open()))
+    names = seen["trainer"].data["names"].values()
+    assert all(float(rows[0][f"hard_{n}"]) == 0 for n in names)  # nothing reached the threshold
+    assert sum(float(rows[0][f"soft_{n}"]) for n in names) > 0

@@ -150,6 +150,13 @@ def cycle(
             rich_help_panel=ONLINE,
         ),
     ] = None,
+    unsure_targets: Annotated[
+        str | None,
+        typer.Option(
+            help=f"The teacher's unsure boxes: soft (class at its score) or ignore. Default: {D.unsure_targets}.",
+            rich_help_panel=ONLINE,
+        ),
+    ] = None,
     unlabeled_ratio: Annotated[
         float | None,
         typer.Option(

@@ -246,13 +246,15 @@ class Cycle:
         if self.config.loss != "pseudo-aware":
             return None
         targets = targets_from_labeling(round_dir / "pseudo", {item.id for item in pseudo}, self.config.loss_rules())
-        regions = sum(len(image.ignore) for image in targets.images.values())
+        unsure = sum(len(image.unsure) + len(image.ignore) for image in targets.images.values())
         unlabeled = ", ".join(self.inputs.names[c] for c in targets.rules.no_threshold_classes) or "none"
+        as_what = "soft targets" if targets.rules.unsure == "soft" else "ignore regions"
         logger.info(
-            "Round %d: pseudo-aware loss: %d ignore regions on %d images; no background loss for classes: %s",
+            "Round %d: pseudo-aware loss: %d unsure boxes (%s) on %d images; no background loss for classes: %s",
             index,
-            regions,
-            sum(bool(image.ignore) for image in targets.images.values()),
+            unsure,
+            as_what,
+            sum(bool(image.unsure or image.ignore) for image in targets.images.values()),
             unlabeled,
         )
         return targets

@@ -186,11 +186,27 @@ def _trainer_for(settings: TrainSettings, model: Any, source: str | Path) -> dic
 
 def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -> Metrics:
     """Ultralytics' validator on the data YAML's val split."""
+    metrics = _metrics_from(_validated(weights, data_yaml, settings))
+    if metrics is None:
+        raise YolosslError(f"{weights}: validation returned no box metrics")
+    return metrics
+
+
+def validate_per_class(weights: Path, data_yaml: Path, settings: TrainSettings) -> dict[str, float]:
+    """mAP50-95 per class name on the data YAML's val split (a class without val boxes: the mean, as Ultralytics)."""
+    results = _validated(weights, data_yaml, settings)
+    box = getattr(results, "box", None)
+    if box is None:
+        raise YolosslError(f"{weights}: validation returned no box metrics")
+    return {str(name): float(box.maps[index]) for index, name in results.names.items()}
+
+
+def _validated(weights: Path, data_yaml: Path, settings: TrainSettings) -> Any:
     ensure_fonts()
     model = load_model(weights)
     device = settings.device.split(",")[0]  # validation runs on one device
     with torch_threads_kept():
-        results = model.val(
+        return model.val(
             data=str(data_yaml),
             imgsz=settings.imgsz,
             batch=settings.batch,
@@ -201,10 +217,6 @@ def validate_detector(weights: Path, data_yaml: Path, settings: TrainSettings) -
             name="val",
             exist_ok=True,
         )
-    metrics = _metrics_from(results)
-    if metrics is None:
-        raise YolosslError(f"{weights}: validation returned no box metrics")
-    return metrics
 
 
 def _metrics_from(results: Any) -> Metrics | None:

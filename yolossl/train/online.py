@@ -262,12 +262,12 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         return build_dataloader(loader.dataset, loader.batch_size, 0, shuffle=False, rank=-1)
 
     def _use_thresholds(self, thresholds: ClassThresholds) -> None:
-        """Targets from now on follow `thresholds`; classes out of reach get no background loss on unlabeled images."""
+        """Targets from now on follow `thresholds`; with ignore regions, classes out of reach get no background loss on
+        unlabeled images."""
         nc = self.data["nc"]
         self.kept_thresholds_cpu = torch.tensor(thresholds.as_array(nc), dtype=torch.float32)
         criterion = unwrap_model(self.model).criterion
-        criterion.no_threshold[:] = False
-        criterion.no_threshold[[c for c in thresholds.unreachable if 0 <= c < nc]] = True
+        criterion.set_no_threshold(tuple(thresholds.unreachable))
         if RANK in {-1, 0}:
             shown = ", ".join(f"{self.data['names'][c]} {t:.3f}" for c, t in thresholds.kept.items())
             logger.info("Online teacher thresholds (%s): %s", thresholds.rule, shown)
@@ -338,19 +338,35 @@ def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:
     """Per epoch, in the log and in `teacher.csv`: the unlabeled loss and the share of the teacher's boxes kept (of
     every rank's unlabeled batches)."""
     trainer.kept_share.sum_across_ranks(trainer.device)
+    by_class = unwrap_model(trainer.model).criterion.unlabeled_by_class
+    by_class.sum_across_ranks()
     if RANK in {-1, 0}:
+        names = trainer.data["names"]
         u_loss = float((trainer.tloss or {}).get("u_loss", 0.0))
+        hard, soft = by_class.shares()
         line = (
             f"Online epoch {trainer.epoch + 1}/{trainer.epochs}: unlabeled loss {u_loss:.4f}; "
-            f"teacher boxes kept per class: {trainer.kept_share.describe(trainer.data['names'])}"
+            f"teacher boxes kept per class: {trainer.kept_share.describe(names)}; "
+            f"unlabeled class loss per class (hard+soft): {_describe_shares(hard, soft, names)}"
         )
         logger.info(line)
         trainer.epoch_log_lines = [line]  # under DDP the epoch report carries it to the cycle's log (`epochs`)
         row = {"epoch": trainer.epoch + 1, "u_loss": round(u_loss, 5)}
-        row.update(trainer.kept_share.counts(trainer.data["names"]))
-        row.update(_threshold_columns(trainer.kept_thresholds_cpu, trainer.data["names"]))
+        row.update(trainer.kept_share.counts(names))
+        row.update(_threshold_columns(trainer.kept_thresholds_cpu, names))
+        row.update({f"hard_{names[c]}": round(v, 5) for c, v in enumerate(hard)})
+        row.update({f"soft_{names[c]}": round(v, 5) for c, v in enumerate(soft)})
         _append_row(Path(trainer.save_dir) / TEACHER_LOG, row)
     trainer.kept_share.reset()
+    by_class.reset()
+
+
+def _describe_shares(hard: list[float], soft: list[float], names: dict[int, str]) -> str:
+    """`name hard%+soft%` per class: its share of the unlabeled images' class loss (the rest is background); `none`
+    before any unlabeled loss (burn-in)."""
+    if not any(hard) and not any(soft):
+        return "none"
+    return ", ".join(f"{names[c]} {h:.0%}+{s:.0%}" for c, (h, s) in enumerate(zip(hard, soft, strict=True)))
 
 
 def stop_at_round_end(trainer: OnlineTeacherTrainer) -> None:

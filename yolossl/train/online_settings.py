@@ -25,7 +25,9 @@ CONTINUE_FILE = "continue.pt"
 optimizer and the epoch, so that the next round continues the same run (`OnlineSettings.continue_from`)."""
 TEACHER_LOG = "teacher.csv"
 """Written by the online trainer into its save dir, a row per epoch: epoch, u_loss, kept_<class>, seen_<class>
-(the teacher's boxes above the floor, and how many of them became targets); the report plots it."""
+(the teacher's boxes above the floor, and how many of them became targets), thr_<class> (its threshold),
+hard_<class> and soft_<class> (its share of the unlabeled images' class loss from kept and from soft targets; the
+rest is background); the report plots it."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,12 @@ def load_online_settings(path: Path) -> OnlineSettings:
         rules = raw.pop("rules")
         return OnlineSettings(
             **{**raw, "unlabeled": tuple(raw["unlabeled"])},
-            rules=LossRules(rules["lambda_u"], rules["box_min_score"], tuple(rules["no_threshold_classes"])),
+            rules=LossRules(
+                rules["lambda_u"],
+                rules["box_min_score"],
+                tuple(rules["no_threshold_classes"]),
+                rules.get("unsure", "ignore"),  # settings written before soft targets (6 Dec) ignored the band
+            ),
         )
     except FileNotFoundError as e:
         raise YolosslError(f"{path}: not found; the data YAML's '{ONLINE_KEY}' names it") from e

@@ -7,7 +7,8 @@ trainer rebuilt from its arguments alone (Ultralytics' multi-GPU re-launch) find
 
 In the training set every box then carries a *kind* in its class number (`kind * KIND_STRIDE +
 class`): the only per-box value that Ultralytics' augmentations (mosaic, affine, flips, crops) move,
-clip and filter together with the box itself. The loss reads the kinds back (`yolossl.train.loss`).
+clip and filter together with the box itself. A soft target's kind carries the teacher's score too
+(`SOFT_KIND + score in thousandths`). The loss reads the kinds back (`yolossl.train.loss`).
 
     >>> targets = PseudoTargets(LossRules(lambda_u=0.5), {"img1": ImageTargets([(0, 0.9, .5, .5, .2, .2)], [])})
     >>> save_pseudo_targets(targets, Path("round_1/pseudo_targets.json"))
@@ -32,13 +33,30 @@ from yolossl.label.record import RECORD_FILE, iter_record
 DATA_KEY = "pseudo_targets"  # the data YAML's entry naming the file
 FILE_NAME = "pseudo_targets.json"
 
-KIND_STRIDE = 1 << 16  # classes stay below it; every code stays an exact float32 integer
+KIND_STRIDE = 1 << 14  # classes stay below it; every code stays an exact float32 integer (below 2**24)
 HUMAN, PSEUDO_BOX, PSEUDO_CLASS_ONLY, IGNORE, PSEUDO_AREA = range(5)
 """Kinds of box: a human label; a pseudo-label that teaches class and box; one that teaches its class
 only (box regression gated off); a region where the teacher saw something it did not keep (no
 background loss there); the extent of a pseudo-labeled image (its loss follows `LossRules`)."""
+SOFT_KIND = 8
+SCORE_LEVELS = 1000
+"""A soft target (an unsure box teaching its class with the teacher's score as target) is of kind
+`SOFT_KIND + round(score * SCORE_LEVELS)`: the score travels with the box, to a thousandth."""
 TARGET_KINDS = (HUMAN, PSEUDO_BOX, PSEUDO_CLASS_ONLY)
+UNSURE_MODES = ("soft", "ignore")
+"""What the loss does with the teacher's unsure boxes (above the floor, below their class's threshold): soft
+class targets at the teacher's score, background weighted by 1 - score; or ignore regions (no class loss)."""
 _WHOLE_IMAGE = (0.5, 0.5, 1.0, 1.0)
+
+
+def soft_code(cls: int, score: float) -> int:
+    """The class code of an unsure box of class `cls` that the teacher scored `score`."""
+    return (SOFT_KIND + round(min(max(score, 0.0), 1.0) * SCORE_LEVELS)) * KIND_STRIDE + int(cls)
+
+
+def is_target_kind(kind: np.ndarray) -> np.ndarray:
+    """Which kinds teach a class: human and pseudo boxes, and soft targets."""
+    return np.isin(kind, TARGET_KINDS) | (kind >= SOFT_KIND)
 
 
 @dataclass(frozen=True)
@@ -51,8 +69,12 @@ class LossRules:
     """Pseudo boxes teach box regression only when the teacher scored them at least this; None: never."""
     no_threshold_classes: tuple[int, ...] = ()
     """Classes the teacher could not label (no usable threshold): no background loss for them on pseudo images."""
+    unsure: str = "ignore"
+    """The teacher's unsure boxes (`UNSURE_MODES`): soft class targets, or ignore regions."""
 
     def __post_init__(self) -> None:
+        if self.unsure not in UNSURE_MODES:
+            raise YolosslError(f"unsure_targets must be one of {', '.join(UNSURE_MODES)}, got {self.unsure!r}")
         if not (math.isfinite(self.lambda_u) and self.lambda_u >= 0):
             raise YolosslError(f"lambda_u must be a number >= 0, got {self.lambda_u}")
         if self.box_min_score is not None and not 0.0 <= self.box_min_score <= 1.0:
@@ -64,11 +86,13 @@ class LossRules:
 
 @dataclass(frozen=True)
 class ImageTargets:
-    """One pseudo-labeled image: its kept boxes `(class, score, xc, yc, w, h)` and ignore regions `(xc, yc, w, h)`,
-    normalised as in YOLO label files."""
+    """One pseudo-labeled image: its kept boxes and unsure boxes `(class, score, xc, yc, w, h)` and its ignore regions
+    `(xc, yc, w, h)`, normalised as in YOLO label files."""
 
     kept: list[tuple[float, ...]]
     ignore: list[tuple[float, ...]]
+    unsure: list[tuple[float, ...]] = field(default_factory=list)
+    """Boxes the teacher saw above the floor but below their class's threshold: soft targets or ignore regions."""
 
     def encoded(self, rules: LossRules) -> tuple[np.ndarray, np.ndarray]:
         """Ultralytics' `cls` (n, 1) and `bboxes` (n, 4, xywh) of this image, each class carrying its kind."""
@@ -76,6 +100,9 @@ class ImageTargets:
         for cls, score, *box in self.kept:
             regress = rules.box_min_score is not None and score >= rules.box_min_score
             codes.append((PSEUDO_BOX if regress else PSEUDO_CLASS_ONLY) * KIND_STRIDE + int(cls))
+            boxes.append(box)
+        for cls, score, *box in self.unsure:
+            codes.append(soft_code(int(cls), score) if rules.unsure == "soft" else IGNORE * KIND_STRIDE)
             boxes.append(box)
         for box in self.ignore:
             codes.append(IGNORE * KIND_STRIDE)
@@ -122,7 +149,7 @@ def targets_from_labeling(pseudo_dir: Path, image_ids: Collection[str], rules: L
     """The targets of the images `image_ids` from a labeling pass's `record.csv` and `thresholds.json`.
 
     Kept boxes are targets; every other candidate (uncertain or dropped: the teacher saw it above the
-    floor but did not keep it) is an ignore region; classes without a threshold join `rules`.
+    floor but did not keep it) is unsure (`rules.unsure` decides); classes without a threshold join `rules`.
     """
     thresholds = ClassThresholds.load(pseudo_dir / "thresholds.json")
     images = {image_id: ImageTargets([], []) for image_id in image_ids}
@@ -130,10 +157,7 @@ def targets_from_labeling(pseudo_dir: Path, image_ids: Collection[str], rules: L
         image = images.get(row.image_id)
         if image is None:
             continue
-        if row.status == KEPT:
-            image.kept.append((row.class_id, row.score, *row.xywhn))
-        else:
-            image.ignore.append(row.xywhn)
+        (image.kept if row.status == KEPT else image.unsure).append((row.class_id, row.score, *row.xywhn))
     return PseudoTargets(replace(rules, no_threshold_classes=tuple(thresholds.unreachable)), images)
 
 
@@ -141,7 +165,7 @@ def target_rows(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows of a kind-coded `cls` array that are class targets, and their plain classes."""
     codes = np.asarray(cls).reshape(-1)
     kinds = codes // KIND_STRIDE
-    rows = np.isin(kinds, TARGET_KINDS)
+    rows = is_target_kind(kinds)
     return rows, codes[rows] - kinds[rows] * KIND_STRIDE
 
 
@@ -149,7 +173,7 @@ def save_pseudo_targets(targets: PseudoTargets, path: Path) -> None:
     payload = {
         "rules": asdict(targets.rules),
         "images_dir": targets.images_dir,
-        "images": {k: {"kept": v.kept, "ignore": v.ignore} for k, v in targets.images.items()},
+        "images": {k: {"kept": v.kept, "ignore": v.ignore, "unsure": v.unsure} for k, v in targets.images.items()},
     }
     write_text_atomic(path, json.dumps(payload, separators=(",", ":")))
 
@@ -162,9 +186,12 @@ def load_pseudo_targets(path: Path) -> PseudoTargets:
             lambda_u=float(raw["rules"]["lambda_u"]),
             box_min_score=raw["rules"]["box_min_score"],
             no_threshold_classes=tuple(int(c) for c in raw["rules"]["no_threshold_classes"]),
+            unsure=raw["rules"].get("unsure", "ignore"),  # files from before soft targets (6 Dec) ignored them
         )
         images = {
-            str(k): ImageTargets([tuple(b) for b in v["kept"]], [tuple(b) for b in v["ignore"]])
+            str(k): ImageTargets(
+                [tuple(b) for b in v["kept"]], [tuple(b) for b in v["ignore"]], [tuple(b) for b in v.get("unsure", [])]
+            )
             for k, v in raw["images"].items()
         }
         return PseudoTargets(rules, images, str(raw["images_dir"]), source=path)

@@ -6,7 +6,8 @@ it follows the student within the run), capped lower (`OnlineSettings.ema_max_de
 - `teacher_boxes`: the EMA model's boxes on a batch (its NMS; torchvision is imported first so that
   NMS is torchvision's kernel, not Ultralytics' Python fallback).
 - `image_targets`: boxes at or above their class's threshold are targets; the rest (above the floor)
-  are ignore regions, exactly as the offline labeling pass sorts them.
+  are unsure, exactly as the offline labeling pass sorts them: soft targets or ignore regions, as the
+  loss rules say (`LossRules.unsure`).
 
     >>> boxes = teacher_boxes(trainer.ema.ema, weak, conf=0.1, iou=0.7)
 """
@@ -40,18 +41,26 @@ def teacher_boxes(teacher: torch.nn.Module, images: torch.Tensor, conf: float, i
 
 
 def kept_mask(boxes: torch.Tensor, kept_thresholds: torch.Tensor) -> torch.Tensor:
-    """Which boxes (n, 6) reach their class's kept threshold; the others (above the floor) are the ignore band."""
+    """Which boxes (n, 6) reach their class's kept threshold; the others (above the floor) are the unsure band."""
     return boxes[:, 4] >= kept_thresholds.to(boxes.device)[boxes[:, 5].long()]
 
 
-def image_targets(boxes: torch.Tensor, kept: torch.Tensor, width: int, height: int) -> ImageTargets:
-    """One image's boxes (n, 6, pixels) as kept targets and ignore regions, normalised; empty boxes are dropped."""
+def image_targets(
+    boxes: torch.Tensor, kept: torch.Tensor, width: int, height: int, visible: torch.Tensor | None = None
+) -> ImageTargets:
+    """One image's boxes (n, 6, pixels) as kept targets, unsure boxes and (those not `visible`) ignore regions,
+    normalised; empty boxes are dropped."""
     rows, kept = boxes.detach().float().cpu(), kept.cpu()
+    visible = torch.ones_like(kept) if visible is None else visible.cpu()
     solid = (rows[:, 2] - rows[:, 0] >= 1) & (rows[:, 3] - rows[:, 1] >= 1)
-    rows, kept = rows[solid], kept[solid]
+    rows, kept, visible = rows[solid], kept[solid], visible[solid]
     xywhn = _xywhn(rows[:, :4], width, height)
-    targets = [(row[5], row[4], *box) for row, box in zip(rows[kept].tolist(), xywhn[kept].tolist(), strict=True)]
-    return ImageTargets(targets, [tuple(box) for box in xywhn[~kept].tolist()])
+
+    def scored(which: torch.Tensor) -> list[tuple[float, ...]]:
+        return [(row[5], row[4], *box) for row, box in zip(rows[which].tolist(), xywhn[which].tolist(), strict=True)]
+
+    kept = kept & visible
+    return ImageTargets(scored(kept), [tuple(box) for box in xywhn[~visible].tolist()], scored(~kept & visible))
 
 
 def student_targets(
@@ -63,9 +72,9 @@ def student_targets(
     another class, and it is not background either.
     """
     seen = map_boxes(boxes[:, :4], torch.eye(3), width, height)  # clipped to the image the teacher saw
-    kept = kept & (visible_share(seen, matrix, width, height) >= MIN_VISIBLE_SHARE)
+    visible = visible_share(seen, matrix, width, height) >= MIN_VISIBLE_SHARE
     moved = torch.cat([map_boxes(seen, matrix, width, height), boxes[:, 4:]], 1)
-    return image_targets(moved, kept, width, height)
+    return image_targets(moved, kept, width, height, visible)
 
 
 def _xywhn(xyxy: torch.Tensor, width: int, height: int) -> torch.Tensor:
