@@ -154,3 +154,16 @@ def test_the_pseudo_aware_loss_turns_uncertain_boxes_into_ignore_regions_unless_
 def test_loss_options_are_checked_where_the_loss_defines_them(values: dict, message: str) -> None:
     with pytest.raises(YolosslError, match=message):
         CycleConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"unsure_targets": "blur"}, "unsure_targets must be one of soft, ignore, dense, got 'blur'"),
+        ({"unsure_targets": "dense", "mode": "offline"}, "unsure_targets dense needs mode online"),
+    ],
+)
+def test_unsure_targets_are_checked(values, message) -> None:
+    with pytest.raises(YolosslError, match=message):
+        CycleConfig(**values)
+    assert CycleConfig(unsure_targets="soft", mode="offline").loss_rules().unsure == "soft"

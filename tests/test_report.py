@@ -146,7 +146,7 @@ def test_the_page_renders_in_a_real_browser(run: Path, tmp_path: Path) -> None:
 
 def test_a_class_without_pseudo_labels_for_a_whole_round_is_flagged(run: Path, tmp_path: Path) -> None:
     """Online: a class the teacher kept no target of in a round's epochs (here: square, without a threshold in 2 of
-    its 3); any mode: a class the pool's labeling kept no box of."""
+    its 3; cross, taught by soft targets only); any mode: a class the pool's labeling kept no box of."""
     copy = tmp_path / "run"
     shutil.copytree(run, copy, symlinks=True)
     names = load_run(copy).class_names
@@ -155,9 +155,11 @@ def test_a_class_without_pseudo_labels_for_a_whole_round_is_flagged(run: Path, t
         {
             "epoch": e,
             "u_loss": 0.5,
-            **{f"kept_{n}": 0 if n == "square" else 3 for n in names},
+            **{f"kept_{n}": 0 if n in ("square", "cross") else 3 for n in names},
             **{f"seen_{n}": 4 for n in names},
             **{f"thr_{n}": "" if n == "square" and e < 3 else "0.5" for n in names},
+            **{f"hard_{n}": 0 if n in ("square", "cross") else 0.1 for n in names},
+            **{f"soft_{n}": 0.02 if n == "cross" else 0 for n in names},
         }
         for e in (1, 2, 3)
     ]
@@ -175,5 +177,11 @@ def test_a_class_without_pseudo_labels_for_a_whole_round_is_flagged(run: Path, t
     page = write_report(copy).read_text()
     assert "Classes without pseudo-labels" in page
     assert "Round 1: the teacher gave square no target in any of its 3 epochs (2 without a threshold" in page
+    # cross: no kept target, but soft ones (2% of the unlabeled class loss): it took part, softly
+    assert (
+        "Round 1: the teacher gave cross no kept target (soft targets only: 2.0% of the unlabeled class loss)" in page
+    )
     assert "Round 2: the labeling of the pool kept no box of ring" in page
+    plot = cv2.imread(str(copy / "report_teacher_1.png"))
+    assert plot.shape[1] > 3.5 * plot.shape[0]  # a third panel: each class's hard and soft share of the loss
     assert "circle no target" not in page

@@ -117,7 +117,9 @@ class CycleConfig:
     unsure_targets: str = "ignore"
     """With mode online or loss pseudo-aware: what the teacher's unsure boxes (above `uncertain_low`, below their
     class's threshold) teach. soft: their class, at the teacher's score (`s` at the box's best anchor; never box
-    regression), and background there weighted by 1 - s; ignore: nothing (no class loss inside them)."""
+    regression), and background there weighted by 1 - s; ignore: nothing (no class loss inside them); dense (mode
+    online): no boxes, the teacher's class scores at every place of the image (0 below `uncertain_low`) are the
+    student's class targets there; kept boxes still teach box regression."""
     round_schedule: str = "continue"
     """How rounds after round 0 train (yolossl.train.schedule): continue (no warm-up, a constant learning rate of
     round_lr_scale x Ultralytics' small-run AdamW rate) or fresh (Ultralytics' own warm-up and decay each round)."""
@@ -181,6 +183,10 @@ class CycleConfig:
         _check(
             self.unsure_targets in UNSURE_MODES,
             f"unsure_targets must be one of {', '.join(UNSURE_MODES)}, got {self.unsure_targets!r}",
+        )
+        _check(
+            self.unsure_targets != "dense" or self.mode == "online",
+            "unsure_targets dense needs mode online: the teacher's dense scores exist only while it trains",
         )
         _check(self.leakage in LEAKAGE_MODES, f"leakage must be one of {LEAKAGE_MODES}, got {self.leakage!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

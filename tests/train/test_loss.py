@@ -227,3 +227,24 @@ def test_a_class_the_teacher_sees_only_below_threshold_still_gets_unlabeled_sign
     assert soft[2] > 0 and hard == [0.0, 0.0, 0.0] and soft[0] == soft[1] == 0
     ignore_grad, (hard, soft) = by_mode["ignore"]
     assert torch.all(ignore_grad == 0) and hard == soft == [0.0, 0.0, 0.0]
+
+
+def test_dense_targets_are_every_unlabeled_anchors_class_target_and_leave_human_images_alone(model) -> None:
+    preds = _preds(model)
+    anchors = preds["scores"].shape[-1]
+    g = torch.Generator().manual_seed(1)
+    teacher = torch.rand(1, anchors, NC, generator=g) * (torch.rand(1, anchors, NC, generator=g) > 0.8)
+    kept = (0.5, 0.5, 0.4, 0.4)
+    rows = ((0, 0, 1, (0.3, 0.3, 0.3, 0.4)), (1, PSEUDO_BOX, 0, kept), (1, PSEUDO_AREA, 0, WHOLE))
+    rules = LossRules(unsure="dense", box_min_score=0.5)
+    with_dense = PseudoAwareLoss(model, rules)
+    with_dense.bce = _Recorded(reduction="none")
+    _, _, items = with_dense.get_assigned_targets_and_loss(
+        preds, {**_batch(*rows), "n_l": 1, "teacher_scores": teacher}
+    )
+    boxes_only = PseudoAwareLoss(model, rules)
+    boxes_only.bce = _Recorded(reduction="none")
+    boxes_only.get_assigned_targets_and_loss(preds, _batch(*rows))
+    assert torch.equal(with_dense.bce.targets[1], teacher[0])  # the unlabeled image: the teacher's scores
+    assert torch.equal(with_dense.bce.targets[0], boxes_only.bce.targets[0])  # the human image: its own targets
+    assert items["box_loss"] > 0  # the kept box above the gate still teaches regression

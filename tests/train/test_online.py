@@ -22,7 +22,7 @@ from yolossl.train.targets import (
     soft_code,
 )
 from yolossl.train.teacher import image_targets, kept_mask, student_targets
-from yolossl.train.views import hflip_matrix, map_boxes, strong_view, visible_share, warp
+from yolossl.train.views import hflip_matrix, map_boxes, maps_in_view, strong_view, visible_share, warp
 
 
 def _drawn_image(box: tuple[int, int, int, int], size: tuple[int, int] = (48, 64)) -> torch.Tensor:
@@ -212,7 +212,8 @@ def _watched_run(model: Path | str, data_yaml: Path, save_dir: Path, epochs: int
             batch = super().preprocess_batch(batch)
             seen["batches"].append(
                 {"n": len(batch["img"]), "n_l": batch["n_l"], "cls": batch["cls"].view(-1).tolist(),
-                 "owner": batch["batch_idx"].view(-1).tolist()}
+                 "owner": batch["batch_idx"].view(-1).tolist(),
+                 "dense": tuple(batch["teacher_scores"].shape) if "teacher_scores" in batch else None}
             )  # fmt: skip
             return batch
 
@@ -633,21 +634,58 @@ def test_a_round_whose_continuation_is_gone_says_so_in_one_line(tiny_dataset: Pa
         resume_cycle(tmp_path / "r")
 
 
-def test_with_soft_targets_the_unsure_band_teaches_and_teacher_csv_says_how_much(
-    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
+@pytest.mark.parametrize("unsure", ["soft", "dense"])
+def test_below_every_threshold_the_teacher_still_teaches_and_teacher_csv_says_how_much(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, unsure: str
 ) -> None:
-    """One kept threshold above every score: all the teacher's boxes are unsure, and become soft targets (their
-    score in the code), and teacher.csv gives each class its hard and soft share of the unlabeled class loss."""
+    """One kept threshold above every score: all the teacher's boxes are unsure. Soft: they become soft targets
+    (their score in the code); dense: no box at all, the teacher's scores at every anchor ride in the batch. Either
+    way teacher.csv gives each class its hard and soft share of the unlabeled class loss, and it is not nothing."""
     import csv
 
-    rules = LossRules(lambda_u=0.5, box_min_score=0.0024, unsure="soft")
+    rules = LossRules(lambda_u=0.5, box_min_score=0.0024, unsure=unsure)
     data_yaml = _online_data_yaml(tiny_dataset, tmp_path / "run", conf=0.99, rules=rules)
     seen = _watched_run(tiny_weights, data_yaml, tmp_path / "t" / "online", epochs=1)
     codes = [c for b in seen["batches"] for o, c in zip(b["owner"], b["cls"], strict=True) if o >= b["n_l"]]
     soft = [c for c in codes if c // KIND_STRIDE >= SOFT_KIND]
-    assert soft and all(0.001 <= (c // KIND_STRIDE - SOFT_KIND) / 1000 < 0.99 for c in soft)
     assert not [c for c in codes if c // KIND_STRIDE in (PSEUDO_BOX, PSEUDO_CLASS_ONLY, IGNORE)]
+    names = seen["trainer"].data["names"]
+    if unsure == "soft":
+        assert soft and all(0.001 <= (c // KIND_STRIDE - SOFT_KIND) / 1000 < 0.99 for c in soft)
+        assert all(b["dense"] is None for b in seen["batches"])
+    else:
+        anchors = sum((64 // s) ** 2 for s in (8, 16, 32))
+        assert not soft and all(b["dense"] == (4, anchors, len(names)) for b in seen["batches"])
     rows = list(csv.DictReader((tmp_path / "t" / "online" / "teacher.csv").open()))
-    names = seen["trainer"].data["names"].values()
-    assert all(float(rows[0][f"hard_{n}"]) == 0 for n in names)  # nothing reached the threshold
-    assert sum(float(rows[0][f"soft_{n}"]) for n in names) > 0
+    assert all(float(rows[0][f"hard_{n}"]) == 0 for n in names.values())  # nothing reached the threshold
+    assert sum(float(rows[0][f"soft_{n}"]) for n in names.values()) > 0
+
+
+def test_dense_maps_follow_the_strong_view_level_by_level() -> None:
+    """A head level's map (stride 8 on a 64 px image) mirrored with the image: each cell lands on the mirrored cell;
+    shifted by two cells, it moves by two cells, and what enters from outside is 0."""
+
+    maps = torch.arange(64.0).view(1, 1, 8, 8)
+    mirrored = maps_in_view(maps, hflip_matrix(64).unsqueeze(0), 8)
+    torch.testing.assert_close(mirrored, maps.flip(-1))
+    shift = torch.tensor([[[1.0, 0.0, 16.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # 16 px = 2 cells right
+    moved = maps_in_view(maps, shift, 8)
+    torch.testing.assert_close(moved[..., 2:], maps[..., :6])
+    assert torch.all(moved[..., :2] == 0)
+    torch.testing.assert_close(maps_in_view(maps, torch.eye(3).unsqueeze(0), 8), maps)
+
+
+def test_dense_targets_are_the_teachers_scores_at_the_students_anchors() -> None:
+    """Scores in the head's anchor order (levels of stride 8, 16, 32 on 64 px: 64 + 16 + 4 anchors), moved with the
+    view level by level; below the floor, 0."""
+    from yolossl.train.teacher import dense_targets
+
+    g = torch.Generator().manual_seed(0)
+    preds = torch.cat([torch.zeros(1, 4, 84), torch.rand(1, 2, 84, generator=g)], 1)
+    scores = preds[0, 4:].T  # (anchors, classes)
+    same = dense_targets(preds, torch.eye(3).unsqueeze(0), [8, 16, 32], 64, 64, floor=0.3)
+    torch.testing.assert_close(same[0], torch.where(scores >= 0.3, scores, 0.0))
+    mirrored = dense_targets(preds, hflip_matrix(64).unsqueeze(0), [8, 16, 32], 64, 64, floor=0.0)
+    for start, side in ((0, 8), (64, 4), (80, 2)):
+        level = preds[0, 4:, start : start + side * side].view(2, side, side)
+        torch.testing.assert_close(mirrored[0, start : start + side * side], level.flip(-1).reshape(2, -1).T)

@@ -153,7 +153,7 @@ def cycle(
     unsure_targets: Annotated[
         str | None,
         typer.Option(
-            help=f"The teacher's unsure boxes: soft (class at its score) or ignore. Default: {D.unsure_targets}.",
+            help=f"Unsure teacher boxes: soft (class at its score), ignore, or dense. Default: {D.unsure_targets}.",
             rich_help_panel=ONLINE,
         ),
     ] = None,

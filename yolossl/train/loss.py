@@ -17,6 +17,9 @@ is not exact. On anchors inside a pseudo-labeled image (the boxes' kinds, see `t
   labeled (with soft targets they are, softly, and the teacher's certainty weights their background as any class's);
 - box regression (IoU + DFL) comes only from pseudo boxes that passed the score gate (`LossRules`),
   never from soft targets;
+- with dense targets (online only: the batch carries `teacher_scores`), every anchor of a pseudo-labeled image
+  takes the teacher's class scores at that place as its class target (0 below the floor), instead of the
+  boxes' (Dense Teacher); kept boxes still teach box regression from the score gate up;
 - every term is weighted by `lambda_u`.
 
 A batch of human-labeled images gets Ultralytics' loss to the bit: every weight is then exactly 1.
@@ -57,7 +60,7 @@ class PseudoAwareLoss(v8DetectionLoss):
         self.report_unlabeled = report_unlabeled
         if report_unlabeled:
             self.loss_names = (*self.loss_names, "u_loss")
-        self.soft = rules.unsure == "soft"
+        self.soft = rules.unsure in ("soft", "dense")
         self.no_threshold = torch.zeros(self.nc, dtype=torch.bool, device=self.device)
         self.set_no_threshold(rules.no_threshold_classes)
         self.unlabeled_by_class = UnlabeledClassLoss(self.nc, self.device)
@@ -112,20 +115,26 @@ class PseudoAwareLoss(v8DetectionLoss):
             **assign_kwargs,
         )
         target_scores, soft_anchor = _soft_targets(target_scores, fg_mask, target_gt_idx, gt_score)
-        target_scores_sum = target_scores.sum().clamp_(min=1)
 
         points = anchor_points * stride_tensor
         boxes = xywh * scale
         pseudo = _anchors_inside(points, image, boxes, kind == PSEUDO_AREA, batch_size)
+        cls_targets = target_scores
+        if "teacher_scores" in batch:  # dense targets: every anchor of an unlabeled image takes the teacher's scores
+            dense = torch.zeros_like(target_scores)
+            dense[batch["n_l"] :] = batch["teacher_scores"].to(dense.dtype)
+            cls_targets = torch.where(pseudo.unsqueeze(-1), dense, target_scores)
+            soft_anchor = pseudo & (dense.amax(-1) > 0)
+        target_scores_sum = cls_targets.sum().clamp_(min=1)
         ignored = _anchors_inside(points, image, boxes, kind == IGNORE, batch_size) & ~fg_mask
         anchor_weight = torch.where(pseudo, self.lambda_u, 1.0).to(torch.float32)  # (b, anchors)
         cls_weight = anchor_weight.unsqueeze(-1).expand(-1, -1, self.nc).clone()
         cls_weight.masked_fill_(ignored.unsqueeze(-1), 0.0)
-        cls_weight.masked_fill_(pseudo.unsqueeze(-1) & self.no_threshold & (target_scores == 0), 0.0)
+        cls_weight.masked_fill_(pseudo.unsqueeze(-1) & self.no_threshold & (cls_targets == 0), 0.0)
         unsure = _unsure_background(points, image, boxes, cls, torch.where(soft, score, 0.0), batch_size, self.nc)
         cls_weight *= torch.where(fg_mask.unsqueeze(-1), 1.0, 1.0 - unsure)  # exactly 1 where no soft target is
 
-        bce_loss = self.bce(pred_scores, target_scores.to(dtype))  # (bs, num_anchors, nc)
+        bce_loss = self.bce(pred_scores, cls_targets.to(dtype))  # (bs, num_anchors, nc)
         if self.class_weights is not None:
             bce_loss *= self.class_weights
         loss[1] = (bce_loss * cls_weight).sum() / target_scores_sum
@@ -156,7 +165,7 @@ class PseudoAwareLoss(v8DetectionLoss):
         if self.report_unlabeled:
             with torch.no_grad():
                 cls_terms = bce_loss * cls_weight * (self.hyp.cls / target_scores_sum)
-                self.unlabeled_by_class.add(cls_terms, target_scores, pseudo, soft_anchor)
+                self.unlabeled_by_class.add(cls_terms, cls_targets, pseudo, soft_anchor)
                 box_u, dfl_u = box_terms(regress & pseudo)
                 items.append(box_u * self.hyp.box + cls_terms[pseudo].sum() + dfl_u * self.hyp.dfl)
         return (

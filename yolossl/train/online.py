@@ -3,9 +3,11 @@
 Each training batch of human-labeled images gets an unlabeled half appended in `preprocess_batch`:
 the teacher (`trainer.ema.ema`, the EMA of the student, in eval mode) detects on the weak view
 (the letterboxed image), its boxes are sorted by the per-class thresholds into targets (box
-regression only from `box_min_score` up) and ignore regions (between the floor `uncertain_low` and
-the threshold), each unlabeled image gets a PSEUDO_AREA box, and the student sees the strong view
-of the same tensor (`views`), the boxes mapped through its known transform. `PseudoAwareLoss`
+regression only from `box_min_score` up) and unsure boxes (between the floor `uncertain_low` and
+the threshold: soft targets or ignore regions, `LossRules.unsure`; with dense targets the teacher's
+class scores at every place instead, `teacher_scores` in the batch), each unlabeled image gets a
+PSEUDO_AREA box, and the student sees the strong view of the same tensor (`views`), the boxes (and
+the dense scores) mapped through its known transform. `PseudoAwareLoss`
 then trains on the concatenated batch in one forward pass, and reports the unlabeled images'
 share of it as `u_loss` (the same keys every step; 0 during burn-in, when no unlabeled half is added).
 
@@ -62,9 +64,11 @@ from yolossl.train.online_settings import (
 )
 from yolossl.train.teacher import (
     KeptShare,
+    dense_targets,
     kept_mask,
+    nms_boxes,
     student_targets,
-    teacher_boxes,
+    teacher_predictions,
     thresholds_on_val,
 )
 from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
@@ -299,7 +303,8 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         size = batch["img"].shape[2:]
         if weak.shape[2:] != size:  # multi_scale resized the labeled half
             weak = F.interpolate(weak, size=size, mode="bilinear", align_corners=False)
-        found = teacher_boxes(self.ema.ema, weak, online.uncertain_low, online.nms_iou)
+        preds = teacher_predictions(self.ema.ema, weak)
+        found = nms_boxes(preds, online.uncertain_low, online.nms_iou)
         strong, matrices = strong_view(
             weak,
             self.generator,
@@ -324,6 +329,9 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         batch["bboxes"] = torch.cat([batch["bboxes"], to_batch(np.concatenate(xywh), batch["bboxes"])])
         batch["batch_idx"] = torch.cat([batch["batch_idx"], to_batch(np.concatenate(owner), batch["batch_idx"])])
         batch["im_file"] = (*batch["im_file"], *unlabeled["im_file"])
+        if online.rules.unsure == "dense":
+            strides = unwrap_model(self.model).stride.tolist()
+            batch["teacher_scores"] = dense_targets(preds, matrices, strides, height, width, online.uncertain_low)
         return batch
 
     def _to_device(self, values: np.ndarray, like: torch.Tensor) -> torch.Tensor:

@@ -43,9 +43,11 @@ SCORE_LEVELS = 1000
 """A soft target (an unsure box teaching its class with the teacher's score as target) is of kind
 `SOFT_KIND + round(score * SCORE_LEVELS)`: the score travels with the box, to a thousandth."""
 TARGET_KINDS = (HUMAN, PSEUDO_BOX, PSEUDO_CLASS_ONLY)
-UNSURE_MODES = ("soft", "ignore")
+UNSURE_MODES = ("soft", "ignore", "dense")
 """What the loss does with the teacher's unsure boxes (above the floor, below their class's threshold): soft
-class targets at the teacher's score, background weighted by 1 - score; or ignore regions (no class loss)."""
+class targets at the teacher's score, background weighted by 1 - score; ignore regions (no class loss); or, online
+only, no boxes at all: the teacher's dense class scores teach every location of the image (kept boxes still teach
+box regression)."""
 _WHOLE_IMAGE = (0.5, 0.5, 1.0, 1.0)
 
 
@@ -101,7 +103,7 @@ class ImageTargets:
             regress = rules.box_min_score is not None and score >= rules.box_min_score
             codes.append((PSEUDO_BOX if regress else PSEUDO_CLASS_ONLY) * KIND_STRIDE + int(cls))
             boxes.append(box)
-        for cls, score, *box in self.unsure:
+        for cls, score, *box in self.unsure if rules.unsure != "dense" else ():
             codes.append(soft_code(int(cls), score) if rules.unsure == "soft" else IGNORE * KIND_STRIDE)
             boxes.append(box)
         for box in self.ignore:

@@ -25,19 +25,45 @@ from ultralytics.utils.nms import non_max_suppression
 from yolossl.boxes import Detections
 from yolossl.label.filters import ClassThresholds, thresholds_for_precision
 from yolossl.train.targets import ImageTargets
-from yolossl.train.views import map_boxes, visible_share
+from yolossl.train.views import map_boxes, maps_in_view, visible_share
 
 MIN_VISIBLE_SHARE = 0.5
 """A teacher's box whose area the student's view keeps less of than this is an ignore region there, not a target."""
 
 
 @torch.no_grad()
-def teacher_boxes(teacher: torch.nn.Module, images: torch.Tensor, conf: float, iou: float) -> list[torch.Tensor]:
-    """The teacher's boxes per image (n, 6: x1 y1 x2 y2 score class, pixels), above `conf`, after NMS."""
+def teacher_predictions(teacher: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The teacher's dense predictions (b, 4 + classes, anchors): boxes (xywh, pixels) and class scores, before NMS."""
     weights = next(teacher.parameters())
     preds = teacher(images.to(weights.dtype))
-    preds = preds[0] if isinstance(preds, (list, tuple)) else preds
-    return non_max_suppression(preds.float(), conf_thres=conf, iou_thres=iou, max_det=300)
+    return (preds[0] if isinstance(preds, (list, tuple)) else preds).float()
+
+
+def nms_boxes(preds: torch.Tensor, conf: float, iou: float) -> list[torch.Tensor]:
+    """Per image, the boxes (n, 6: x1 y1 x2 y2 score class, pixels) scoring above `conf`, after NMS."""
+    return non_max_suppression(preds, conf_thres=conf, iou_thres=iou, max_det=300)
+
+
+def teacher_boxes(teacher: torch.nn.Module, images: torch.Tensor, conf: float, iou: float) -> list[torch.Tensor]:
+    """The teacher's boxes per image (n, 6: x1 y1 x2 y2 score class, pixels), above `conf`, after NMS."""
+    return nms_boxes(teacher_predictions(teacher, images), conf, iou)
+
+
+def dense_targets(
+    preds: torch.Tensor, matrices: torch.Tensor, strides: list[float], height: int, width: int, floor: float
+) -> torch.Tensor:
+    """The teacher's class scores (b, anchors, classes) at the student's anchors (its view, `matrices`): each score at
+    or above `floor` is that class's target there, lower ones 0 (background), as Dense Teacher regresses the student's
+    scores on the teacher's. `preds` are `teacher_predictions` on the weak view; anchors in the head's order."""
+    scores = preds[:, 4:]
+    levels, start = [], 0
+    for stride in strides:
+        h, w = round(height / stride), round(width / stride)
+        level = scores[:, :, start : start + h * w].reshape(len(scores), -1, h, w)
+        levels.append(maps_in_view(level, matrices, stride).flatten(2))
+        start += h * w
+    moved = torch.cat(levels, 2).transpose(1, 2)
+    return torch.where(moved >= floor, moved, 0.0)
 
 
 def kept_mask(boxes: torch.Tensor, kept_thresholds: torch.Tensor) -> torch.Tensor:

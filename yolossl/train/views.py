@@ -93,13 +93,24 @@ def hflip_matrix(width: int) -> torch.Tensor:
 
 def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     """`images` (b, c, h, w) resampled so that the content at pixel p moves to `matrices[i] @ p` (grey outside)."""
+    return _resampled(images - 114 / 255, matrices) + 114 / 255  # Ultralytics' letterbox grey outside the image
+
+
+def maps_in_view(maps: torch.Tensor, matrices: torch.Tensor, stride: float) -> torch.Tensor:
+    """Per-location maps (b, c, h, w) on a grid of `stride` pixels (a detection head's level) of the weak view, in
+    the strong view: the teacher's dense scores where the student's anchors see the same content (0 outside)."""
+    cells = torch.diag(torch.tensor([float(stride), float(stride), 1.0]))
+    return _resampled(maps, torch.linalg.inv(cells) @ matrices.float().cpu() @ cells)
+
+
+def _resampled(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """`images` moved as `matrices` (pixels of `images` itself) say, bilinear, zeros outside."""
     _, _, h, w = images.shape
     to_norm = torch.tensor([[2.0 / w, 0.0, -1.0], [0.0, 2.0 / h, -1.0], [0.0, 0.0, 1.0]])
     # affine_grid maps each output (normalised) position to where it samples the input: the inverse transform
     theta = to_norm @ torch.linalg.inv(matrices.float()) @ torch.linalg.inv(to_norm)
     grid = F.affine_grid(theta[:, :2].to(images), list(images.shape), align_corners=False)
-    padded = images - 114 / 255  # Ultralytics' letterbox grey outside the image
-    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 114 / 255
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def map_boxes(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int) -> torch.Tensor:
