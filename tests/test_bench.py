@@ -122,6 +122,11 @@ def test_the_online_arm_runs_the_yolossl_arms_steps_or_a_share_of_them(tiny_data
         BenchConfig(data="d.yaml", cycle={"from_scratch": True})  # said before the first seed trains, not after
     assert BenchConfig(data="d.yaml", cycle={"from_scratch": True}, arms=("yolossl",)).cycle == {"from_scratch": True}
     assert BenchConfig(data="d.yaml", cycle={"fixmatch": True}).cycle == {"fixmatch": True}  # online takes it now
+    dense = BenchConfig(data="d.yaml", cycle={"unsure_targets": "dense", "lambda_u": 2})  # the online arm's alone
+    assert dense.offline_options() == {"lambda_u": 2} and dense.online_only_options() == {"unsure_targets": "dense"}
+    assert online_config(yolossl, None, 100, online_only=dense.online_only_options()).unsure_targets == "dense"
+    soft = BenchConfig(data="d.yaml", cycle={"unsure_targets": "soft"})  # the offline pseudo-aware loss has it too
+    assert soft.offline_options() == {"unsure_targets": "soft"} and not soft.online_only_options()
 
 
 def _tiny_training() -> dict:

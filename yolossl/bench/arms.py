@@ -101,17 +101,25 @@ def cycle_arm(arm: str, ctx: ArmContext, cycle: CycleResult, wall: float) -> Arm
     )
 
 
-def online_config(base: CycleConfig, budget: list[int] | None, n_labeled: int, share: float = 1.0) -> CycleConfig:
+def online_config(
+    base: CycleConfig,
+    budget: list[int] | None,
+    n_labeled: int,
+    share: float = 1.0,
+    online_only: dict[str, Any] | None = None,
+) -> CycleConfig:
     """The online teacher (the default cycle), validated only at its rounds' ends and fitted EMA as always.
 
     `budget`: the yolossl arm's images seen per round; the online arm then runs `share` of its optimizer steps
     (each step takes one labeled batch plus an unlabeled one, so as many epochs over the labeled images as the
-    yolossl arm saw images per labeled one). None: the online cycle's own default length."""
+    yolossl arm saw images per labeled one). None: the online cycle's own default length. `online_only`: options that
+    exist only in mode online (`BenchConfig.online_only_options`)."""
     epochs = None
     if budget is not None:
         repeat = base.labeled_repeat or 1  # the online run's labeled images, as its merge repeats them
         epochs = max(1, math.ceil(sum(budget) * share / max(1, n_labeled * repeat)))
-    return replace(base, mode="online", online_epochs=epochs, name="online", ema="fitted", online_val=False)
+    online = {"mode": "online", "online_epochs": epochs, "name": "online", "ema": "fitted", "online_val": False}
+    return replace(base, **online, **(online_only or {}))
 
 
 def offline_budget(rounds: list[RoundResult]) -> list[int]:

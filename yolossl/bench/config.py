@@ -79,7 +79,7 @@ class BenchConfig:
         if self.converge_cycles < 0:
             raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
         # The arms' options are checked now, not after the first seed's split and round 0.
-        CycleConfig(**{**self.training, **self.cycle_options(), "mode": "offline"})
+        CycleConfig(**{**self.training, **self.offline_options(), "mode": "offline"})
         if "online" in self.arms:
             try:  # the online arm's cycle, as `arms.online_config` makes it
                 CycleConfig(**{**self.training, **self.cycle_options(), "mode": "online", "ema": "fitted"})
@@ -89,6 +89,16 @@ class BenchConfig:
     def cycle_options(self) -> dict[str, Any]:
         """The SSL arms' options as the CLI means them (`conf` alone: one threshold; pseudo-aware: ignore regions)."""
         return pseudo_aware_means_ignore_regions(conf_alone_means_one_threshold(self.cycle))
+
+    def offline_options(self) -> dict[str, Any]:
+        """The options of the offline cycles (round 0, the yolossl arm): those only the online teacher has left out
+        (`online_only_options`)."""
+        online_only = self.online_only_options()
+        return {k: v for k, v in self.cycle_options().items() if k not in online_only}
+
+    def online_only_options(self) -> dict[str, Any]:
+        """Options that exist only in mode online (dense targets), applied to the online arm alone."""
+        return {"unsure_targets": "dense"} if self.cycle_options().get("unsure_targets") == "dense" else {}
 
     @property
     def training_seeds(self) -> range:

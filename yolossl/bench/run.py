@@ -75,7 +75,7 @@ def _replicate(config: BenchConfig, ctx: ArmContext, base: CycleConfig, on_arm: 
     results: list[ArmResult] = []
     base = replace(base, round0_cycles=1)  # every arm starts from round 0's weights, adopted, not trained on
     r0_weights = str(ctx.round0.rounds[0].weights)
-    ssl = CycleConfig(**{**asdict(base), **config.cycle_options(), "name": "yolossl", "start_weights": r0_weights})
+    ssl = CycleConfig(**{**asdict(base), **config.offline_options(), "name": "yolossl", "start_weights": r0_weights})
     cycles: dict[str, CycleResult] = {}
     budget = earlier_budget(config, ctx.seed)
     matched = {"supervised", "supervised-wall", "oracle"} & set(config.arms)
@@ -88,7 +88,8 @@ def _replicate(config: BenchConfig, ctx: ArmContext, base: CycleConfig, on_arm: 
         _timed_cycle(on_arm, "docs", ctx, docs, config, results)
     online_seconds = 0.0
     if "online" in config.arms:
-        online_cfg = online_config(ssl, budget, len(ctx.split.labeled), config.online_steps)
+        n_labeled = len(ctx.split.labeled)
+        online_cfg = online_config(ssl, budget, n_labeled, config.online_steps, config.online_only_options())
         cycles["online"] = _timed_cycle(on_arm, "online", ctx, online_cfg, config, results)
         online_seconds = sum(r.wall_time_s for r in cycles["online"].rounds[1:])
         if budget is None:  # the matched arms take the online arm's own steps
