@@ -38,12 +38,15 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=2, help="first steps of each arm left out")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
+    parser.add_argument(
+        "--unsure", choices=("ignore", "soft", "dense"), default="ignore", help="what the unsure boxes teach"
+    )
     args = parser.parse_args()
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("yolossl").setLevel(logging.INFO)  # the teacher's kept boxes per epoch: it did label
 
     with tempfile.TemporaryDirectory(prefix="online-step-cost-") as tmp:
-        data_yaml = _dataset(Path(tmp), args.images, args.imgsz)
+        data_yaml = _dataset(Path(tmp), args.images, args.imgsz, args.unsure)
         steps = {arm: _step_times(arm, data_yaml, Path(tmp) / arm, args) for arm in ("supervised", "online")}
     figures = {arm: _summary(times[args.skip :]) for arm, times in steps.items()}
     figures["ratio"] = round(figures["online"]["median_s"] / figures["supervised"]["median_s"], 2)
@@ -53,7 +56,7 @@ def main() -> None:
         args.out.write_text(json.dumps(figures, indent=2))
 
 
-def _dataset(root: Path, n_images: int, imgsz: int) -> Path:
+def _dataset(root: Path, n_images: int, imgsz: int, unsure: str = "ignore") -> Path:
     """Drawn labeled, unlabeled and val images, a round dataset of the labeled ones naming an online.json."""
     import yaml
 
@@ -61,13 +64,15 @@ def _dataset(root: Path, n_images: int, imgsz: int) -> Path:
     from yolossl.demo import DemoSpec, write_demo_dataset
     from yolossl.merge import build_round_dataset, mirror_split
     from yolossl.train.online_settings import ONLINE_KEY, OnlineSettings, save_online_settings
+    from yolossl.train.targets import LossRules
 
     write_demo_dataset(root / "data", DemoSpec(n_labeled=n_images, n_unlabeled=n_images, n_val=16, size=imgsz))
     spec = load_data_yaml(root / "data" / "data.yaml")
     val = mirror_split(spec.val_items(), root / "val", len(spec.names))
     data_yaml = build_round_dataset(root / "round", spec.train_items(), [], val, spec.names).data_yaml
     pool = tuple(str(item.path) for item in scan_image_folders([str(root / "data" / "unlabeled")]).images)
-    save_online_settings(OnlineSettings(pool, conf=0.002, uncertain_low=0.001), root / "online.json")
+    rules = LossRules(unsure=unsure)  # conf 0.002: with soft targets, nearly every box is one (the worst case)
+    save_online_settings(OnlineSettings(pool, rules, conf=0.002, uncertain_low=0.001), root / "online.json")
     meta = yaml.safe_load(data_yaml.read_text())
     data_yaml.write_text(yaml.safe_dump({**meta, ONLINE_KEY: str(root / "online.json")}))
     return data_yaml

@@ -60,7 +60,7 @@ class PseudoAwareLoss(v8DetectionLoss):
         self.report_unlabeled = report_unlabeled
         if report_unlabeled:
             self.loss_names = (*self.loss_names, "u_loss")
-        self.soft = rules.unsure in ("soft", "dense")
+        self.unsure = rules.unsure
         self.no_threshold = torch.zeros(self.nc, dtype=torch.bool, device=self.device)
         self.set_no_threshold(rules.no_threshold_classes)
         self.unlabeled_by_class = UnlabeledClassLoss(self.nc, self.device)
@@ -70,7 +70,7 @@ class PseudoAwareLoss(v8DetectionLoss):
         targets none: there the teacher's own certainty weights every class's background, and a class whose boxes
         all teach as soft targets must also learn where it is not (else its scores only ever rise)."""
         self.no_threshold[:] = False
-        if not self.soft:
+        if self.unsure == "ignore":
             self.no_threshold[[c for c in classes if 0 <= c < self.nc]] = True
 
     def get_assigned_targets_and_loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any], **assign_kwargs):
@@ -131,8 +131,9 @@ class PseudoAwareLoss(v8DetectionLoss):
         cls_weight = anchor_weight.unsqueeze(-1).expand(-1, -1, self.nc).clone()
         cls_weight.masked_fill_(ignored.unsqueeze(-1), 0.0)
         cls_weight.masked_fill_(pseudo.unsqueeze(-1) & self.no_threshold & (cls_targets == 0), 0.0)
-        unsure = _unsure_background(points, image, boxes, cls, torch.where(soft, score, 0.0), batch_size, self.nc)
-        cls_weight *= torch.where(fg_mask.unsqueeze(-1), 1.0, 1.0 - unsure)  # exactly 1 where no soft target is
+        if self.unsure == "soft":  # (the other modes have no soft rows: the product would be 0, at a cost)
+            unsure = _unsure_background(points, image, boxes, cls, torch.where(soft, score, 0.0), batch_size, self.nc)
+            cls_weight *= torch.where(fg_mask.unsqueeze(-1), 1.0, 1.0 - unsure)  # exactly 1 where no soft target is
 
         bce_loss = self.bce(pred_scores, cls_targets.to(dtype))  # (bs, num_anchors, nc)
         if self.class_weights is not None:
