@@ -11,6 +11,7 @@ threshold are near zero, so that a from-scratch teacher has boxes to pass throug
     python benchmarks/online_step_cost.py                   # imgsz 96, batch 16, 64 + 64 images, CPU
     python benchmarks/online_step_cost.py --images 128 --epochs 3   # the figures in benchmarks/RESULTS.md
     python benchmarks/online_step_cost.py --device 0 --images 512 --imgsz 640
+    python benchmarks/online_step_cost.py --images 128 --epochs 3 --unsure soft   # what a soft/dense step costs
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ def _dataset(root: Path, n_images: int, imgsz: int, unsure: str = "ignore") -> P
     val = mirror_split(spec.val_items(), root / "val", len(spec.names))
     data_yaml = build_round_dataset(root / "round", spec.train_items(), [], val, spec.names).data_yaml
     pool = tuple(str(item.path) for item in scan_image_folders([str(root / "data" / "unlabeled")]).images)
-    rules = LossRules(unsure=unsure)  # conf 0.002: with soft targets, nearly every box is one (the worst case)
-    save_online_settings(OnlineSettings(pool, rules, conf=0.002, uncertain_low=0.001), root / "online.json")
+    # conf 0.002 keeps nearly every box of a from-scratch teacher; with soft targets 0.99 makes nearly every box one
+    conf = 0.99 if unsure == "soft" else 0.002
+    save_online_settings(
+        OnlineSettings(pool, LossRules(unsure=unsure), conf=conf, uncertain_low=0.001), root / "online.json"
+    )
     meta = yaml.safe_load(data_yaml.read_text())
     data_yaml.write_text(yaml.safe_dump({**meta, ONLINE_KEY: str(root / "online.json")}))
     return data_yaml
