@@ -11,7 +11,7 @@ import torch
 from yolossl.errors import YolosslError
 from yolossl.models import load_model
 from yolossl.runtime import describe_device, resolve_device
-from yolossl.train import TrainSettings, validate_detector
+from yolossl.train import TrainSettings, validate_detector, validate_per_class
 
 
 def test_device_is_cuda_when_present_else_cpu(monkeypatch) -> None:
@@ -85,6 +85,10 @@ def test_trained_weights_validate(tiny_weights: Path) -> None:
     metrics = validate_detector(tiny_weights, data_yaml, TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu"))
     assert 0.0 <= metrics.map50_95 <= metrics.map50 <= 1.0
     assert (tiny_weights.parents[1] / "results.csv").is_file()
+    per_class = validate_per_class(tiny_weights, data_yaml, TrainSettings(epochs=1, imgsz=64, batch=8, device="cpu"))
+    assert list(per_class) == ["circle", "square", "triangle", "cross", "ring"]  # by name, in the data YAML's order
+    assert all(0.0 <= ap <= 1.0 for ap in per_class.values())
+    assert sum(per_class.values()) / len(per_class) == pytest.approx(metrics.map50_95, abs=1e-6)  # every class in val
 
 
 def test_epoch_reports_carry_val_metrics_only_from_epochs_that_validated(tiny_weights: Path, tmp_path: Path) -> None:
