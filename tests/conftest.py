@@ -42,6 +42,7 @@ def tiny_cycle_config(dataset: Path, project: Path, **overrides) -> CycleConfig:
         workers=0,
         project=str(project),
         name="r",
+        control=False,  # the labels-alone control trains once more: tests that pin it switch it on
     )
     return CycleConfig(**{**values, **overrides})
 

@@ -165,6 +165,10 @@ class CycleConfig:
     """The weight average every training validates and saves: fitted (spans a tenth of each run's steps,
     yolossl.train.ema) or ultralytics (Ultralytics' ModelEMA, which barely averages runs of a few hundred steps;
     with loss ultralytics only). Chosen by measurement on the glyphs bench (benchmarks/RESULTS.md)."""
+    control: bool = True
+    """After the rounds, train round 0 on for their wall time on the labels alone (Ultralytics' own schedule, as a
+    user who trains longer does) and report the final model against it: the run's answer to whether the unlabeled
+    images beat more training on the labels (yolossl.cycle.control)."""
     burn_in_epochs: int = 0
     """With mode online: epochs on the labels alone (the EMA teacher averaging all the same) before the first
     unlabeled batch. As many as the run's epochs: the same trainer and teacher without unlabeled images, a control."""

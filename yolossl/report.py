@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yolossl.cycle.control import CONTROL_FILE
 from yolossl.errors import YolosslError
 from yolossl.images import read_image
 from yolossl.label.filters import ClassThresholds
@@ -68,6 +69,8 @@ class RunData:
     oracle: dict[str, float] | None
     teacher: dict[int, list[dict[str, str]]] = field(default_factory=dict)
     """The online teacher's log per epoch (`--mode online`), by round."""
+    control: dict[str, Any] | None = None
+    """The labels alone for the rounds' wall time and the run's verdict (`cycle.control.CONTROL_FILE`)."""
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -85,6 +88,7 @@ def load_run(run_dir: Path) -> RunData:
     if not names and records and records[0].rows:
         names = sorted({r.class_name for rec in records for r in rec.rows})
     oracle = json.loads((run_dir / ORACLE_FILE).read_text()) if (run_dir / ORACLE_FILE).is_file() else None
+    control = json.loads((run_dir / CONTROL_FILE).read_text()) if (run_dir / CONTROL_FILE).is_file() else None
     data_report_path = run_dir / "data_report.json"
     return RunData(
         run_dir=run_dir,
@@ -94,6 +98,7 @@ def load_run(run_dir: Path) -> RunData:
         data_report=json.loads(data_report_path.read_text()) if data_report_path.is_file() else {},
         records=records,
         oracle=oracle,
+        control=control,
         teacher={
             int(path.parents[1].name.split("_")[1]): _read_csv(path)
             for path in sorted(run_dir.glob(f"round_*/train/{TEACHER_LOG}"))
@@ -169,6 +174,11 @@ def plot_map(data: RunData, path: Path) -> Any:
         ax.plot(series["round"], series["test_map50_95"], marker="s", color="tab:purple", label="test mAP50-95")
     if data.oracle:
         ax.axhline(data.oracle["map50_95"], color="black", linestyle="--", linewidth=1, label="oracle mAP50-95")
+    if data.control:
+        budget = f"labels alone, same time ({data.control['budget_s']:.0f} s)"
+        ax.axhline(data.control["metrics"]["map50_95"], color="tab:red", linewidth=1.5, label=f"{budget}: val")
+        if tested and data.control.get("test"):
+            ax.axhline(data.control["test"]["map50_95"], color="tab:red", linestyle="-.", label=f"{budget}: test")
     ax.set_xlabel("round")
     ax.set_ylabel("mAP")
     ax.set_title("mAP per round (val chooses" + (", test reports)" if tested else ")"))
@@ -503,7 +513,24 @@ def _rounds_table(data: RunData) -> str:
             guard,
         )
         rows.append(f"<tr class='{css}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    if data.control:
+        c = data.control
+        cells = [
+            "labels alone, same time",
+            "",
+            "",
+            "",
+            f"{c['metrics']['map50']:.3f}",
+            f"{c['metrics']['map50_95']:.3f}",
+        ]
+        cells += [f"{c['metrics']['precision']:.3f}", f"{c['metrics']['recall']:.3f}"]
+        if tested:
+            cells += [f"{c['test'][k]:.3f}" if c.get("test") else "" for k in ("map50", "map50_95")]
+        cells += [f"{c['wall_time_s']:.0f} s", f"the control: {c['epochs']} epochs from round 0"]
+        rows.append("<tr class='control'>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in cells) + "</tr>")
     rows.append("</table>")
+    if data.control:
+        rows.append(f"<p class='verdict'><b>{html.escape(data.control['verdict'])}</b></p>")
     if data.oracle:
         oracle = data.oracle.get("map50_95")
         shown = f"{oracle:.3f}" if isinstance(oracle, float) else _text(oracle)

@@ -37,7 +37,12 @@ from yolossl.cli._ui import (
     stdout,
 )
 
-_STEP_TITLES = {"label": "pseudo-labeling", "merge": "building the dataset", "train": "training epochs"}
+_STEP_TITLES = {
+    "label": "pseudo-labeling",
+    "merge": "building the dataset",
+    "train": "training epochs",
+    "control": "labels alone for the same time (epochs)",
+}
 
 
 def cycle(

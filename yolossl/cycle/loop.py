@@ -21,6 +21,15 @@ import yaml
 
 from yolossl._fs import write_text_atomic
 from yolossl.config import CycleConfig
+from yolossl.cycle.control import (
+    CONTROL_DIR,
+    CONTROL_FILE,
+    STATE_KEY,
+    ControlResult,
+    control_settings,
+    trained_epochs,
+    verdict,
+)
 from yolossl.cycle.inputs import CycleInputs, leave_out_unreadable, log_inputs, write_data_report
 from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.results import (
@@ -110,8 +119,14 @@ class Cycle:
             previous = best_round(result.rounds) if result.rounds else None
             result.rounds.append(self._round(index, previous, val_images))
             self._write_summary(result.rounds)
-        self._write_summary(result.rounds)
+        result.control = self._labels_alone(result.rounds)
+        self._write_summary(result.rounds, result.control)
         self._write_final_weights(result)
+        if result.control is not None:
+            sentence = verdict(result.best.metrics, result.best.test, result.control)
+            record = {**result.control.to_dict(), "final_round": result.best.index, "verdict": sentence}
+            write_text_atomic(self.run_dir / CONTROL_FILE, json.dumps(record, indent=2))
+            logger.info(sentence)
         self._write_report()
         return result
 
@@ -354,6 +369,45 @@ class Cycle:
 
         return report
 
+    def _labels_alone(self, rounds: list[RoundResult]) -> ControlResult | None:
+        """The control (`cycle.control`): round 0 trained on for the rounds' wall time, on the labels alone."""
+        if not self.config.control or len(rounds) < 2:
+            return None
+        if done := self.state.record(STATE_KEY):
+            return ControlResult.from_dict(done)
+        round0 = rounds[0]
+        budget = sum(r.wall_time_s for r in rounds[1:])
+        per_epoch = round0.wall_time_s / round0.epochs if round0.epochs else budget
+        # Every label here is human: Ultralytics' own loss, whatever the rounds trained with.
+        settings = control_settings(replace(self.settings, loss="ultralytics"), budget, per_epoch)
+        logger.info("Labels alone (the control): round 0 trained on for %.0f s, the rounds' wall time", budget)
+        self.on_progress(ProgressEvent(0, "control", 0, settings.epochs))
+        trained = self.train(
+            str(round0.weights), round0.data_yaml, self.run_dir / CONTROL_DIR, settings, self._on_control_epoch()
+        )
+        test = validate_detector(trained.weights, self.test_yaml, self.settings) if self.test_yaml else None
+        control = ControlResult(
+            trained.metrics, test, trained.weights, trained_epochs(trained), round(budget, 2), trained.wall_time_s
+        )
+        self.state.put_record(STATE_KEY, control.to_dict())
+        logger.info(
+            "Labels alone: %d epochs in %.0f s -> val mAP50-95 %.3f%s",
+            control.epochs,
+            control.wall_time_s,
+            control.metrics.map50_95,
+            f", test {test.map50_95:.3f}" if test else "",
+        )
+        return control
+
+    def _on_control_epoch(self) -> Callable[[int, int, dict[str, float]], None]:
+        def report(epoch: int, epochs: int, values: dict[str, float]) -> None:
+            self.on_progress(ProgressEvent(0, "control", epoch, epochs))
+            logger.info(
+                "Labels alone epoch %d/%d: %s", epoch, epochs, " ".join(f"{k} {v:.3f}" for k, v in values.items())
+            )
+
+        return report
+
     def _leave_out_unreadable(self) -> None:
         """Pool images that cannot be read are found once per run, before round 0, and never trained or labeled."""
         if not self.inputs.pool.images:
@@ -382,8 +436,9 @@ class Cycle:
             self.state.set_flag("test_mirrored")
         return test_yaml
 
-    def _write_summary(self, rounds: list[RoundResult]) -> None:
-        write_text_atomic(self.run_dir / SUMMARY_FILE, summary_csv(rounds, list(self.inputs.names.values())))
+    def _write_summary(self, rounds: list[RoundResult], control: ControlResult | None = None) -> None:
+        names = list(self.inputs.names.values())
+        write_text_atomic(self.run_dir / SUMMARY_FILE, summary_csv(rounds, names, control))
 
     def _write_final_weights(self, result: CycleResult) -> None:
         best = result.best

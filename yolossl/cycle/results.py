@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from yolossl.config import CycleConfig
+from yolossl.cycle.control import ControlResult, gain_over_control
 from yolossl.train import Metrics
 
 SUMMARY_FILE = "summary.csv"
@@ -100,6 +101,8 @@ class CycleResult:
     config: CycleConfig
     class_names: list[str]
     rounds: list[RoundResult] = field(default_factory=list)
+    control: ControlResult | None = None
+    """The labels alone trained from round 0 for the rounds' wall time (None: switched off, or no round)."""
 
     @property
     def summary_csv(self) -> Path:
@@ -131,8 +134,11 @@ def rounds_without_gain(rounds: list[RoundResult]) -> int:
     return count
 
 
-def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict[str, Any]]:
-    """One row per round: the columns of summary.csv and of the printed table (test columns with a test split)."""
+def summary_rows(
+    rounds: list[RoundResult], class_names: list[str], control: ControlResult | None = None
+) -> list[dict[str, Any]]:
+    """One row per round: the columns of summary.csv and of the printed table (test columns with a test split;
+    the labels-alone control's columns when it ran)."""
     tested = any(r.test for r in rounds)
     return [
         {
@@ -153,9 +159,24 @@ def summary_rows(rounds: list[RoundResult], class_names: list[str]) -> list[dict
             **teacher_columns(r.teacher, class_names),
             "wall_time_s": r.wall_time_s,
             "accepted": r.accepted,
+            **(control_columns(r, control) if control else {}),
         }
         for r in rounds
     ]
+
+
+def control_columns(r: RoundResult, control: ControlResult) -> dict[str, Any]:
+    """The labels alone for the rounds' wall time, beside every round: and this round's model minus it (on test when
+    both have test figures, else on val; `vs_labels_alone_on` says which)."""
+    split, gain = gain_over_control(r.metrics, r.test, control)
+    return {
+        "labels_alone_map50_95": round(control.metrics.map50_95, 4),
+        "labels_alone_test_map50_95": round(control.test.map50_95, 4) if control.test else "",
+        "labels_alone_epochs": control.epochs,
+        "labels_alone_time_s": round(control.wall_time_s, 2),
+        "vs_labels_alone": round(gain, 4),
+        "vs_labels_alone_on": split,
+    }
 
 
 def test_columns(test: Metrics | None) -> dict[str, Any]:
@@ -177,8 +198,8 @@ def teacher_columns(teacher: TeacherRound | None, class_names: list[str]) -> dic
     }
 
 
-def summary_csv(rounds: list[RoundResult], class_names: list[str]) -> str:
-    rows = summary_rows(rounds, class_names)
+def summary_csv(rounds: list[RoundResult], class_names: list[str], control: ControlResult | None = None) -> str:
+    rows = summary_rows(rounds, class_names, control)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["round"], lineterminator="\n")
     writer.writeheader()

@@ -47,6 +47,7 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
     values = load_config_file(config_path)
     values.setdefault("mode", "offline")  # saved before the online mode existed (and became the default)
+    values.setdefault("control", False)  # saved before every run trained its labels-alone control
     if values["mode"] == "online":
         values.setdefault("online_rounds", False)  # saved when the online run was one round
     extended = rounds is not None and rounds != values.get("rounds", CycleConfig.rounds)
