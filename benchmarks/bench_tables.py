@@ -26,11 +26,11 @@ def main() -> None:
     print(per_seed_table(summary))
     gap = label_bound_gap(summary)
     if gap is not None:
-        print(f"oracle - converged (label-bound gap): {gap:+.3f}")
+        print(f"oracle - saturated (label-bound gap): {gap:+.3f}")
     print(f"plot: {plot_bench(summary, args.run / PLOT_FILE)}")
-    converged = summary.get("converged", {}).get("converged_per_seed")
-    if converged:
-        print(f"round 0 converged per seed: {converged}")
+    saturated = summary.get("saturated", {}).get("saturated_per_seed")
+    if saturated:
+        print(f"round 0 saturated per seed: {saturated}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Online rounds against one online run at the same steps, on the glyphs bench (issue 28).
 
 Per seed: the glyphs bench's split (100 labeled images, 1000 in the pool, the seed's own draw), one labeled-only
-round 0 (`--round0-cycles` learning-rate cycles) shared by both arms, then the default online cycle twice from it,
+round 0 (saturated with `--saturate-epochs`) shared by both arms, then the default online cycle twice from it,
 as `yolossl cycle` runs it (`--rounds 3`, the offline rounds' steps): trained as three rounds of one schedule, each
 ending with the pool labeled and the thresholds measured again (`online_rounds`, the default since 6 Dec), and as
 one online round (`--one-online-round`, the default before). Prints, per seed and pooled, the final teacher's val
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--round0-cycles", type=int, default=2)
+    parser.add_argument("--saturate-epochs", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/online_rounds"))
     args = parser.parse_args()
     set_up_process()
@@ -47,7 +47,7 @@ def main() -> None:
     bench = BENCH_DATASETS["glyphs"]
     data_yaml = bench.ensure()
     spec = load_data_yaml(data_yaml)
-    training = {**bench.training, "round0_cycles": args.round0_cycles}
+    training = {**bench.training, "saturate_epochs": args.saturate_epochs}
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         seed_dir = args.out / f"seed_{seed}"
@@ -65,7 +65,7 @@ def main() -> None:
         for arm, options in ARMS.items():
             start = time.perf_counter()
             name = arm.replace(" ", "_")
-            cycle = _run(replace(base, name=name, start_weights=weights, round0_cycles=1, **options))
+            cycle = _run(replace(base, name=name, start_weights=weights, saturate_epochs=0, **options))
             wall = time.perf_counter() - start
             rows.append(_row(seed, arm, cycle, wall, round0.rounds[0].metrics.map50_95))
             print(json.dumps(rows[-1]), flush=True)

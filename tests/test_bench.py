@@ -31,16 +31,16 @@ def test_gap_recovered_against_supervised_and_oracle() -> None:
     assert summary["supervised"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
     difference = summary["yolossl"]["differences"]["supervised"]
     assert difference["mean"] == pytest.approx(0.105) and difference["per_run"] == pytest.approx([0.10, 0.11])
-    assert difference["low"] == pytest.approx(0.10) and difference["high"] == pytest.approx(0.11)
+    assert difference["low"] is None and difference["high"] is None  # two split seeds: no interval
     table = format_table(summary)
-    assert "| yolossl | 2 | 0.615 ± 0.015 | 0.415 ± 0.015 | +0.105 [+0.100, +0.110] | 53% / - |" in table
+    assert "| yolossl | 2 | 0.615 ± 0.015 | 0.415 ± 0.015 | +0.105 | 53% / - |" in table
 
 
-def test_replicates_pair_run_by_run_and_the_converged_arm_pairs_with_each() -> None:
-    """Two split seeds x two training seeds; round 0 (converged) once per split seed, paired with both replicates;
+def test_replicates_pair_run_by_run_and_the_saturated_arm_pairs_with_each() -> None:
+    """Two split seeds x two training seeds; round 0 (saturated) once per split seed, paired with both replicates;
     the gap against the better labeled-only arm of each run, step-matched and wall-matched."""
     values = {
-        "converged": {(0, 0): 0.30, (1, 0): 0.40},
+        "saturated": {(0, 0): 0.30, (1, 0): 0.40},
         "supervised": {(0, 0): 0.32, (0, 1): 0.28, (1, 0): 0.38, (1, 1): 0.39},
         "supervised-wall": {(0, 0): 0.33, (0, 1): 0.34, (1, 0): 0.41, (1, 1): 0.42},
         "online": {(0, 0): 0.40, (0, 1): 0.38, (1, 0): 0.45, (1, 1): 0.47},
@@ -55,36 +55,44 @@ def test_replicates_pair_run_by_run_and_the_converged_arm_pairs_with_each() -> N
     online = summary["online"]
     assert online["runs"] == 4 and online["map50_95_mean"] == pytest.approx(0.425)
     assert online["differences"]["supervised"]["per_run"] == pytest.approx([0.08, 0.10, 0.07, 0.08])
-    assert online["differences"]["converged"]["per_run"] == pytest.approx([0.10, 0.08, 0.05, 0.07])
+    assert online["differences"]["saturated"]["per_run"] == pytest.approx([0.10, 0.08, 0.05, 0.07])
+    # the saturated arm counts once per split seed however many replicates pair with it
+    assert online["differences"]["saturated"]["per_seed"] == pytest.approx({0: 0.09, 1: 0.06})
     assert online["differences"]["supervised-wall"]["pairs"] == 4
-    low, high = online["differences"]["supervised"]["low"], online["differences"]["supervised"]["high"]
-    assert 0.07 <= low <= 0.0825 <= high <= 0.10
-    # better of converged and supervised per run: 0.32, 0.30, 0.40, 0.40
+    assert (
+        online["differences"]["supervised"]["split_seeds"] == 2 and online["differences"]["supervised"]["low"] is None
+    )
+    # better of saturated and supervised per run: 0.32, 0.30, 0.40, 0.40
     assert online["gap_recovered_per_run"] == pytest.approx([0.08 / 0.28, 0.08 / 0.30, 0.05 / 0.30, 0.07 / 0.30])
     assert online["gap_recovered"] == pytest.approx((0.425 - 0.355) / (0.65 - 0.355))
     assert online["gap_recovered_per_seed"] == pytest.approx([(0.39 - 0.31) / (0.60 - 0.31), (0.46 - 0.40) / 0.30])
-    # wall-matched: better of converged and supervised-wall: 0.33, 0.34, 0.41, 0.42
+    # wall-matched: better of saturated and supervised-wall: 0.33, 0.34, 0.41, 0.42
     assert online["gap_recovered_vs_wall_per_run"] == pytest.approx(
         [0.07 / 0.27, 0.04 / 0.26, 0.04 / 0.29, 0.05 / 0.28]
     )
     from yolossl.bench.report import per_seed_table
 
     table = per_seed_table(summary)
-    assert "| split seed | converged | supervised | supervised-wall | online | oracle |" in table
+    assert "| split seed | saturated | supervised | supervised-wall | online | oracle |" in table
     assert "| 0 | 0.300 | 0.320, 0.280 | 0.330, 0.340 | 0.400, 0.380 | 0.600, 0.600 | 28% / " in table
 
 
-def test_the_bootstrap_interval_on_a_known_sample() -> None:
-    """Half zeros, half ones (n = 20): the mean 0.5 with a 90% interval near 0.5 ± 1.645 x 0.5 / sqrt(20)."""
-    from yolossl.bench.statistics import bootstrap_interval
+def test_the_interval_is_over_split_seeds_on_a_known_sample() -> None:
+    """Per split seed 0.01, 0.03, 0.02 (n = 3): mean 0.02, sd 0.01, t(0.95, 2) = 2.920: 0.02 ± 0.01686."""
+    from yolossl.bench.statistics import paired_difference, seed_interval
 
-    low, high = bootstrap_interval([0.0, 1.0] * 10)
-    assert low == pytest.approx(0.5 - 0.184, abs=0.04) and high == pytest.approx(0.5 + 0.184, abs=0.04)
-    assert bootstrap_interval([0.02] * 5) == (0.02, 0.02)
-    assert bootstrap_interval([0.3]) is None  # one pair: no spread to resample
-    assert bootstrap_interval([0.1, 0.2, 0.4]) == bootstrap_interval([0.1, 0.2, 0.4])  # seeded: the same each time
-    low, high = bootstrap_interval([0.01, 0.03, -0.02, 0.04, 0.02, 0.00])
-    assert -0.02 < low < 0.013 < high < 0.04
+    low, high = seed_interval([0.01, 0.03, 0.02])
+    assert low == pytest.approx(0.02 - 0.016859, abs=1e-5) and high == pytest.approx(0.02 + 0.016859, abs=1e-5)
+    assert seed_interval([0.02, 0.02, 0.02]) == (0.02, 0.02)
+    assert seed_interval([0.01, 0.03]) is None  # two split seeds: no interval, however many replicates
+    # Replicates are averaged within their split seed first: six runs are three samples, not six.
+    arm = {(3, 0): 0.41, (3, 1): 0.41, (4, 0): 0.43, (4, 1): 0.43, (5, 0): 0.42, (5, 1): 0.42}
+    base = {(3, 0): 0.40, (3, 1): 0.40, (4, 0): 0.40, (4, 1): 0.40, (5, 0): 0.40, (5, 1): 0.40}
+    difference = paired_difference(arm, base)
+    assert difference.pairs == 6 and difference.per_seed == pytest.approx({3: 0.01, 4: 0.03, 5: 0.02})
+    assert (difference.low, difference.high) == pytest.approx((low, high))
+    uneven = paired_difference({**arm, (3, 2): 0.41, (3, 3): 0.41}, {**base, (3, 2): 0.40, (3, 3): 0.40})
+    assert uneven.mean == pytest.approx(0.02)  # four replicates of seed 3 weigh as much as two of seed 4
 
 
 @pytest.mark.parametrize(
@@ -158,10 +166,10 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
         assert len(values["per_seed_map50_95"]) == 1
         assert "gap_recovered" in values and "gap_recovered_vs_wall" in values
     # bench.json says which baseline each gap uses, and how label-bound the bench is
-    assert set(payload["baselines"]) == {"converged", "supervised", "supervised-wall"}
+    assert set(payload["baselines"]) == {"saturated", "supervised", "supervised-wall"}
     arms = payload["arms"]
     assert payload["label_bound_gap"] == pytest.approx(
-        arms["oracle"]["map50_95_mean"] - arms["converged"]["map50_95_mean"]
+        arms["oracle"]["map50_95_mean"] - arms["saturated"]["map50_95_mean"]
     )
     # no test: in the data YAML: half of val is held out as the test split, and every figure is its
     assert payload["test_split"] == {"source": "held out of val", "images": 3, "val_images": 3, "share": 0.5, "seed": 0}
@@ -170,10 +178,12 @@ def test_a_tiny_bench_end_to_end(tiny_dataset: Path, tmp_path: Path) -> None:
     val_images, test_images = (set(Path(labeled_yaml[k]).read_text().split()) for k in ("val", "test"))
     assert len(val_images) == len(test_images) == 3 and not val_images & test_images
     round0 = json.loads((run / "seed_0" / "round0" / "round_0" / "metrics.json").read_text())
-    assert arms["converged"]["per_seed_map50_95"] == [round0["test"]["map50_95"]]
+    assert arms["saturated"]["per_seed_map50_95"] == [round0["test"]["map50_95"]]
     assert result.arms[0].val_map50_95 == round0["metrics"]["map50_95"]
-    assert arms["converged"]["converged_per_seed"] == [None]  # one learning-rate cycle shows nothing
-    assert (run / "bench.md").read_text().startswith("| arm | runs | test mAP50 |")
+    assert arms["saturated"]["saturated_per_seed"] == [None]  # round 0 was not trained to saturation here
+    bench_md = (run / "bench.md").read_text()
+    assert bench_md.startswith("| arm | runs | test mAP50 |")
+    assert "Δ vs saturated (NOT saturated on seed 0)" in bench_md and "did not saturate on split seed(s) 0" in bench_md
     assert "Test split: 3 images (held out of val)" in (run / "bench.md").read_text()
     oracle = next(r for r in result.arms if r.arm == "oracle")  # the yolossl arm's report shows its ceiling
     assert json.loads((run / "seed_0" / "yolossl" / "oracle.json").read_text())["map50_95"] == oracle.map50_95
@@ -219,7 +229,7 @@ def test_replicates_and_the_arms_matched_to_the_online_arm(tmp_path: Path) -> No
         rounds=1,
         seeds=1,
         train_seeds=2,
-        arms=("converged", "supervised", "supervised-wall", "online", "oracle"),
+        arms=("saturated", "supervised", "supervised-wall", "online", "oracle"),
         training=_tiny_training(),
         cycle={"conf": 0.002, "uncertain_low": 0.001},
         project=str(tmp_path / "bench"),
@@ -228,15 +238,15 @@ def test_replicates_and_the_arms_matched_to_the_online_arm(tmp_path: Path) -> No
     result = run_bench(config)
     run = result.run_dir
     assert sorted((r.arm, r.train_seed) for r in result.arms) == sorted(
-        [("converged", 0)] + [(arm, t) for arm in ("supervised", "supervised-wall", "online", "oracle") for t in (0, 1)]
+        [("saturated", 0)] + [(arm, t) for arm in ("supervised", "supervised-wall", "online", "oracle") for t in (0, 1)]
     )
     assert yaml.safe_load((run / "seed_0" / "train_seed_1" / "online" / "config.yaml").read_text())["seed"] == 1000
     assert not (run / "seed_0" / "train_seed_1" / "round0").exists()  # round 0: once per split seed
     payload = json.loads((run / "bench.json").read_text())
     assert payload["test_split"] == {"source": "data YAML", "images": 4, "val_images": 6}
     online = payload["arms"]["online"]
-    assert online["runs"] == 2 and set(online["differences"]) == {"converged", "supervised", "supervised-wall"}
-    assert online["differences"]["supervised"]["pairs"] == 2 and online["differences"]["converged"]["pairs"] == 2
+    assert online["runs"] == 2 and set(online["differences"]) == {"saturated", "supervised", "supervised-wall"}
+    assert online["differences"]["supervised"]["pairs"] == 2 and online["differences"]["saturated"]["pairs"] == 2
     # step-matched: the online run's labeled images seen, as epochs over the labeled images
     state = json.loads((run / "seed_0" / "online" / "state.json").read_text())
     round_1 = state["rounds"]["1"]["result"]
@@ -275,11 +285,11 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     assert (reused / "weights" / "best.pt").read_bytes() == first.run_dir.joinpath(
         "seed_0", "round0", "weights", "best.pt"
     ).read_bytes()
-    # with round-0 cycles in the training settings, the arms still start from round 0's weights, untrained
-    cycled = {**base, "training": {**base["training"], "round0_cycles": 2}}
-    run_bench(BenchConfig(**cycled, arms=("yolossl",), name="cycled", round0_from=str(first.run_dir)))
-    arm_round0 = tmp_path / "bench" / "cycled" / "seed_0" / "yolossl" / "round_0"
-    assert (arm_round0 / "train" / "weights" / "best.pt").is_file() and not (arm_round0 / "train_2").exists()
+    # with saturation in the training settings, the arms still start from round 0's weights, untrained
+    saturating = {**base, "training": {**base["training"], "saturate_epochs": 2}}
+    run_bench(BenchConfig(**saturating, arms=("yolossl",), name="saturating", round0_from=str(first.run_dir)))
+    arm_round0 = tmp_path / "bench" / "saturating" / "seed_0" / "yolossl" / "round_0"
+    assert (arm_round0 / "train" / "weights" / "best.pt").is_file() and not (arm_round0 / "saturate").exists()
     with pytest.raises(YolosslError, match="no round-0 model of seed 0"):
         run_bench(BenchConfig(**base, arms=("yolossl",), name="x", round0_from=str(tmp_path)))
 
@@ -302,21 +312,6 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
     mixed = tmp_path / "bench" / "mixed" / "seed_0"
     assert not (mixed / "yolossl").exists()
     assert yaml.safe_load((mixed / "online" / "config.yaml").read_text())["online_epochs"] == config["online_epochs"]
-
-    # the converged arm continues a round 0 that was still gaining, cycle after cycle, and keeps the best
-    converged = run_bench(
-        BenchConfig(**base, arms=("converged",), name="converged", round0_from=str(first.run_dir), converge_cycles=2)
-    ).arms[0]
-    round0 = first.arms[0].rounds_map50_95[0]
-    record = json.loads(
-        (tmp_path / "bench" / "converged" / "seed_0" / "converged" / "round_0" / "round0_cycles.json").read_text()
-    )
-    assert converged.rounds_map50_95[0] == pytest.approx(round0) and 2 <= len(converged.rounds_map50_95) <= 3
-    assert converged.rounds_map50_95[1:] == [c["map50_95"] for c in record["cycles"][1:]]
-    assert converged.map50_95 == pytest.approx(max(converged.rounds_map50_95))
-    assert converged.converged is record["converged"] and isinstance(converged.converged, bool)
-    with pytest.raises(YolosslError, match="converge-cycles must be >= 0"):
-        BenchConfig(**base, converge_cycles=-1)
 
 
 def test_the_hidden_truth_is_the_cleaned_labels(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -343,3 +338,24 @@ def test_the_cli_default_arms_are_the_bench_defaults() -> None:
     from yolossl.cli.bench import bench
 
     assert tuple(inspect.signature(bench).parameters["arms"].default.split(",")) == DEFAULT_ARMS
+
+
+def test_split_seeds_side_by_side_give_the_same_figures(tiny_dataset: Path, tmp_path: Path) -> None:
+    """--jobs 2: each split seed in its own worker process, the same runs as one after the other."""
+    base = {
+        "data": str(tiny_dataset / "data.yaml"),
+        "label_fraction": 0.5,
+        "seeds": 2,
+        "arms": ("saturated",),
+        "training": _tiny_training(),
+        "project": str(tmp_path / "bench"),
+    }
+    serial = run_bench(BenchConfig(**base, name="serial"))
+    parallel = run_bench(BenchConfig(**base, name="parallel", jobs=2))
+    assert [(r.seed, r.map50_95, r.val_map50_95) for r in parallel.arms] == [
+        (r.seed, r.map50_95, r.val_map50_95) for r in serial.arms
+    ]
+    payload = json.loads((parallel.run_dir / "bench.json").read_text())
+    assert [run["seed"] for run in payload["arms"]["saturated"]["per_run"]] == [0, 1]
+    with pytest.raises(YolosslError, match="--jobs must be >= 1"):
+        BenchConfig(**base, jobs=0)

@@ -86,7 +86,8 @@ def test_bad_config_file_names_the_file(tmp_path: Path, content: str, message: s
         ({"train_args": {"imgsz": 320}}, r"train_args cannot set \['imgsz'\]"),
         ({"round_schedule": "cosine"}, "round_schedule must be one of continue, fresh"),
         ({"round_lr_scale": 0.0}, r"round_lr_scale must be in \(0, 10\]"),
-        ({"round0_cycles": 0}, "round0_cycles must be >= 1"),
+        ({"saturate_epochs": -1}, "saturate_epochs must be >= 0"),
+        ({"saturate_window": 0}, "saturate_window must be >= 1"),
         ({"ema": "swa"}, "ema must be one of fitted, ultralytics"),
         ({"ema": "ultralytics", "loss": "pseudo-aware"}, "ema ultralytics goes with loss ultralytics"),
         ({"ema": "ultralytics"}, r"ema ultralytics needs mode offline \(--mode offline\)"),  # online by default

@@ -283,6 +283,7 @@ def interruptible(tmp_path_factory) -> tuple[list[str], Path]:
         "0",
         "--project",
         str(root / "runs"),
+        "--no-control",  # its length follows the clock; its resume is pinned in test_control.py
         "-q",
     ]
     subprocess.run(_cli(*options, "--name", "whole"), check=True, env=_ENV, capture_output=True)
@@ -348,85 +349,125 @@ def test_the_run_keeps_its_log_and_reports_progress(tiny_dataset: Path, tmp_path
     assert [e.done for e in events if e.round == 0 and e.step == "train"][-1] == 1  # epoch 1 of 1
 
 
-def _scripted(tiny_weights: Path, scores: list[float], calls: list[tuple]):
-    """A trainer that records (model, save_dir, settings) and returns the next scripted val score."""
+def _saturating(tiny_weights: Path, first: float, curve, calls: list[tuple]):
+    """A trainer: round 0's first run scores `first`; a run given a saturation watch is validated where the watch
+    asks, scores `curve(epoch)` there, and stops when the watch says so. Records (model, save_dir, settings,
+    validated epochs)."""
     import shutil
 
     from yolossl.train import TrainResult
 
-    remaining = iter(scores)
-
-    def scripted_training(model, data_yaml, save_dir, settings, on_epoch=None):
-        calls.append((str(model), save_dir, settings))
+    def training(model, data_yaml, save_dir, settings, on_epoch=None, watch=None):
+        validated: list[int] = []
+        calls.append((str(model), save_dir, settings, validated))
         weights = save_dir / "weights" / "best.pt"
         weights.parent.mkdir(parents=True)
         shutil.copyfile(tiny_weights, weights)
-        score = next(remaining)
+        score = first
+        if watch is not None:
+            for epoch in range(1, settings.epochs + 1):
+                if watch.validates(epoch):
+                    validated.append(epoch)
+                    if watch.observe(epoch, curve(epoch)):
+                        break
+            score = watch.best()[1]
         return TrainResult(weights, Metrics(score, score, 0.5, 0.5), save_dir, 0.1)
 
-    return scripted_training
+    return training
 
 
-def test_round0_cycles_until_two_in_a_row_gain_less_than_the_floor(
+def _saturate_config(tiny_dataset: Path, tmp_path: Path, **overrides) -> CycleConfig:
+    rule = {"saturate_every": 5, "saturate_window": 30, "saturate_min_gain": 0.01, "saturate_epochs": 500}
+    return _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, **{**rule, **overrides})
+
+
+def test_round0_saturates_in_one_continued_run_and_a_plateau_stops_it(
     tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
 ) -> None:
-    """0.30, +0.04 (go on), +0.002 (one flat cycle: noise, go on), +0.001 (two in a row: converged): no fifth."""
+    """Rising to 0.40 at epoch 20, flat after: the best of the last 30 epochs is not 0.01 above the best before them
+    first at epoch 50. One run after round 0's first: nothing replayed, no warm restart."""
     calls: list[tuple] = []
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=5)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.34, 0.342, 0.343], calls))
-    assert [settings.epochs for _, _, settings in calls] == [10, 5, 5, 5]
+    curve = lambda epoch: 0.30 + 0.005 * min(epoch, 20)  # noqa: E731
+    result = run_cycle(_saturate_config(tiny_dataset, tmp_path), trainer=_saturating(tiny_weights, 0.30, curve, calls))
     run = result.run_dir / "round_0"
-    assert [save_dir for _, save_dir, _ in calls] == [run / "train", run / "train_2", run / "train_3", run / "train_4"]
-    assert calls[1][0] == str(run / "train" / "weights" / "best.pt")  # each cycle continues the best so far
-    assert calls[2][0] == str(run / "train_2" / "weights" / "best.pt")
+    assert [save_dir for _, save_dir, _, _ in calls] == [run / "train", run / "saturate"]
+    model, _, settings, validated = calls[1]
+    assert model == str(run / "train" / "weights" / "best.pt")  # continues round 0's model
+    assert validated == list(range(5, 55, 5))  # every 5 epochs, stopped at 50 of at most 500
+    # the rounds' regime: constant rate, no warm-up; the watch, not Ultralytics' patience, ends it; human labels only
+    assert settings.epochs == 500 and settings.loss == "ultralytics" and settings.extra["patience"] > 500
+    assert settings.extra["warmup_epochs"] == 0.0 and settings.extra["lrf"] == 1.0
+    record = json.loads((run / "saturation.json").read_text())
+    assert record["saturated"] is True and record["done"] is True and record["best_epoch"] == 20
+    assert [e for e, _ in record["curve"]] == [0, *validated] and record["curve"][0][1] == pytest.approx(0.30)
+    assert record["rule"] == {"every": 5, "window": 30, "min_gain": 0.01}
     round0 = result.rounds[0]
-    assert round0.metrics.map50_95 == 0.343 and round0.weights == run / "train_4" / "weights" / "best.pt"
-    assert round0.epochs == 25
-    record = json.loads((run / "round0_cycles.json").read_text())
-    assert [c["map50_95"] for c in record["cycles"]] == [0.30, 0.34, 0.342, 0.343] and record["converged"] is True
-    assert record["cycles"][1]["gain"] == pytest.approx(0.04) and record["min_gain"] == 0.005
+    assert round0.metrics.map50_95 == pytest.approx(0.40) and round0.weights == run / "saturate" / "weights" / "best.pt"
+    assert round0.epochs == 10 + 50
 
 
-def test_the_round0_floor_is_the_training_noise(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
-    """With a floor of 0.03 (a bench whose training seed moves a run that much), +0.02 twice is convergence."""
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=6, round0_min_gain=0.03)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.32, 0.34], []))
-    record = json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())
-    assert len(record["cycles"]) == 3 and record["converged"] is True and record["min_gain"] == 0.03
-
-
-def test_a_round0_cycle_that_loses_is_not_kept(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+def test_a_slow_climb_is_not_saturation(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog) -> None:
+    """+0.015 per 30 epochs (above the 0.01 that counts): it runs to its cap and says it did not saturate."""
     calls: list[tuple] = []
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=4)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.29, 0.295], calls))
-    assert len(calls) == 3 and result.rounds[0].metrics.map50_95 == 0.30
-    assert result.rounds[0].weights == result.run_dir / "round_0" / "train" / "weights" / "best.pt"
-    assert json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())["converged"] is True
+    curve = lambda epoch: 0.30 + 0.0005 * epoch  # noqa: E731
+    config = _saturate_config(tiny_dataset, tmp_path, saturate_epochs=100)
+    result = run_cycle(config, trainer=_saturating(tiny_weights, 0.30, curve, calls))
+    assert calls[1][3][-1] == 100 and len(calls) == 2
+    record = json.loads((result.run_dir / "round_0" / "saturation.json").read_text())
+    assert record["saturated"] is False and record["done"] is True
+    assert "NOT saturated after 100 more epochs" in caplog.text
+    assert result.rounds[0].metrics.map50_95 == pytest.approx(0.35)
 
 
-def test_round0_still_gaining_at_the_cap_is_said(
-    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path, caplog
+def test_a_saturation_run_that_never_beats_round0_keeps_round0(
+    tiny_dataset: Path, tmp_path: Path, tiny_weights: Path
 ) -> None:
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=3)
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.40, 0.401], []))  # one flat cycle is not two
-    assert json.loads((result.run_dir / "round_0" / "round0_cycles.json").read_text())["converged"] is False
-    assert "still gaining after 3 learning-rate cycles" in caplog.text
-
-
-def test_round0_cycles_continue_start_weights(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
-    """Start weights with round0_cycles 4: the user's model is cycle 1 (validated, 0 epochs), then three more."""
     calls: list[tuple] = []
-    config = _tiny_config(tiny_dataset, tmp_path, rounds=0, epochs=10, round0_cycles=4, start_weights=str(tiny_weights))
-    result = run_cycle(config, trainer=_scripted(tiny_weights, [0.50, 0.502, 0.503], calls))
+    config = _saturate_config(tiny_dataset, tmp_path)
+    result = run_cycle(config, trainer=_saturating(tiny_weights, 0.50, lambda epoch: 0.45, calls))
     run = result.run_dir / "round_0"
-    assert calls[0][0] == str(run / "train" / "weights" / "best.pt")  # continues the adopted copy
-    assert [save_dir for _, save_dir, _ in calls] == [run / "train_2", run / "train_3", run / "train_4"]
-    assert [settings.epochs for _, _, settings in calls] == [5, 5, 5]
-    record = json.loads((run / "round0_cycles.json").read_text())
-    adopted = record["cycles"][0]
-    assert adopted["epochs"] == 0 and adopted["gain"] is None and adopted["map50_95"] < 0.5
-    assert [c["map50_95"] for c in record["cycles"][1:]] == [0.50, 0.502, 0.503] and record["converged"] is True
-    assert result.rounds[0].metrics.map50_95 == 0.503 and result.rounds[0].epochs == 15
+    assert calls[1][3] == [5, 10, 15, 20, 25, 30]  # the start (epoch 0) is a point: 30 epochs on, it is decided
+    assert result.rounds[0].weights == run / "train" / "weights" / "best.pt"
+    assert result.rounds[0].metrics.map50_95 == 0.50 and result.rounds[0].epochs == 10 + 30
+
+
+def test_saturation_continues_start_weights(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    """The user's own model as round 0: validated, then trained on until saturated."""
+    calls: list[tuple] = []
+    config = _saturate_config(tiny_dataset, tmp_path, start_weights=str(tiny_weights))
+    result = run_cycle(config, trainer=_saturating(tiny_weights, 0.0, lambda epoch: 0.9, calls))
+    run = result.run_dir / "round_0"
+    assert len(calls) == 1 and calls[0][0] == str(run / "train" / "weights" / "best.pt")
+    assert result.rounds[0].epochs == 35 and result.rounds[0].metrics.map50_95 == 0.9
+
+
+@pytest.mark.parametrize(
+    ("curve", "saturated"),
+    [
+        ([(0, 0.30), (10, 0.35), (20, 0.355), (30, 0.356)], True),  # +0.006 within the last 20 epochs
+        ([(0, 0.30), (10, 0.35), (20, 0.36), (30, 0.371)], False),  # +0.021 within them
+        ([(0, 0.30), (10, 0.30)], False),  # no full window behind it yet: undecided
+        ([(0, 0.40), (10, 0.30), (20, 0.31), (30, 0.32)], True),  # nothing beat the start by the gain that counts
+    ],
+)
+def test_the_saturation_rule(curve: list, saturated: bool) -> None:
+    from yolossl.train.saturation import SaturationRule
+
+    assert SaturationRule(every=10, window=20, min_gain=0.01).saturated(curve) is saturated
+
+
+def test_saturation_stops_ultralytics_training(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The watch drives Ultralytics' own trainer: validated each epoch (every 1), stopped once saturated (a gain of
+    1.0 never comes: decided at epoch 2 of at most 5)."""
+    config = _tiny_config(
+        tiny_dataset, tmp_path, rounds=0, saturate_epochs=5, saturate_every=1, saturate_window=2, saturate_min_gain=1.0
+    )
+    result = run_cycle(config)
+    saturate = result.run_dir / "round_0" / "saturate"
+    assert len((saturate / "results.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
+    record = json.loads((result.run_dir / "round_0" / "saturation.json").read_text())
+    assert [e for e, _ in record["curve"]] == [0, 1, 2] and record["saturated"] is True
+    assert result.rounds[0].epochs == 1 + 2
 
 
 @pytest.mark.parametrize("schedule", ["continue", "fresh"])
@@ -437,8 +478,8 @@ def test_rounds_after_round0_train_on_the_round_schedule(
     config = _tiny_config(
         tiny_dataset, tmp_path, rounds=1, round_schedule=schedule, round_lr_scale=0.25, train_args={"mosaic": 0.5}
     )
-    run_cycle(config, trainer=_scripted(tiny_weights, [0.30, 0.31], calls))
-    round0, round1 = (settings.extra for _, _, settings in calls)
+    run_cycle(config, trainer=_saturating(tiny_weights, 0.30, None, calls))
+    round0, round1 = (settings.extra for _, _, settings, _ in calls)
     assert round0 == {"mosaic": 0.5}  # round 0 is trained as Ultralytics would
     if schedule == "fresh":
         assert round1 == {"mosaic": 0.5}

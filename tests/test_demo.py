@@ -104,3 +104,46 @@ def test_bench_spec_draws_its_seven_classes(tmp_path: Path) -> None:
     assert list(meta["names"].values()) == list(BENCH_CLASS_NAMES)
     rows = np.concatenate([np.loadtxt(p, ndmin=2) for p in (tmp_path / "bench/labeled/labels").glob("*.txt")])
     assert set(rows[:, 0].astype(int)) == set(range(7))
+
+
+def test_the_final_test_split_is_drawn_apart_and_read_only_through_final_yaml(tmp_path: Path) -> None:
+    """The final split comes from a stream of its own (no other split changes with it), is named only by final.yaml,
+    and a bench on data.yaml never lists one of its images; `--final` scores on it and only on it."""
+    from dataclasses import replace
+
+    from yolossl.bench import hold_out_test
+    from yolossl.data import load_data_yaml
+    from yolossl.demo import GLYPHS_SPEC, final_yaml
+
+    plain, with_final = tmp_path / "plain", tmp_path / "bundled"
+    write_demo_dataset(plain, replace(TINY, n_test=3))
+    write_demo_dataset(with_final, replace(TINY, n_test=3, n_final=4))
+    for split in ("labeled", "val", "unlabeled", "test"):
+        assert _digest(plain / split) == _digest(with_final / split), split
+    finals = {p.read_bytes() for p in (with_final / "final/images").glob("*.jpg")}
+    tests = {p.read_bytes() for p in (with_final / "test/images").glob("*.jpg")}
+    assert len(finals) == 4 and not finals & tests
+    meta = yaml.safe_load((with_final / "data.yaml").read_text())
+    assert meta["test"] == "test/images" and "final" not in str(meta)
+    assert yaml.safe_load(final_yaml(with_final / "data.yaml").read_text()) == {**meta, "test": "final/images"}
+
+    development = hold_out_test(load_data_yaml(with_final / "data.yaml"), tmp_path / "dev")
+    headline = hold_out_test(load_data_yaml(with_final / "final.yaml"), tmp_path / "headline")
+    for split in (development, headline):  # val chooses in both, and never holds a final image
+        assert not any("/final/images/" in line for line in split.val_list.read_text().splitlines())
+    assert all("/test/images/" in line for line in development.test_list.read_text().splitlines())
+    assert sorted(Path(p).name for p in headline.test_list.read_text().split()) == sorted(
+        p.name for p in (with_final / "final/images").glob("*.jpg")
+    )
+    assert GLYPHS_SPEC.n_final == 1000 and GLYPHS_SPEC.n_test == 1000
+    with pytest.raises(Exception, match="no final test split"):
+        final_yaml(plain / "data.yaml")
+
+
+def test_bench_final_refuses_a_users_data(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yolossl.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--final", "--data", str(tmp_path / "d.yaml")])
+    assert result.exit_code != 0 and "--final is the bundled dataset's held-back test split" in result.output

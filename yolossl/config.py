@@ -23,6 +23,7 @@ from yolossl._yaml import load_yaml_file, load_yaml_text
 from yolossl.errors import YolosslError
 from yolossl.label.settings import LabelSettings
 from yolossl.train import TrainSettings
+from yolossl.train.saturation import SaturationRule
 from yolossl.train.schedule import ROUND_SCHEDULES, round_train_args
 from yolossl.train.targets import UNSURE_MODES, LossRules
 
@@ -125,13 +126,17 @@ class CycleConfig:
     round_lr_scale x Ultralytics' small-run AdamW rate) or fresh (Ultralytics' own warm-up and decay each round)."""
     round_lr_scale: float = 0.5
     """With round_schedule continue: the rounds' learning rate as a fraction of round 0's."""
-    round0_cycles: int = 1
-    """Round 0 as up to this many learning-rate cycles on the labels: the first of `epochs`, each next of half as
-    many, stopping when two in a row gain less than `round0_min_gain` mAP50-95 on val. One schedule's plateau is not
-    convergence, and one cycle's gain can be noise."""
-    round0_min_gain: float = 0.005
-    """A round-0 cycle gaining less than this counts as flat: at least the training-seed spread (the bench sets
-    max(0.005, its dataset's spread))."""
+    saturate_epochs: int = 0
+    """Round 0 trains on, after its `epochs`, for up to this many more in one run at the rounds' rate, validated every
+    `saturate_every`, until the labels saturate (yolossl.train.saturation): the best model the labels can give,
+    which the rounds then have to beat. 0: round 0 is its `epochs`."""
+    saturate_window: int = 50
+    """Saturated: the best val mAP50-95 has not risen by `saturate_min_gain` within this many epochs (set it to at
+    least the labels-alone comparison's length)."""
+    saturate_min_gain: float = 0.005
+    """The rise that counts within the window: above what a training seed moves a run on your data."""
+    saturate_every: int = 5
+    """Validate the saturation run every this many epochs."""
     mode: str = "online"
     """online: after round 0, one run of the offline rounds' optimizer steps (`online_epochs`) in which the model's EMA
     teacher labels each unlabeled batch on the fly (yolossl.train.online, with `lambda_u`, `pseudo_box_min_score`, the
@@ -204,8 +209,10 @@ class CycleConfig:
             f"round_schedule must be one of {', '.join(ROUND_SCHEDULES)}, got {self.round_schedule!r}",
         )
         _check(0.0 < self.round_lr_scale <= 10.0, f"round_lr_scale must be in (0, 10], got {self.round_lr_scale}")
-        _check(self.round0_cycles >= 1, f"round0_cycles must be >= 1, got {self.round0_cycles}")
-        _check(self.round0_min_gain >= 0, f"round0_min_gain must be >= 0, got {self.round0_min_gain}")
+        _check(self.saturate_epochs >= 0, f"saturate_epochs must be >= 0, got {self.saturate_epochs}")
+        _check(self.saturate_window >= 1, f"saturate_window must be >= 1, got {self.saturate_window}")
+        _check(self.saturate_min_gain >= 0, f"saturate_min_gain must be >= 0, got {self.saturate_min_gain}")
+        _check(self.saturate_every >= 1, f"saturate_every must be >= 1, got {self.saturate_every}")
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")
@@ -268,6 +275,9 @@ class CycleConfig:
             ema=self.ema,
         )
 
+    def saturation_rule(self) -> SaturationRule:
+        return SaturationRule(self.saturate_every, self.saturate_window, self.saturate_min_gain)
+
     def round_settings(self, device: str, nc: int) -> TrainSettings:
         """Training arguments of a round after round 0: `round_epochs` under the round schedule."""
         extra = round_train_args(self.round_schedule, nc, self.round_lr_scale, self.train_args)
@@ -286,12 +296,19 @@ def _check(ok: bool, message: str) -> None:
         raise YolosslError(message)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a cycle YAML into a dict of known options (unknown keys are an error naming the file)."""
+RETIRED_OPTIONS = frozenset({"round0_cycles", "round0_min_gain"})
+"""Options a saved run may still name, no longer used: round 0's learning-rate cycles (replaced by saturation)."""
+
+
+def load_config_file(path: str | Path, saved_run: bool = False) -> dict[str, Any]:
+    """Read a cycle YAML into a dict of known options (unknown keys are an error naming the file; a `saved_run`'s
+    retired options are dropped)."""
     path = Path(path)
     values = load_yaml_file(path, "config file") or {}
     if not isinstance(values, dict):
         raise YolosslError(f"{path}: expected a mapping of option: value")
+    if saved_run:
+        values = {key: value for key, value in values.items() if key not in RETIRED_OPTIONS}
     unknown = sorted(set(values) - _FIELD_NAMES)
     if unknown:
         raise YolosslError(f"{path}: unknown option(s) {unknown}; known: {sorted(_FIELD_NAMES)}")

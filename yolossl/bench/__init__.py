@@ -4,7 +4,7 @@ Per split seed the training images are split into a labeled fraction and a pool 
 explicit labeled / unlabeled / truth split is used), and one labeled-only round 0 is trained, the start of every
 arm. Then, once per training seed (`train_seeds` replicates), each arm trains beyond it:
 
-- converged: round 0 itself, learning-rate cycles until two in a row are flat (round 0 is shared, so once per seed);
+- saturated: round 0 itself, the labels trained until saturated (round 0 is shared, so once per seed);
 - supervised: the labels alone for the online arm's optimizer steps (step-matched);
 - supervised-wall: the labels alone for the online arm's measured wall time (wall-matched);
 - docs: the docs' workflow, predict(conf=0.85) -> merge (empty images as background) -> retrain;

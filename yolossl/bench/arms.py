@@ -18,8 +18,7 @@ import numpy as np
 
 from yolossl.bench.splits import Split, TestSplit
 from yolossl.config import CycleConfig
-from yolossl.cycle import CycleResult, RoundResult, run_cycle
-from yolossl.cycle.loop import ROUND0_CYCLES_FILE
+from yolossl.cycle import CycleResult, RoundResult
 from yolossl.cycle.state import RunState
 from yolossl.data import ImageItem, load_data_yaml, read_yolo_labels
 from yolossl.errors import YolosslError
@@ -28,6 +27,7 @@ from yolossl.merge import build_round_dataset, mirror_split
 from yolossl.quality import label_quality
 from yolossl.runtime import resolve_device
 from yolossl.train import Metrics, TrainResult, train_detector, validate_detector
+from yolossl.train.saturation import read_saturation
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,12 @@ class ArmResult:
     """Test mAP50-95 of the arm's chosen model: the figure every summary reports."""
     best_round: int
     rounds_map50_95: list[float]
-    """Val mAP50-95 per round (the converged arm: per learning-rate cycle): what the choice saw."""
+    """Val mAP50-95 per round (the saturated arm: each validation of its saturation run): what the choice saw."""
     pseudo_precision: list[float] = field(default_factory=list)
     pseudo_recall: list[float] = field(default_factory=list)
     wall_time_s: float = 0.0
-    converged: bool | None = None
-    """Converged arm: whether round 0's cycles ended on two flat cycles in a row (None: a single cycle, unknown)."""
+    saturated: bool | None = None
+    """Saturated arm: whether round 0's labels saturated before its epoch cap (None: not trained to saturation)."""
     train_seed: int = 0
     """The replicate: 0 is the split seed's own training seed, k adds 1000 k."""
     val_map50_95: float | None = None
@@ -172,7 +172,11 @@ def matched_arm(
     # The SSL arms' round schedule, and Ultralytics' own loss: these arms' labels are all human. One run for all
     # the rounds: with no pseudo-labels to refresh, rounds would only restart the EMA.
     nc = len(load_data_yaml(ctx.split.labeled_yaml).names)
-    settings = replace(base.round_settings(resolve_device(base.device), nc), loss="ultralytics")
+    # The wall-matched labels alone train as a user who trains longer does: Ultralytics' own warm-up and decay
+    # (from a saturated round 0, the decay is what the constant rate has not tried); the others on the rounds' rate.
+    schedule = "fresh" if arm == "supervised-wall" else base.round_schedule
+    settings = replace(base, round_schedule=schedule).round_settings(resolve_device(base.device), nc)
+    settings = replace(settings, loss="ultralytics")
     if epochs is None:
         epochs = math.ceil(sum(budget) / n_images) if sum(budget) else 0
     if not epochs:  # the arm it is matched to trained no round: neither does this one
@@ -238,53 +242,23 @@ def wall_matched_epochs(supervised: TrainResult | None, supervised_epochs: int, 
     return max(1, math.ceil(supervised_epochs * online_seconds / supervised.wall_time_s))
 
 
-def converged_arm(config: Any, ctx: ArmContext, base: CycleConfig, on_arm: Any) -> ArmResult:
-    """Labeled-only trained until two learning-rate cycles in a row are flat: round 0 itself when it got there,
-    else round 0 continued for up to `converge_cycles` more cycles; the other arms still start from round 0."""
-    round0 = ctx.round0
-    reused = Path(config.round0_from) / f"seed_{ctx.seed}" / "round0" if config.round0_from else None
-    cycles = round0_cycles(reused or round0.run_dir)
-    if not cycles["cycles"]:  # an adopted round 0 has no record of its own: its validation is its one point
-        cycles = {
-            "cycles": [{"epochs": 0, "map50_95": round0.rounds[0].metrics.map50_95, "gain": None}],
-            "converged": None,
-        }
-    if not config.converge_cycles or cycles["converged"]:
-        return _converged_result(ctx, round0, cycles, ctx.round0_time)
-    if on_arm:
-        on_arm("converged", ctx.seed)
-    start = time.perf_counter()
-    weights = str(round0.rounds[0].weights)
-    more = run_cycle(
-        replace(base, rounds=0, name="converged", start_weights=weights, round0_cycles=1 + config.converge_cycles)
-    )
-    extra = round0_cycles(more.run_dir)
-    joined = {"cycles": cycles["cycles"] + extra["cycles"][1:], "converged": extra["converged"]}
-    return _converged_result(ctx, more, joined, ctx.round0_time + time.perf_counter() - start)
-
-
-def round0_cycles(run_dir: Path) -> dict[str, Any]:
-    record = run_dir / "round_0" / ROUND0_CYCLES_FILE
-    if record.is_file():
-        return json.loads(record.read_text())
-    return {"cycles": [], "converged": None}
-
-
-def _converged_result(ctx: ArmContext, round0: CycleResult, cycles: dict[str, Any], wall: float) -> ArmResult:
-    """A labeled-only model as the converged baseline; its rounds are its learning-rate cycles."""
-    r = round0.rounds[0]
-    test = scored(r.test, "converged")
-    curve = [c["map50_95"] for c in cycles["cycles"]] or [r.metrics.map50_95]
+def saturated_arm(ctx: ArmContext, record: Path) -> ArmResult:
+    """Round 0 itself: the labels alone trained until saturated (its `record`), scored on test once per split seed;
+    `saturated` False when it reached its epoch cap still rising (every figure set against it says so)."""
+    r = ctx.round0.rounds[0]
+    test = scored(r.test, "saturated")
+    saturation = read_saturation(record)
     return ArmResult(
-        "converged",
+        "saturated",
         ctx.seed,
         test.map50,
         test.map50_95,
         0,
-        curve,
-        wall_time_s=wall,
-        converged=cycles["converged"],
+        [score for _, score in saturation["curve"]] if saturation else [r.metrics.map50_95],
+        wall_time_s=ctx.round0_time,
+        saturated=saturation["saturated"] if saturation else None,
         val_map50_95=r.metrics.map50_95,
+        epochs=r.epochs,
     )
 
 

@@ -8,17 +8,19 @@ from typing import Any
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
 from yolossl.errors import YolosslError
 
-ARMS = ("converged", "supervised", "supervised-wall", "docs", "yolossl", "online", "oracle")
-DEFAULT_ARMS = ("converged", "supervised", "supervised-wall", "docs", "online", "oracle")
+ARMS = ("saturated", "supervised", "supervised-wall", "docs", "yolossl", "online", "oracle")
+DEFAULT_ARMS = ("saturated", "supervised", "supervised-wall", "docs", "online", "oracle")
 """The offline rounds (`yolossl`) are no longer the default cycle: an arm on request."""
-LABELED_ONLY = ("converged", "supervised", "supervised-wall")
+LABELED_ONLY = ("saturated", "supervised", "supervised-wall")
 BASELINES = {
     "supervised": "labeled-only, continued from round 0 in one run of the online arm's optimizer steps (the yolossl "
     "arm's images seen when it runs): step-matched",
-    "supervised-wall": "labeled-only, continued from round 0 for the online arm's measured wall time (its rounds' "
-    "training and pool labeling), at the supervised arm's measured speed: wall-matched",
-    "converged": "labeled-only round 0 itself, learning-rate cycles until two in a row gained less than "
-    "round0_min_gain (max(0.005, the dataset's training-seed spread)); oracle - converged: how label-bound it is",
+    "supervised-wall": "labeled-only, trained on from round 0 for the online arm's measured wall time (its rounds' "
+    "training and pool labeling), at the supervised arm's measured speed, with Ultralytics' own warm-up and decay "
+    "(as a user trains longer): wall-matched",
+    "saturated": "labeled-only round 0 itself, trained on in one run at the rounds' rate until its best val score "
+    "rose by less than saturate_min_gain within saturate_window epochs (or marked not saturated at its cap); "
+    "oracle - saturated: how label-bound it is",
 }
 DOCS_WORKFLOW = {"conf": 0.85, "target_precision": None, "uncertain": "keep", "keep_empty": True, "labeled_repeat": 1}
 TEST_SHARE = 0.5
@@ -50,10 +52,10 @@ class BenchConfig:
     name: str | None = None
     round0_from: str | None = None
     """An earlier bench run with the same data, fraction and seeds: reuse its round-0 models (ablations)."""
-    converge_cycles: int = 0
-    """The converged arm: up to this many more learning-rate cycles after a round 0 not seen to converge."""
     budget_from: str | None = None
     """An earlier bench run whose yolossl arm sets the steps of the matched and online arms (default: round0_from)."""
+    jobs: int = 1
+    """Split seeds trained side by side in worker processes (each training uses all cores but one)."""
     online_steps: float = 1.0
     """The online arm's optimizer steps as a share of the yolossl arm's (below 1: to match its wall time)."""
 
@@ -72,12 +74,12 @@ class BenchConfig:
             raise YolosslError(f"--label-fraction must be in (0, 1), got {self.label_fraction}")
         if self.seeds < 1 or self.rounds < 1 or self.train_seeds < 1:
             raise YolosslError("--seeds, --train-seeds and --rounds must be >= 1")
+        if self.jobs < 1:
+            raise YolosslError(f"--jobs must be >= 1, got {self.jobs}")
         if not self.online_steps > 0:
             raise YolosslError(f"--online-steps must be > 0, got {self.online_steps}")
         if "mode" in self.cycle:
             raise YolosslError("the bench runs the yolossl arm offline and the online arm online: drop 'mode'")
-        if self.converge_cycles < 0:
-            raise YolosslError(f"--converge-cycles must be >= 0, got {self.converge_cycles}")
         # The arms' options are checked now, not after the first seed's split and round 0.
         CycleConfig(**{**self.training, **self.offline_options(), "mode": "offline"})
         if "online" in self.arms:

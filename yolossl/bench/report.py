@@ -12,6 +12,7 @@ from yolossl.bench.arms import ArmResult
 from yolossl.bench.config import ARMS, BASELINES, LABELED_ONLY
 from yolossl.bench.statistics import (
     CONFIDENCE,
+    MIN_SPLIT_SEEDS,
     RunKey,
     better_baseline,
     gap_per_run,
@@ -21,7 +22,7 @@ from yolossl.bench.statistics import (
 )
 
 MATCHED_ARMS = "one run from round 0 for all the online (or yolossl) arm's steps, validated once at its end"
-GAPS = {"gap_recovered": ("converged", "supervised"), "gap_recovered_vs_wall": ("converged", "supervised-wall")}
+GAPS = {"gap_recovered": ("saturated", "supervised"), "gap_recovered_vs_wall": ("saturated", "supervised-wall")}
 """Each gap against the better of its labeled-only arms, run by run: step-matched, and wall-matched."""
 
 
@@ -29,7 +30,7 @@ GAPS = {"gap_recovered": ("converged", "supervised"), "gap_recovered_vs_wall": (
 class BenchResult:
     run_dir: Path
     arms: list[ArmResult]
-    round0_curve: dict[int, list[float]]  # seed -> val mAP50-95 after each of round 0's learning-rate cycles
+    round0_curve: dict[int, list[list[float]]]  # seed -> (epoch, val mAP50-95) at each of round 0's validations
     test_split: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, Any]]:
@@ -61,8 +62,8 @@ def summarize(results: list[ArmResult]) -> dict[str, dict[str, Any]]:
             "pseudo_recall": [r.pseudo_recall for r in rs],
             "wall_time_s": sum(r.wall_time_s for r in rs),
         }
-        if arm == "converged":
-            values["converged_per_seed"] = [r.converged for r in rs]
+        if arm == "saturated":
+            values["saturated_per_seed"] = [r.saturated for r in rs]
         differences = {
             base: d.to_dict()
             for base in LABELED_ONLY
@@ -112,7 +113,8 @@ def write_bench(run_dir: Path, result: BenchResult) -> None:
         "reported_on": "test" if result.test_split else "val",
         "baselines": {arm: text for arm, text in BASELINES.items() if arm in summary},
         "gaps": {key: f"against the better of {' / '.join(bases)}, run by run" for key, bases in GAPS.items()},
-        "interval": f"{CONFIDENCE:.0%} percentile bootstrap of the mean paired difference over all runs",
+        "interval": f"{CONFIDENCE:.0%} t-interval over split seeds of the paired difference (replicates averaged "
+        f"within each split seed; none below {MIN_SPLIT_SEEDS} split seeds)",
         "label_bound_gap": label_bound_gap(summary),
         "matched_arms": MATCHED_ARMS,
         "arms": summary,
@@ -158,10 +160,10 @@ def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
 
 
 def label_bound_gap(summary: dict[str, dict[str, Any]]) -> float | None:
-    """Oracle minus converged labeled-only mAP50-95: what more labels would still buy (>= 0.10: label-bound)."""
-    if "oracle" not in summary or "converged" not in summary:
+    """Oracle minus saturated labeled-only mAP50-95: what more labels would still buy (>= 0.10: label-bound)."""
+    if "oracle" not in summary or "saturated" not in summary:
         return None
-    return summary["oracle"]["map50_95_mean"] - summary["converged"]["map50_95_mean"]
+    return summary["oracle"]["map50_95_mean"] - summary["saturated"]["map50_95_mean"]
 
 
 def format_table(summary: dict[str, dict[str, Any]], test_split: dict[str, Any] | None = None) -> str:
@@ -169,9 +171,11 @@ def format_table(summary: dict[str, dict[str, Any]], test_split: dict[str, Any] 
     its 90% interval, the gap recovered (step- and wall-matched), pseudo-label quality and time."""
     split = "test" if test_split is None or test_split else "val"
     bases = [b for b in LABELED_ONLY if b in summary]
+    unsaturated = not_saturated(summary)
+    flag = f" (NOT saturated on seed {', '.join(map(str, unsaturated))})" if unsaturated else ""
     lines = [
         f"| arm | runs | {split} mAP50 | {split} mAP50-95 | "
-        + "".join(f"Δ vs {b} [{CONFIDENCE:.0%} CI] | " for b in bases)
+        + "".join(f"Δ vs {b}{flag if b == 'saturated' else ''} [{CONFIDENCE:.0%} CI] | " for b in bases)
         + "gap recovered (step / wall) | pseudo precision / recall per round (means) | time |",
         "|---|---|---|---|" + "---|" * len(bases) + "---|---|---|",
     ]
@@ -189,12 +193,27 @@ def format_table(summary: dict[str, dict[str, Any]], test_split: dict[str, Any] 
             f"{v['wall_time_s'] / 60:.0f} min |"
         )
     table = "\n".join(lines) + "\n"
+    if unsaturated:
+        table += (
+            f"\nRound 0 did not saturate on split seed(s) {', '.join(map(str, unsaturated))}: every figure set "
+            "against it (Δ vs saturated, the gap recovered) is against a model that more training on the labels may "
+            "still beat.\n"
+        )
     if test_split:
         table += (
             f"\n{split.capitalize()} split: {test_split['images']} images ({test_split['source']}); val "
             f"({test_split['val_images']} images) chose every threshold, round and checkpoint.\n"
         )
     return table
+
+
+def not_saturated(summary: dict[str, dict[str, Any]]) -> list[int]:
+    """The split seeds whose round 0 was not certified saturated (reached its cap still rising, or never tried)."""
+    saturated = summary.get("saturated")
+    if not saturated:
+        return []
+    runs = zip(saturated["per_run"], saturated.get("saturated_per_seed", []), strict=False)
+    return [run["seed"] for run, ok in runs if ok is not True]
 
 
 def per_seed_table(summary: dict[str, dict[str, Any]]) -> str:

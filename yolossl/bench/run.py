@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from yolossl.bench.arms import (
     ArmContext,
     ArmResult,
-    converged_arm,
     cycle_arm,
     earlier_budget,
     matched_arm,
@@ -20,17 +21,18 @@ from yolossl.bench.arms import (
     online_budget,
     online_config,
     reused_round0,
-    round0_cycles,
+    saturated_arm,
     show_ceiling,
     wall_matched_epochs,
 )
 from yolossl.bench.config import DOCS_WORKFLOW, BenchConfig
 from yolossl.bench.report import BenchResult, write_bench
-from yolossl.bench.splits import Split, hold_out_test, make_split
+from yolossl.bench.splits import Split, TestSplit, hold_out_test, make_split
 from yolossl.config import CycleConfig
 from yolossl.cycle import CycleResult, run_cycle
 from yolossl.cycle.state import new_run_dir
 from yolossl.data import load_data_yaml
+from yolossl.train.saturation import SATURATION_FILE, read_saturation
 
 logger = logging.getLogger(__name__)
 
@@ -40,40 +42,68 @@ REPLICATE_SEED_STEP = 1000
 
 
 def run_bench(config: BenchConfig, on_arm: ArmCallback | None = None) -> BenchResult:
-    """Run every arm on every split seed and training seed under `project/name`; write bench.json and bench.md."""
+    """Run every arm on every split seed and training seed under `project/name`; write bench.json and bench.md.
+
+    With `config.jobs` > 1 the split seeds run side by side in worker processes (one training each: Ultralytics
+    trains on all cores but one); their arms are still timed within their own seed, alike for every arm."""
     run_dir = new_run_dir(Path(config.project), config.name, prefix="bench")
     spec = load_data_yaml(config.data)
     run_dir.mkdir(parents=True)
     (run_dir / "bench_config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
     test = hold_out_test(spec, run_dir / "test_split")
     result = BenchResult(run_dir, [], {}, test.describe())
-    for seed in range(config.first_seed, config.first_seed + config.seeds):
-        seed_dir = run_dir / f"seed_{seed}"
-        split = make_split(config, spec, seed, seed_dir / "split", test)
-        _say(on_arm, "round 0", seed)
-        base = _base_cycle(config, seed, split, seed_dir)
-        start = time.perf_counter()
-        reused = reused_round0(config, seed)
-        adopt_only = {"round0_cycles": 1} if reused else {}  # a reused round 0 is validated, not trained further
-        round0 = run_cycle(replace(base, rounds=0, name="round0", start_weights=reused, **adopt_only))
-        round0_time = time.perf_counter() - start
-        result.round0_curve[seed] = _round0_curve(round0)
-        for train_seed in config.training_seeds:
-            arm_dir = seed_dir if train_seed == 0 else seed_dir / f"train_seed_{train_seed}"
-            ctx = ArmContext(seed, train_seed, split, test, round0, round0_time, arm_dir)
-            replicate = replace(base, seed=seed + REPLICATE_SEED_STEP * train_seed, project=str(arm_dir))
-            if "converged" in config.arms and train_seed == 0:  # round 0 itself: once per split seed
-                result.arms.append(converged_arm(config, ctx, base, on_arm))
-            result.arms.extend(_replicate(config, ctx, replicate, on_arm))
-            write_bench(run_dir, result)
+    seeds = range(config.first_seed, config.first_seed + config.seeds)
+    if config.jobs == 1:
+        for seed in seeds:
+            _add_seed(result, *_run_seed(config, seed, run_dir, test, on_arm))
+    else:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of torch's thread pools
+        with ProcessPoolExecutor(max_workers=min(config.jobs, config.seeds), mp_context=context) as pool:
+            futures = {pool.submit(_run_seed, config, seed, run_dir, test): seed for seed in seeds}
+            for future in as_completed(futures):
+                _say(on_arm, "done", futures[future])
+                _add_seed(result, *future.result())
+    result.arms.sort(key=lambda r: (r.seed, r.train_seed))
     write_bench(run_dir, result)
     return result
+
+
+def _add_seed(result: BenchResult, seed: int, curve: list[list[float]], arms: list[ArmResult]) -> None:
+    result.round0_curve[seed] = curve
+    result.arms.extend(arms)
+    write_bench(result.run_dir, result)
+
+
+def _run_seed(
+    config: BenchConfig, seed: int, run_dir: Path, test: TestSplit, on_arm: ArmCallback | None = None
+) -> tuple[int, list[list[float]], list[ArmResult]]:
+    """One split seed: its split, its round 0, then every arm once per training seed."""
+    spec = load_data_yaml(config.data)
+    seed_dir = run_dir / f"seed_{seed}"
+    split = make_split(config, spec, seed, seed_dir / "split", test)
+    _say(on_arm, "round 0", seed)
+    base = _base_cycle(config, seed, split, seed_dir)
+    start = time.perf_counter()
+    reused = reused_round0(config, seed)
+    adopt_only = {"saturate_epochs": 0} if reused else {}  # a reused round 0 is validated, not trained further
+    round0 = run_cycle(replace(base, rounds=0, name="round0", start_weights=reused, **adopt_only))
+    round0_time = time.perf_counter() - start
+    record = _saturation_record(config, seed, round0)
+    arms: list[ArmResult] = []
+    for train_seed in config.training_seeds:
+        arm_dir = seed_dir if train_seed == 0 else seed_dir / f"train_seed_{train_seed}"
+        ctx = ArmContext(seed, train_seed, split, test, round0, round0_time, arm_dir)
+        replicate = replace(base, seed=seed + REPLICATE_SEED_STEP * train_seed, project=str(arm_dir))
+        if "saturated" in config.arms and train_seed == 0:  # round 0 itself: once per split seed
+            arms.append(saturated_arm(ctx, record))
+        arms.extend(_replicate(config, ctx, replicate, on_arm))
+    return seed, _round0_curve(record, round0), arms
 
 
 def _replicate(config: BenchConfig, ctx: ArmContext, base: CycleConfig, on_arm: ArmCallback | None) -> list[ArmResult]:
     """Every arm after round 0, with one training seed: the SSL cycles, then the runs matched to them."""
     results: list[ArmResult] = []
-    base = replace(base, round0_cycles=1)  # every arm starts from round 0's weights, adopted, not trained on
+    base = replace(base, saturate_epochs=0)  # every arm starts from round 0's weights, adopted, not trained on
     r0_weights = str(ctx.round0.rounds[0].weights)
     ssl = CycleConfig(**{**asdict(base), **config.offline_options(), "name": "yolossl", "start_weights": r0_weights})
     cycles: dict[str, CycleResult] = {}
@@ -152,6 +182,13 @@ def _base_cycle(config: BenchConfig, seed: int, split: Split, seed_dir: Path) ->
     )
 
 
-def _round0_curve(round0: CycleResult) -> list[float]:
-    """Val mAP50-95 after each of round 0's learning-rate cycles (each validated once, at its end)."""
-    return [c["map50_95"] for c in round0_cycles(round0.run_dir)["cycles"]] or [round0.rounds[0].metrics.map50_95]
+def _saturation_record(config: BenchConfig, seed: int, round0: CycleResult) -> Path:
+    """Where round 0's saturation run is recorded: in this run, or in the run whose round 0 is reused."""
+    run = Path(config.round0_from) / f"seed_{seed}" / "round0" if config.round0_from else round0.run_dir
+    return run / "round_0" / SATURATION_FILE
+
+
+def _round0_curve(record: Path, round0: CycleResult) -> list[list[float]]:
+    """(epoch, val mAP50-95) at each validation of round 0's saturation run; its one validation without one."""
+    saturation = read_saturation(record)
+    return saturation["curve"] if saturation else [[0, round0.rounds[0].metrics.map50_95]]

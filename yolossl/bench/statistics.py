@@ -1,21 +1,24 @@
-"""What the runs say together: paired differences with bootstrap intervals, and the gap recovered.
+"""What the runs say together: paired differences with intervals over split seeds, and the gap recovered.
 
 Arms are compared run by run: a split seed and training seed give every arm the same labels, pool, round 0
-and seed, so the difference within a pair is free of the split's luck. The interval is scipy's percentile
-bootstrap of the mean difference over all pairs (90%: the band a reader can hold a claim to).
+and seed, so the difference within a pair is free of the split's luck. But the replicates of one split seed
+share its labels, pool and round 0: they are not independent samples of what a user's split would do. So each
+split seed's pairs are averaged first, and the interval is a t-interval of the mean over split seeds (90%: the
+band a reader can hold a claim to), given only from three split seeds on.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import t as student_t
 
 CONFIDENCE = 0.9
-RESAMPLES = 10_000
+MIN_SPLIT_SEEDS = 3
+"""Below this many split seeds, no interval: two points say nothing of the spread between splits."""
 
 RunKey = tuple[int, int]
 """(split seed, training seed)."""
@@ -23,53 +26,57 @@ RunKey = tuple[int, int]
 
 @dataclass(frozen=True)
 class Difference:
-    """An arm minus a baseline, pair by pair: the mean and its bootstrap interval (None below two pairs)."""
+    """An arm minus a baseline: each split seed's mean over its pairs, their mean, and its t-interval over split
+    seeds (None below `MIN_SPLIT_SEEDS`)."""
 
     mean: float
     low: float | None
     high: float | None
     pairs: int
     per_run: list[float]
+    per_seed: dict[int, float]
 
     def to_dict(self) -> dict[str, object]:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "pairs": self.pairs, "per_run": self.per_run}
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "pairs": self.pairs,
+            "split_seeds": len(self.per_seed),
+            "per_run": self.per_run,
+            "per_seed": self.per_seed,
+        }
 
     def text(self) -> str:
         interval = "" if self.low is None else f" [{self.low:+.3f}, {self.high:+.3f}]"
         return f"{self.mean:+.3f}{interval}"
 
 
-def bootstrap_interval(values: Iterable[float], seed: int = 0) -> tuple[float, float] | None:
-    """The 90% percentile-bootstrap interval of the mean; None for fewer than two values (no spread to resample)."""
-    sample = np.asarray(list(values), dtype=float)
-    if len(sample) < 2:
+def seed_interval(values: Iterable[float]) -> tuple[float, float] | None:
+    """The 90% t-interval of the mean of per-split-seed values; None below `MIN_SPLIT_SEEDS` of them."""
+    sample = [float(v) for v in values]
+    if len(sample) < MIN_SPLIT_SEEDS:
         return None
-    if np.ptp(sample) == 0:  # every pair the same: the interval is that value (scipy warns on a degenerate sample)
-        return float(sample[0]), float(sample[0])
-    result = bootstrap(
-        (sample,),
-        np.mean,
-        confidence_level=CONFIDENCE,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    mean = statistics.fmean(sample)
+    half = student_t.ppf(0.5 + CONFIDENCE / 2, len(sample) - 1) * statistics.stdev(sample) / math.sqrt(len(sample))
+    return mean - half, mean + half
 
 
 def paired_difference(arm: dict[RunKey, float], baseline: dict[RunKey, float]) -> Difference | None:
-    """`arm - baseline` over the runs both have; a baseline trained once per split seed (training seed 0: the
-    converged round 0 every replicate starts from) pairs with each of that seed's replicates."""
-    diffs = []
+    """`arm - baseline` over the runs both have, averaged within each split seed; a baseline trained once per
+    split seed (training seed 0: the saturated round 0 every replicate starts from) pairs with each replicate,
+    and still counts once per split seed."""
+    diffs: dict[RunKey, float] = {}
     for key in sorted(arm):
         base = baseline.get(key, baseline.get((key[0], 0)) if _once_per_seed(baseline) else None)
         if base is not None:
-            diffs.append(arm[key] - base)
+            diffs[key] = arm[key] - base
     if not diffs:
         return None
-    interval = bootstrap_interval(diffs)
+    per_seed = per_split_seed(diffs)
+    interval = seed_interval(per_seed.values())
     low, high = interval if interval else (None, None)
-    return Difference(statistics.fmean(diffs), low, high, len(diffs), diffs)
+    return Difference(statistics.fmean(per_seed.values()), low, high, len(diffs), list(diffs.values()), per_seed)
 
 
 def _once_per_seed(runs: dict[RunKey, float]) -> bool:

@@ -40,6 +40,14 @@ def bench(
             rich_help_panel=DATA,
         ),
     ] = "glyphs",
+    final: Annotated[
+        bool,
+        typer.Option(
+            "--final",
+            help="Score on the bundled dataset's final test split: headline runs only, never to choose anything.",
+            rich_help_panel=DATA,
+        ),
+    ] = False,
     label_fraction: Annotated[
         float | None,
         typer.Option(
@@ -77,34 +85,39 @@ def bench(
             help="Comma-separated arms (docs/benchmarks.md); yolossl (offline rounds) on request.",
             rich_help_panel=ARMS,
         ),
-    ] = "converged,supervised,supervised-wall,docs,online,oracle",  # bench.DEFAULT_ARMS (a test pins it)
+    ] = "saturated,supervised,supervised-wall,docs,online,oracle",  # bench.DEFAULT_ARMS (a test pins it)
     model: Annotated[
         str | None, typer.Option(help="Start model of every arm. Default: yolo11n.yaml.", rich_help_panel=TRAINING)
     ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Round 0 epochs (labeled only), shared by every arm.", rich_help_panel=TRAINING)
     ] = None,
-    round0_cycles: Annotated[
+    saturate_epochs: Annotated[
         int | None,
         typer.Option(
-            help="Round 0's learning-rate cycles at most (until two in a row are flat).",
+            help="Round 0: up to this many more epochs at the rounds' rate, until the labels saturate (0: off).",
             rich_help_panel=TRAINING,
         ),
     ] = None,
-    round0_min_gain: Annotated[
-        float | None,
+    saturate_window: Annotated[
+        int | None,
         typer.Option(
-            help="A round-0 cycle gaining less is flat (your seed spread). Default: 0.005, 0.03 on glyphs.",
-            rich_help_panel=TRAINING,
+            help="Saturated: no rise of --saturate-min-gain within this many epochs.", rich_help_panel=TRAINING
         ),
     ] = None,
-    converge_cycles: Annotated[
+    saturate_min_gain: Annotated[
+        float | None,
+        typer.Option(help="The rise that counts within the window (above your seed spread).", rich_help_panel=TRAINING),
+    ] = None,
+    saturate_every: Annotated[
+        int | None, typer.Option(help="Validate the saturation run every this many epochs.", rich_help_panel=TRAINING)
+    ] = None,
+    jobs: Annotated[
         int,
         typer.Option(
-            help="The converged arm: up to this many more cycles when round 0 had not converged.",
-            rich_help_panel=ARMS,
+            help="Split seeds trained side by side (worker processes; one per 1-2 cores).", rich_help_panel=RUN
         ),
-    ] = 0,
+    ] = 1,
     online_steps: Annotated[
         float,
         typer.Option(
@@ -158,18 +171,25 @@ def bench(
     with errors_as_one_line(verbose):
         from yolossl.bench import BenchConfig, format_table, run_bench
         from yolossl.config import parse_train_args
-        from yolossl.demo import BENCH_DATASETS
+        from yolossl.demo import BENCH_DATASETS, final_yaml
         from yolossl.errors import YolosslError
 
         if dataset not in BENCH_DATASETS:
             raise YolosslError(f"--dataset must be one of {', '.join(BENCH_DATASETS)}, got {dataset!r}")
         bundled = BENCH_DATASETS[dataset]
+        if final and data:
+            raise YolosslError(
+                "--final is the bundled dataset's held-back test split; with --data, your data YAML's test: is scored"
+            )
+        source = final_yaml(bundled.ensure()) if final else None
         training: dict[str, Any] = {} if data else dict(bundled.training)
         given = {
             "model": model,
             "epochs": epochs,
-            "round0_cycles": round0_cycles,
-            "round0_min_gain": round0_min_gain,
+            "saturate_epochs": saturate_epochs,
+            "saturate_window": saturate_window,
+            "saturate_min_gain": saturate_min_gain,
+            "saturate_every": saturate_every,
             "round_epochs": round_epochs,
             "ema": ema,
             "imgsz": imgsz,
@@ -180,7 +200,7 @@ def bench(
         if train_arg:
             training["train_args"] = {**training.get("train_args", {}), **parse_train_args(train_arg)}
         config = BenchConfig(
-            data=str(data or bundled.ensure()),
+            data=str(data or source or bundled.ensure()),
             label_fraction=None if unlabeled else label_fraction or (0.1 if data else bundled.label_fraction),
             unlabeled=[str(p) for p in unlabeled or []],
             unlabeled_truth=str(unlabeled_truth) if unlabeled_truth else None,
@@ -194,8 +214,8 @@ def bench(
             project=project,
             name=name,
             round0_from=str(round0_from) if round0_from else None,
-            converge_cycles=converge_cycles,
             online_steps=online_steps,
+            jobs=jobs,
         )
         result = run_bench(config, on_arm=lambda arm, seed: stdout.print(f"seed {seed}: {arm}"))
         stdout.print(format_table(result.summary(), result.test_split))

@@ -247,11 +247,40 @@ def cycle(
             rich_help_panel=ADVANCED,
         ),
     ] = None,
-    round0_cycles: Annotated[
+    saturate_epochs: Annotated[
         int | None,
         typer.Option(
-            help=f"Round 0 as up to this many learning-rate cycles, until two are flat. Default: {D.round0_cycles}.",
+            help=f"Round 0: up to this many more epochs, until the labels saturate. Default: {D.saturate_epochs}.",
+            rich_help_panel=TRAINING,
+        ),
+    ] = None,
+    saturate_window: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Saturated: no rise of --saturate-min-gain within this many epochs. Default: {D.saturate_window}.",
             rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    saturate_min_gain: Annotated[
+        float | None,
+        typer.Option(
+            help=f"The val mAP50-95 rise that counts within the window. Default: {D.saturate_min_gain}.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    saturate_every: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Validate the saturation run every this many epochs. Default: {D.saturate_every}.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    control: Annotated[
+        bool | None,
+        typer.Option(
+            "--control/--no-control",
+            help="After the rounds, train the labels alone for their time and compare. Default: on.",
+            rich_help_panel=TRAINING,
         ),
     ] = None,
     ema: Annotated[

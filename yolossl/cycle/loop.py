@@ -48,11 +48,11 @@ from yolossl.label import LabelStats, training_items
 from yolossl.merge import build_round_dataset, labeled_repeat, mirror_split
 from yolossl.runtime import describe_device
 from yolossl.train import TrainResult, train_detector, validate_detector
+from yolossl.train.saturation import SATURATION_FILE, SaturationWatch
 from yolossl.train.targets import PseudoTargets, targets_from_labeling
 
 logger = logging.getLogger(__name__)
 
-ROUND0_CYCLES_FILE = "round0_cycles.json"
 UNREADABLE_RECORD = "unreadable_pool"
 """In `state.json`: the pool images found unreadable at the run's start (path: why), so a resume does not look again."""
 
@@ -277,15 +277,12 @@ class Cycle:
     def _train(
         self, index: int, previous: RoundResult | None, round_dir: Path, merged: dict[str, Any]
     ) -> tuple[str, int, TrainResult]:
-        """Round 0 from `model` (or the user's start weights); later rounds fine-tune the best round so far."""
+        """Round 0 from `model` (or the user's start weights), saturated when asked; later rounds fine-tune the best
+        round so far."""
         data_yaml = round_dir / "data.yaml"
         if previous is None and self.config.start_weights:
             adopted = self._adopt_start_weights(round_dir, data_yaml)
-            if self.config.round0_cycles == 1:
-                return self.config.start_weights, 0, adopted
-            return self.config.start_weights, *self._train_round0(
-                self.config.start_weights, data_yaml, round_dir, adopted
-            )
+            return self.config.start_weights, *self._saturate(adopted, 0, data_yaml, round_dir)
         fresh = previous is None or self.config.from_scratch
         start_model = self.config.model if fresh else str(previous.weights)
         epochs = self.config.epochs if previous is None else self.config.round_epochs
@@ -293,62 +290,51 @@ class Cycle:
         self.on_progress(ProgressEvent(index, "train", 0, epochs))
         logger.info("Round %d: training from %s for %d epochs on %d images", index, start_model, epochs, images)
         if previous is None:
-            return start_model, *self._train_round0(start_model, data_yaml, round_dir)
+            trained = self.train(start_model, data_yaml, round_dir / "train", self.settings, self._on_epoch(0))
+            return start_model, *self._saturate(trained, epochs, data_yaml, round_dir)
         settings = self.config.round_settings(self.device, len(self.inputs.names))
         trained = self.train(start_model, data_yaml, round_dir / "train", settings, self._on_epoch(index))
         return start_model, epochs, trained
 
-    def _train_round0(
-        self, model: str, data_yaml: Path, round_dir: Path, adopted: TrainResult | None = None
-    ) -> tuple[int, TrainResult]:
-        """Learning-rate cycles on the labels until two in a row gain less than `round0_min_gain` (at most
-        `round0_cycles`).
-
-        A schedule that has plateaued is not convergence: a fresh cycle from its weights still gains. One cycle
-        below the floor can be the training noise: two in a row are the rule. Each cycle after the first is half
-        as long; the best weights become round 0's. Every cycle's score goes to `round0_cycles.json`, with whether
-        the run ended on that rule. From `adopted` start weights, the cycles continue them (cycle 1, 0 epochs).
-        """
-        first = [] if adopted else [self.config.epochs]
-        lengths = first + [max(1, self.config.epochs // 2)] * (self.config.round0_cycles - 1)
-        best: TrainResult | None = adopted
-        cycles: list[dict[str, Any]] = []
-        if adopted:
-            cycles.append({"epochs": 0, "map50_95": adopted.metrics.map50_95, "gain": None})
-        for k, length in enumerate(lengths, start=len(cycles) + 1):
-            self.on_progress(ProgressEvent(0, "train", 0, length))
-            start = model if best is None else str(best.weights)
-            folder = round_dir / ("train" if k == 1 else f"train_{k}")
-            trained = self.train(
-                start, data_yaml, folder, self.config.train_settings(self.device, length), self._on_epoch(0)
+    def _saturate(self, start: TrainResult, epochs: int, data_yaml: Path, round_dir: Path) -> tuple[int, TrainResult]:
+        """Round 0 trained on in one run at the rounds' rate until the labels saturate (`saturate_epochs` at most;
+        `train.saturation`). Returns round 0's epochs and its model: the best validation, the start included."""
+        if not self.config.saturate_epochs:
+            return epochs, start
+        most = self.config.saturate_epochs
+        rule = self.config.saturation_rule()
+        record = round_dir / SATURATION_FILE
+        watch = SaturationWatch(rule, start.metrics.map50_95, record, most)
+        round_settings = self.config.round_settings(self.device, len(self.inputs.names))
+        # Every label here is human (Ultralytics' loss); the watch, not Ultralytics' patience, ends the run.
+        extra = {**round_settings.extra, "patience": most + 1}
+        settings = replace(round_settings, epochs=most, loss="ultralytics", extra=extra)
+        logger.info(
+            "Round 0: training on until saturated (val every %d epochs; stops when the best has not risen by %.3f "
+            "within %d epochs; at most %d more)",
+            rule.every,
+            rule.min_gain,
+            rule.window,
+            most,
+        )
+        self.on_progress(ProgressEvent(0, "train", 0, most))
+        folder = round_dir / "saturate"
+        trained = self.train(str(start.weights), data_yaml, folder, settings, self._on_epoch(0), watch=watch)
+        ran = watch.curve[-1][0]
+        best_epoch, best = watch.best()
+        if watch.saturated:
+            logger.info(
+                "Round 0: saturated after %d more epochs (best val mAP50-95 %.4f, epoch %d)", ran, best, best_epoch
             )
-            gain = None if best is None else trained.metrics.map50_95 - best.metrics.map50_95
-            cycles.append({"epochs": length, "map50_95": trained.metrics.map50_95, "gain": gain})
-            # a long round 0 shows its progress
-            _write_round0_cycles(round_dir, cycles, None, False, self.config.round0_min_gain)
-            if gain is not None:
-                logger.info(
-                    "Round 0: learning-rate cycle %d (%d epochs) %+.4f mAP50-95 (%.4f -> %.4f)",
-                    k,
-                    length,
-                    gain,
-                    best.metrics.map50_95,
-                    trained.metrics.map50_95,
-                )
-            if best is None or gain > 0:
-                best = trained
-            if _flat_cycles(cycles, self.config.round0_min_gain) >= 2:
-                break
-        flat = _flat_cycles(cycles, self.config.round0_min_gain)
-        converged = None if len(cycles) == 1 else flat >= 2  # None: one cycle shows nothing
-        if converged is False:
+        else:
             logger.warning(
-                "Round 0: still gaining after %d learning-rate cycles (%+.4f); raise --round0-cycles to converge",
-                len(cycles),
-                cycles[-1]["gain"],
+                "Round 0: NOT saturated after %d more epochs (still rising by %.3f or more within %d epochs); raise "
+                "--saturate-epochs",
+                ran,
+                rule.min_gain,
+                rule.window,
             )
-        _write_round0_cycles(round_dir, cycles, converged, True, self.config.round0_min_gain)
-        return sum(c["epochs"] for c in cycles), best
+        return epochs + ran, start if best_epoch == 0 else trained
 
     def _adopt_start_weights(self, round_dir: Path, data_yaml: Path) -> TrainResult:
         """Round 0 from weights the user already trained: copied into the run and validated, not retrained."""
@@ -467,20 +453,3 @@ class Cycle:
             )
             return
         logger.info("Report: %s", path)
-
-
-def _flat_cycles(cycles: list[dict[str, Any]], min_gain: float) -> int:
-    """Learning-rate cycles in a row, counted back from the last, that gained less than `min_gain`."""
-    count = 0
-    for cycle in reversed(cycles):
-        if cycle["gain"] is None or cycle["gain"] >= min_gain:
-            break
-        count += 1
-    return count
-
-
-def _write_round0_cycles(
-    round_dir: Path, cycles: list[dict[str, Any]], converged: bool | None, done: bool, min_gain: float
-) -> None:
-    record = {"cycles": cycles, "converged": converged, "min_gain": min_gain, "flat_cycles_needed": 2, "done": done}
-    write_text_atomic(round_dir / ROUND0_CYCLES_FILE, json.dumps(record, indent=2))

@@ -45,7 +45,7 @@ def read_run_config(run_dir: Path, rounds: int | None = None) -> CycleConfig:
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise YolosslError(f"{run_dir}: not a yolossl run folder (no {CONFIG_FILE})")
-    values = load_config_file(config_path)
+    values = load_config_file(config_path, saved_run=True)
     values.setdefault("mode", "offline")  # saved before the online mode existed (and became the default)
     values.setdefault("control", False)  # saved before every run trained its labels-alone control
     if values["mode"] == "online":

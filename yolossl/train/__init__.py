@@ -27,6 +27,7 @@ from yolossl.errors import YolosslError, first_line
 from yolossl.models import load_model
 from yolossl.runtime import ensure_fonts, torch_threads_kept
 from yolossl.train.epochs import EpochCallback, EpochReports, following
+from yolossl.train.saturation import SaturationWatch
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +97,20 @@ def train_detector(
     save_dir: Path,
     settings: TrainSettings,
     on_epoch: EpochCallback | None = None,
+    watch: SaturationWatch | None = None,
 ) -> TrainResult:
     """Train with Ultralytics' trainer into `save_dir` and return the best weights and their metrics.
 
     `on_epoch(epoch, epochs, losses_and_metrics)` is called after each epoch (1-based), from
     Ultralytics' own `on_fit_epoch_end` callback; on several GPUs, through a file (`epochs`).
+    `watch` validates every few epochs and stops the run once the labels saturate (`saturation`; one device).
     """
     ensure_fonts()
     model = load_model(model_source)
     save_dir = save_dir.resolve()
+    if watch is not None:
+        for event, callback in watch.callbacks().items():
+            model.add_callback(event, callback)
     reported = attach_epoch_reports(model, on_epoch, settings.device, save_dir)
     if save_dir.exists():  # a partial run of this step: start it again, deterministically
         shutil.rmtree(save_dir)
