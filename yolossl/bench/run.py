@@ -176,6 +176,7 @@ def _base_cycle(config: BenchConfig, seed: int, split: Split, seed_dir: Path) ->
             "unlabeled": [str(split.pool)],
             "rounds": config.rounds,
             "mode": "offline",  # round 0, the docs' workflow and the yolossl arm; the online arm is set apart
+            "control": False,  # the bench's own labels-alone arms are the controls
             "seed": seed,
             "project": str(seed_dir),
         }
