@@ -84,3 +84,17 @@ def test_the_verdict_is_one_plain_sentence(final: float, control: float, said: s
     sentence = verdict(metrics(final), None, labels_alone)
     assert said in sentence and "(300 s, 12 epochs from round 0)" in sentence
     assert sentence.count(".") <= 3 and "\n" not in sentence
+
+
+def test_the_cli_shows_the_control_row_and_the_sentence(tiny_dataset: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yolossl.cli import app
+
+    args = ["cycle", "--data", str(tiny_dataset / "data.yaml"), "-u", str(tiny_dataset / "unlabeled"), "--rounds", "1"]
+    args += ["--epochs", "1", "--round-epochs", "1", "--imgsz", "64", "--batch", "8", "--mode", "offline"]
+    args += ["--device", "cpu", "--workers", "0", "--conf", "0.003", "--project", str(tmp_path), "--name", "c", "-q"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "c" / CONTROL_FILE).read_text())
+    assert "labels alone" in result.output and record["verdict"] in " ".join(result.output.split())

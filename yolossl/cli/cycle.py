@@ -370,6 +370,7 @@ def _progress_callback(progress: Any) -> Any:
 def print_summary(result: Any) -> None:
     """The per-round table, then where the summary file is."""
     from yolossl.cycle import summary_rows
+    from yolossl.cycle.control import verdict
 
     names = result.class_names
     best = result.best.index
@@ -412,11 +413,21 @@ def print_summary(result: Any) -> None:
             f"{row['wall_time_s']:.0f}s",
             "best" if row["round"] == best else "" if row["accepted"] else "rejected",
         )
+    if result.control is not None:
+        control = result.control
+        cells = ["labels alone", "", "", "", "same time", ""]
+        cells += [f"{getattr(control.metrics, k):.3f}" for k in ("map50", "map50_95", "precision", "recall")]
+        if tested:
+            cells += [f"{getattr(control.test, k):.3f}" if control.test else "-" for k in ("map50", "map50_95")]
+        cells += ["-"] * len(teacher_headers) + [f"{control.wall_time_s:.0f}s", "control"]
+        table.add_row(*cells)
     stdout.print(table)
     stdout.print(f"Final model (round {best}): {result.weights}")
     if result.best.test is not None:
         test = result.best.test
         stdout.print(f"On the test split (never chosen on): mAP50 {test.map50:.3f}, mAP50-95 {test.map50_95:.3f}")
+    if result.control is not None:
+        stdout.print(verdict(result.best.metrics, result.best.test, result.control))
     stdout.print(f"Summary: {result.summary_csv}")
     if (result.run_dir / "report.html").is_file():
         stdout.print(f"Report: {result.run_dir / 'report.html'}")
