@@ -1,0 +1,75 @@
+"""An Ultralytics user's habits (issue 38): `name=value` arguments, settings checked before a run folder exists,
+`--resume` from anywhere, wrong `names`, an earlier `--out`. Each case runs the command as the user typed it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from yolossl.cli import app
+
+runner = CliRunner()
+TINY_RUN = ["epochs=1", "imgsz=64", "batch=8", "device=cpu", "workers=0", "mode=offline", "quiet=true"]
+
+
+def _one_line(result, words: str, code: int = 2) -> None:
+    """The exit code, and `error: ...words...` as the only thing on stderr."""
+    assert result.exit_code == code, result.output + result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith("error: ") and words in result.stderr, result.stderr
+
+
+def test_key_value_arguments_train_as_the_options(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    """`yolossl cycle data=X epochs=1 ...` as `yolo train` takes it: the same options, not an unlabeled folder (which
+    used to start the demo)."""
+    monkeypatch.chdir(tmp_path)
+    data = f"data={tiny_dataset / 'data.yaml'}"
+    args = ["cycle", data, "rounds=0", *TINY_RUN, "project=runs", "name=kv", "keep-empty=true", "train_arg=mosaic=0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    saved = yaml.safe_load((tmp_path / "runs" / "kv" / "config.yaml").read_text())
+    assert saved["data"] == str(tiny_dataset / "data.yaml") and saved["rounds"] == 0 and saved["imgsz"] == 64
+    assert saved["keep_empty"] is True and saved["train_args"] == {"mosaic": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "tiny"]  # no demo drawn
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["cycle", "dat=small/data.yaml"], "dat=small/data.yaml: no option 'dat'; did you mean data=... (--data)?"),
+        (["cycle", "mosaic=0.5"], "an Ultralytics training argument goes as --train-arg mosaic=0.5"),
+        (["cycle", "tta=maybe"], "tta=maybe: expected true or false"),
+        (["label", "imgs", "model=best.pt", "outt=lab"], "did you mean out=... (--out)?"),
+        (["bench", "seed=1"], "did you mean seeds=... (--seeds)?"),
+    ],
+)
+def test_unknown_key_value_arguments_are_refused_before_anything(args, words, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _one_line(runner.invoke(app, args), words)
+    assert not list(tmp_path.iterdir())
+
+
+def test_option_values_and_existing_paths_are_not_read_as_key_value(tmp_path: Path, monkeypatch) -> None:
+    """`--train-arg mosaic=0.5` is the option's value; a folder named `a=b` is a folder."""
+    import typer.main
+
+    from yolossl.cli._args import key_values_as_options
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cams=2").mkdir()
+    params = typer.main.get_command(app).commands["cycle"].params
+    args = ["--train-arg", "mosaic=0.5", "cams=2", "from_scratch=false", "online-rounds=no", "quiet=false"]
+    expected = ["--train-arg", "mosaic=0.5", "cams=2", "--fine-tune", "--one-online-round"]
+    assert key_values_as_options(params, args) == expected
+
+
+def test_help_and_version_as_commands_usually_take_them() -> None:
+    from yolossl import __version__
+
+    assert runner.invoke(app, ["-h"]).exit_code == 0
+    assert "Usage" in runner.invoke(app, ["cycle", "-h"]).output
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"yolossl {__version__}"
