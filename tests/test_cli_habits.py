@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -73,3 +75,33 @@ def test_help_and_version_as_commands_usually_take_them() -> None:
     assert "Usage" in runner.invoke(app, ["cycle", "-h"]).output
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.output.strip() == f"yolossl {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--device", "cuda"], "--device cuda: CUDA is not available on this machine; use --device cpu"),
+        (["--device", "foo"], "--device foo: not a device (cpu, mps, cuda, 0, 0,1, cuda:0)"),
+        (["--model", "yolo11n"], "--model yolo11n: a model is a .pt weights file or a .yaml model config"),
+        (["--model", "./missing.pt"], "--model ./missing.pt: model file not found"),
+        (["--train-arg", "foo=1"], "--train-arg foo=1: not an Ultralytics training argument"),
+        (["--train-arg", "mosaic=abc"], "--train-arg: 'mosaic=abc' is of invalid type str"),
+    ],
+)
+@pytest.mark.parametrize("with_data", [True, False], ids=["data", "demo"])
+def test_settings_ultralytics_would_refuse_are_refused_before_the_run_folder(
+    args, words, with_data, tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """One line naming what was typed, exit 2, no run folder (and no demo drawn), no network (Ultralytics looks a
+    missing .pt up on GitHub, even offline)."""
+
+    def no_network(*_args, **_kwargs):
+        raise AssertionError("a network call")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.chdir(tmp_path)
+    data = ["--data", str(tiny_dataset / "data.yaml"), "-u", str(tiny_dataset / "unlabeled")] if with_data else []
+    _one_line(runner.invoke(app, ["cycle", *data, *args, "--project", "runs"]), words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]

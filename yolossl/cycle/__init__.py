@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from yolossl.config import CycleConfig, save_config
-from yolossl.cycle.inputs import read_inputs
+from yolossl.cycle.inputs import check_run_settings, read_inputs
 from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
 from yolossl.cycle.online import OnlineCycle
@@ -58,6 +58,7 @@ def run_cycle(
 
     `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round.
     """
+    check_run_settings(config)  # before the demo is drawn or any folder made
     config = _with_demo_data(config)
     run_dir = new_run_dir(Path(config.project), config.name, taken_hint=", or continue it with --resume {run_dir}")
     inputs = read_inputs(config, run_dir / CONFIG_FILE)  # every input checked before any folder is made
@@ -78,7 +79,7 @@ def resume_cycle(
 ) -> CycleResult:
     """Continue an interrupted run from its last completed step; `rounds` may extend a finished run."""
     run_dir = Path(run_dir)
-    read_run_config(run_dir)  # a folder that is not a run is one line, before anything is written into it
+    check_run_settings(read_run_config(run_dir))  # not a run folder, a device gone: one line, before any write
     with run_lock(run_dir):
         config = read_run_config(run_dir, rounds)
         logger.info("Resuming %s", run_dir)

@@ -20,6 +20,9 @@ from yolossl.errors import YolosslError
 from yolossl.images import unreadable_reason
 from yolossl.labels import SplitReport, check_split, log_split_report
 from yolossl.leakage import find_leaks
+from yolossl.models import check_model_source
+from yolossl.runtime import resolve_device
+from yolossl.train import check_train_args
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,16 @@ def read_inputs(config: CycleConfig, config_path: Path) -> CycleInputs:
     if config.rounds and not pool.images:
         raise YolosslError(f"every unlabeled image in {', '.join(config.unlabeled)} is a copy of a val or test image")
     return CycleInputs(config, spec, labeled, val, pool, leaks, reports, test=test)
+
+
+def check_run_settings(config: CycleConfig) -> None:
+    """What Ultralytics would refuse only once the first round trains: the device, the models, the training
+    arguments."""
+    resolve_device(config.device)
+    check_model_source(config.model, "--model")
+    if config.start_weights:
+        check_model_source(config.start_weights, "--start-weights")
+    check_train_args(config.train_args)
 
 
 def log_inputs(inputs: CycleInputs) -> None:
