@@ -124,8 +124,8 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     # It sets its logger up when imported, so the level is set after; we log one line per epoch instead.
     import ultralytics  # noqa: F401
 
-    if not verbose:
-        logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    # --verbose: all of Ultralytics' output (DEBUG: a run leaves a level other than Ultralytics' own INFO alone)
+    logging.getLogger("ultralytics").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @contextmanager
