@@ -105,3 +105,28 @@ def test_settings_ultralytics_would_refuse_are_refused_before_the_run_folder(
     data = ["--data", str(tiny_dataset / "data.yaml"), "-u", str(tiny_dataset / "unlabeled")] if with_data else []
     _one_line(runner.invoke(app, ["cycle", *data, *args, "--project", "runs"]), words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+
+
+def test_resume_from_another_folder_applies_what_can_change_and_refuses_the_rest(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """config.yaml keeps absolute paths, so `--resume /abs/run` works from anywhere; --imgsz and --conf given with it
+    are refused by name rather than ignored; --device and --workers apply."""
+    started, elsewhere = tmp_path / "a", tmp_path / "b"
+    started.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(started)
+    relative = ["--data", "../tiny/data.yaml", "--rounds", "0", "--epochs", "1", "--imgsz", "64", "--batch", "8"]
+    args = [*relative, "--mode", "offline", "--device", "cpu", "--workers", "0", "--name", "r", "-q"]
+    assert runner.invoke(app, ["cycle", *args]).exit_code == 0
+    run = started / "runs" / "cycle" / "r"
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"] == str(tiny_dataset / "data.yaml")
+
+    monkeypatch.chdir(elsewhere)
+    refused = runner.invoke(app, ["cycle", "--resume", str(run), "--imgsz", "96", "--conf", "0.3"])
+    _one_line(refused, f"--resume continues {run} with the options it started with: --conf, --imgsz cannot change")
+    resumed = runner.invoke(app, ["cycle", "--resume", str(run), "--device", "cpu", "--workers", "1"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "Resuming with workers 1 (started with workers 0)" in resumed.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["workers"] == 1
+    assert f"Final model (round 0): {run / 'weights' / 'best.pt'}" in resumed.output

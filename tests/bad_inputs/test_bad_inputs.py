@@ -404,8 +404,8 @@ def test_disk_full_stops_in_one_line_and_resume_finishes(tiny_dataset: Path, tmp
         "full",
     ]
     result = _cycle(*args)
-    _one_line_error(result, "No space left on device; continue later with 'yolossl cycle --resume RUN_FOLDER'")
     run = tmp_path / "runs" / "full"
+    _one_line_error(result, f"No space left on device; continue later with 'yolossl cycle --resume {run}'")
     assert not (run / "round_1" / "pseudo").exists()  # no half-written step in place
     monkeypatch.setattr(writer, "write_yolo_labels", real)  # space freed
     resumed = runner.invoke(app, ["cycle", "--resume", str(run)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -129,8 +129,11 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 
 
 @contextmanager
-def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
-    """User mistakes: one line, exit 2. Anything else: one line, exit 1 (--verbose shows the traceback)."""
+def errors_as_one_line(verbose: bool, resume_hint: Callable[[], str] = str) -> Iterator[None]:
+    """User mistakes: one line, exit 2. Anything else: one line, exit 1 (--verbose shows the traceback).
+
+    `resume_hint()`, asked once something stopped the command, says how to continue ("": nothing to continue).
+    """
     try:
         yield
     except YolosslError as e:
@@ -138,11 +141,12 @@ def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
         raise typer.Exit(2) from None
     except OSError as e:  # disk full, read-only or vanished folders: the user can fix these
         where = f"{e.filename}: " if e.filename else ""
-        hint = f"; {resume_hint}" if resume_hint else ""
-        print_error(f"{where}{e.strerror or e}{hint}")
+        hint = resume_hint()
+        print_error(f"{where}{e.strerror or e}{'; ' + hint if hint else ''}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        console.print(f"interrupted{': ' + resume_hint if resume_hint else ''}", soft_wrap=True, markup=False)
+        hint = resume_hint()
+        console.print(f"interrupted{': ' + hint if hint else ''}", soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
     except typer.Exit:
         raise

@@ -293,7 +293,8 @@ def cycle(
     (--mode offline: pseudo-label, merge, retrain for --rounds)."""
     given = dict(locals())  # the options, under CycleConfig's names (None: not given)
     setup_logging(quiet, verbose)
-    with errors_as_one_line(verbose, resume_hint="continue later with 'yolossl cycle --resume RUN_FOLDER'"):
+    run_dir = [resume] if resume is not None else []  # the run folder, once known: a stopped run names it
+    with errors_as_one_line(verbose, resume_hint=lambda: _resume_hint(run_dir)):
         from yolossl.config import resolve_config
         from yolossl.cycle import resume_cycle, run_cycle
 
@@ -301,12 +302,48 @@ def cycle(
         with progress or nullcontext():
             on_progress = _progress_callback(progress) if progress else None
             if resume is not None:
-                result = resume_cycle(resume, rounds=rounds, on_progress=on_progress)
+                _refuse_fixed_options(given)
+                result = resume_cycle(resume, rounds=rounds, device=device, workers=workers, on_progress=on_progress)
             else:
                 values = _config_values(given, folders=folders, train_arg=train_arg)
-                cycle_config = resolve_config(values, config_file=config)
+                cycle_config = _named(resolve_config(values, config_file=config))
+                run_dir.append(Path(cycle_config.project) / str(cycle_config.name))
                 result = run_cycle(cycle_config, on_progress=on_progress)
         print_summary(result)
+
+
+def _named(config: Any) -> Any:
+    """The config with its run folder's name chosen now (exp, exp2, ...), so that a stopped run can be named."""
+    from dataclasses import replace
+
+    from yolossl.cycle.state import new_run_dir
+
+    return replace(config, name=config.name or new_run_dir(Path(config.project), None).name)
+
+
+def _resume_hint(run_dir: list[Path]) -> str:
+    """How to continue a run that stopped: only once its folder holds a run ("": it stopped before one was made)."""
+    from yolossl.cycle.state import CONFIG_FILE
+
+    if run_dir and (run_dir[0] / CONFIG_FILE).is_file():
+        return f"continue later with 'yolossl cycle --resume {run_dir[0]}'"
+    return ""
+
+
+def _refuse_fixed_options(given: dict[str, Any]) -> None:
+    """With --resume, the options a run cannot change (`RESUME_OPTIONS` says which can): one line naming them."""
+    from yolossl.cycle import RESUME_OPTIONS
+    from yolossl.errors import YolosslError
+
+    allowed = {*RESUME_OPTIONS, "resume", "quiet", "verbose"}
+    fixed = [key for key, value in given.items() if key not in allowed and value not in (None, [])]
+    if fixed:
+        options = ", ".join("FOLDERS" if key == "folders" else f"--{key.replace('_', '-')}" for key in fixed)
+        can = ", ".join(f"--{key}" for key in RESUME_OPTIONS)
+        raise YolosslError(
+            f"--resume continues {given['resume']} with the options it started with: {options} cannot change "
+            f"(only {can} can); start a new run for other settings"
+        )
 
 
 def _config_values(given: dict[str, Any], folders: list[Path] | None, train_arg: list[str] | None) -> dict[str, Any]:
