@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from yolossl.cli._ui import (
@@ -370,64 +372,42 @@ def _progress_callback(progress: Any) -> Any:
     return on_progress
 
 
+# The final table, a column per entry: (header, its cell from a row of `summary_rows` with its "verdict"). It fits 80
+# columns; the per-class and teacher detail is in summary.csv and the report.
+TEST_HEADER = "test mAP50-95"  # shown with a test split: val chose (guard, thresholds, best.pt), test scores
+SUMMARY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("round", lambda row: str(row["round"])),
+    ("images", lambda row: str(row["images_used"])),
+    ("pseudo boxes", lambda row: str(row["pseudo_boxes"])),
+    ("val mAP50-95", lambda row: f"{row['map50_95']:.3f}"),
+    (TEST_HEADER, lambda row: "-" if row["test_map50_95"] == "" else f"{row['test_map50_95']:.3f}"),
+    ("time", lambda row: f"{row['wall_time_s']:.0f}s"),
+    ("verdict", lambda row: row["verdict"]),
+]
+
+
 def print_summary(result: Any) -> None:
-    """The per-round table, then where the summary file is."""
+    """The per-round table, then the final model and where the summary and report are."""
     from yolossl.cycle import summary_rows
 
-    names = result.class_names
     best = result.best.index
-    table = Table(title=f"yolossl cycle: {result.run_dir}")
-    headers = (
-        "round",
-        "images",
-        "pseudo imgs",
-        "pseudo boxes",
-        "per class",
-        "uncertain",
-        "mAP50",
-        "mAP50-95",
-        "P",
-        "R",
-    )
-    online = any(r.teacher for r in result.rounds)
+    rows = [
+        {**row, "verdict": "best" if row["round"] == best else "accepted" if row["accepted"] else "rejected"}
+        for row in summary_rows(result.rounds, result.class_names)
+    ]
     tested = any(r.test for r in result.rounds)
-    if tested:  # val chose (guard, thresholds, best.pt); test scores
-        headers = (*headers[:6], "val mAP50", "val mAP50-95", "P", "R", "test mAP50", "test mAP50-95")
-    masking_off = result.config.uncertain == "keep"  # unsure boxes are left out of the labels: none to count
-    teacher_headers = ("teacher kept", "no threshold (epochs)") if online else ()
-    for column in (*headers, *teacher_headers, "time", "guard"):
-        table.add_column(column, justify="left" if column == "per class" else "right")
-    for row in summary_rows(result.rounds, names):
-        first = row["round"] == 0
-        table.add_row(
-            str(row["round"]),
-            str(row["images_used"]),
-            str(row["pseudo_images"]),
-            str(row["pseudo_boxes"]),
-            "-" if first else " ".join(f"{n}:{row[f'boxes_{n}']}" for n in names),
-            "-" if first or masking_off else f"{row['uncertain_boxes']} ({row['masked_images']} imgs masked)",
-            f"{row['map50']:.3f}",
-            f"{row['map50_95']:.3f}",
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            *((f"{row['test_map50']:.3f}", f"{row['test_map50_95']:.3f}") if tested else ()),
-            *(_teacher_cells(row, names) if online else ()),
-            f"{row['wall_time_s']:.0f}s",
-            "best" if row["round"] == best else "" if row["accepted"] else "rejected",
-        )
+    columns = [(header, cell) for header, cell in SUMMARY_COLUMNS if tested or header != TEST_HEADER]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for header, _ in columns:
+        table.add_column(header, justify="right")
+    for row in rows:
+        table.add_row(*(cell(row) for _, cell in columns))
+    stdout.print(f"yolossl cycle: {result.run_dir}", soft_wrap=True)
     stdout.print(table)
-    stdout.print(f"Final model (round {best}): {result.weights}")
+    stdout.print(f"Final model (round {best}): {result.weights}", soft_wrap=True)
     if result.best.test is not None:
         test = result.best.test
         stdout.print(f"On the test split (never chosen on): mAP50 {test.map50:.3f}, mAP50-95 {test.map50_95:.3f}")
-    stdout.print(f"Summary: {result.summary_csv}")
+    stdout.print(f"Summary, per class: {result.summary_csv}", soft_wrap=True)
     if (result.run_dir / "report.html").is_file():
-        stdout.print(f"Report: {result.run_dir / 'report.html'}")
-
-
-def _teacher_cells(row: dict[str, Any], names: list[str]) -> tuple[str, str]:
-    """An online round's teacher during training: targets per class and share kept; classes without a threshold."""
-    if row["teacher_kept_share"] == "":
-        return "-", "-"
-    kept = " ".join(f"{n}:{row[f'teacher_kept_{n}']}" for n in names)
-    return f"{kept} ({row['teacher_kept_share']:.0%})", row["teacher_no_thr"] or "none"
+        stdout.print(f"Report: {result.run_dir / 'report.html'}", soft_wrap=True)
