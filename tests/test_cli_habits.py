@@ -107,6 +107,17 @@ def test_settings_ultralytics_would_refuse_are_refused_before_the_run_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
 
 
+def test_labels_beyond_names_stop_the_run_in_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Two names for five-class labels: not a run that drops most boxes with a warning each."""
+    data = tiny_dataset / "two_names.yaml"
+    data.write_text(yaml.safe_dump({"train": "labeled/images", "val": "val/images", "names": ["circle", "square"]}))
+    result = runner.invoke(app, ["cycle", "--data", str(data), "--rounds", "0", "--project", str(tmp_path / "runs")])
+    _one_line(result, f"{data}: ")
+    assert "label(s) in train, val use class ids outside its 2 names (0..1; first: " in result.stderr
+    assert "fix 'names:' or the labels" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_resume_from_another_folder_applies_what_can_change_and_refuses_the_rest(
     tiny_dataset: Path, tmp_path: Path, monkeypatch
 ) -> None:

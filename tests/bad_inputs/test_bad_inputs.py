@@ -275,10 +275,12 @@ def test_label_case(case, text, kept, problem, action, tmp_path: Path) -> None:
 
 
 def _messy_dataset(root: Path, tiny: Path) -> Path:
-    """The tiny dataset with one of each label problem, a label without an image and an image without a label."""
+    """The tiny dataset with one of each label problem a run trains past (a class id beyond `names` stops it), a label
+    without an image and an image without a label."""
     shutil.copytree(tiny, root)
     labels = sorted((root / "labeled" / "labels").glob("*.txt"))
-    for path, (_, text, *_rest) in zip(labels, LABEL_CASES, strict=False):
+    cases = [case for case in LABEL_CASES if case[0] != "class id out of range"]
+    for path, (_, text, *_rest) in zip(labels, cases, strict=False):
         path.write_bytes(text.encode())
     labels[-1].unlink()  # an image without a label
     (root / "labeled" / "labels" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # a label without an image
@@ -310,7 +312,6 @@ def test_a_messy_labeled_split_trains_with_warnings_and_cleaned_copies(tiny_data
     out = result.stderr
     for words in (
         "4 columns instead of 5 (class xc yc w h), line dropped",
-        "class id 7 out of range (0..4), line dropped",
         "NaN or infinite value, line dropped",
         "box reaches outside the image, clipped to the image",
         "zero-area box, line dropped",

@@ -18,7 +18,7 @@ from yolossl.config import CycleConfig
 from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.images import unreadable_reason
-from yolossl.labels import SplitReport, check_split, log_split_report
+from yolossl.labels import SplitReport, check_class_ids, check_split, log_split_report
 from yolossl.leakage import find_leaks
 from yolossl.models import check_model_source
 from yolossl.runtime import resolve_device
@@ -61,6 +61,7 @@ def read_inputs(config: CycleConfig, config_path: Path) -> CycleInputs:
     reports = [check_split("train", labeled, spec.train, n_classes), check_split("val", val, spec.val, n_classes)]
     if spec.test:
         reports.append(check_split("test", test, spec.test, n_classes))
+    check_class_ids(reports, spec.yaml_path, n_classes)
     pool = scan_image_folders(config.unlabeled) if config.rounds else ImagePool(folders=())
     # A pool copy of a test image would be trained on and then scored: left out like a copy of val.
     leaks = find_leaks(pool.images, val + test, config.leakage) if config.rounds else {}
