@@ -141,3 +141,19 @@ def test_resume_from_another_folder_applies_what_can_change_and_refuses_the_rest
     assert "Resuming with workers 1 (started with workers 0)" in resumed.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["workers"] == 1
     assert f"Final model (round 0): {run / 'weights' / 'best.pt'}" in resumed.output
+
+
+def test_an_earlier_label_output_is_replaced_only_when_asked(tiny_weights: Path, tiny_dataset: Path, tmp_path) -> None:
+    """`label --out` over an earlier output is refused as `export` refuses it; --exist-ok replaces it, in one line."""
+    out = tmp_path / "lab1"
+    args = ["label", str(tiny_dataset / "unlabeled"), "--model", str(tiny_weights), "--out", str(out), "--imgsz", "64"]
+    assert runner.invoke(app, [*args, "-q"]).exit_code == 0
+    before = sorted(p.name for p in (out / "labels").iterdir())
+    again = runner.invoke(app, [*args, "--conf", "0.9", "-q"])
+    _one_line(again, f"{out}: exists and is not empty; choose a new --out folder (or --exist-ok to replace")
+    assert sorted(p.name for p in (out / "labels").iterdir()) == before
+    exported = runner.invoke(app, ["export", str(tiny_dataset / "data.yaml"), "-f", "yolo", "--out", str(out)])
+    _one_line(exported, f"{out}: exists and is not empty; choose a new --out folder (or --exist-ok to replace")
+    replaced = runner.invoke(app, [*args, "--conf", "0.9", "--exist-ok"])
+    assert replaced.exit_code == 0, replaced.stderr
+    assert f"{out}: an earlier output, replaced by this one (--exist-ok)" in replaced.stderr

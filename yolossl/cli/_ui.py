@@ -99,6 +99,14 @@ Quiet = Annotated[
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.", rich_help_panel=RUN)
 ]
+ExistOk = Annotated[
+    bool,
+    typer.Option(
+        "--exist-ok",
+        help="Replace an earlier yolossl output in --out (otherwise --out must be new or empty).",
+        rich_help_panel=DATA,
+    ),
+]
 DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralytics format).", rich_help_panel=DATA)]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from yolossl.cli._ui import DATA, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
+from yolossl.cli._ui import DATA, ExistOk, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
 
 WHAT, IMAGES = "What to export", "Images"
 Format = Annotated[
@@ -21,6 +21,7 @@ def export(
     out: Annotated[
         Path, typer.Option(help="A new folder for the export (images are linked into it).", rich_help_panel=DATA)
     ],
+    exist_ok: ExistOk = False,
     min_score: Annotated[
         float, typer.Option(help="Leave out pseudo boxes scoring below this.", rich_help_panel=WHAT)
     ] = 0.0,
@@ -67,7 +68,7 @@ def export(
         from yolossl.export import export_source
 
         written = export_source(
-            source, fmt, out, min_score, split, review, unlabeled or (), image_url_prefix, copy_images
+            source, fmt, out, min_score, split, review, unlabeled or (), image_url_prefix, copy_images, exist_ok
         )
         stdout.print(f"Exported to {written}")
 
@@ -76,6 +77,7 @@ def import_(
     path: Annotated[Path, typer.Argument(help="The tool's export: a JSON/XML file, a zip or a VOC folder.")],
     fmt: Format,
     out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.", rich_help_panel=DATA)],
+    exist_ok: ExistOk = False,
     images: Annotated[
         list[Path] | None,
         typer.Option(
@@ -98,4 +100,4 @@ def import_(
     with errors_as_one_line(verbose):
         from yolossl.export import import_annotations
 
-        stdout.print(f"Dataset written: {import_annotations(path, fmt, out, images, data)}")
+        stdout.print(f"Dataset written: {import_annotations(path, fmt, out, images, data, exist_ok)}")

@@ -19,6 +19,7 @@ from yolossl.cli._ui import (
     DataYaml,
     Device,
     Engine,
+    ExistOk,
     Imgsz,
     Quiet,
     RayAddress,
@@ -49,6 +50,7 @@ def label(
     out: Annotated[
         Path, typer.Option(help="Output folder: labels/, images/, record.csv, thresholds.json.", rich_help_panel=DATA)
     ],
+    exist_ok: ExistOk = False,
     data: DataYaml = None,
     conf: Conf = None,
     target_precision: TargetPrecision = None,
@@ -107,7 +109,7 @@ def label(
                 def advance(n: int) -> None:
                     progress.update(task, advance=n)
 
-            stats = label_folders(model, folders, out, settings, data=data, on_progress=advance)
+            stats = label_folders(model, folders, out, settings, data=data, on_progress=advance, exist_ok=exist_ok)
         per_class = ", ".join(f"{c}: {n}" for c, n in stats.kept_per_class.items())
         stdout.print(
             f"Labeled {stats.images} images in {stats.wall_time_s:.1f} s ({stats.images_per_s:.1f} img/s): "
