@@ -157,3 +157,42 @@ def test_an_earlier_label_output_is_replaced_only_when_asked(tiny_weights: Path,
     replaced = runner.invoke(app, [*args, "--conf", "0.9", "--exist-ok"])
     assert replaced.exit_code == 0, replaced.stderr
     assert f"{out}: an earlier output, replaced by this one (--exist-ok)" in replaced.stderr
+
+
+# ---------------------------------------------------------------- the smaller ones
+
+
+def test_an_image_given_as_the_unlabeled_folder_is_named_as_a_file(tiny_dataset: Path, tmp_path: Path) -> None:
+    image = next((tiny_dataset / "unlabeled").iterdir())
+    result = runner.invoke(app, ["cycle", "--data", str(tiny_dataset / "data.yaml"), "-u", str(image)])
+    _one_line(result, f"{image}: a file, not a folder; images are taken from folders (give its folder)")
+
+
+def test_a_pool_that_cannot_be_read_is_said_once(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The error line, not also the run log's "Stopped: ..." line on the terminal."""
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "a.jpg").write_text("not an image")
+    args = ["cycle", "--data", str(tiny_dataset / "data.yaml"), "-u", str(tmp_path / "fake"), "-q"]
+    result = runner.invoke(app, [*args, "--project", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "Stopped" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: no unlabeled image in {tmp_path / 'fake'} can be read"]
+    assert "Stopped: YolosslError" in next((tmp_path / "runs").glob("*/cycle.log")).read_text()
+
+
+def test_val_made_of_train_images_is_flagged(tiny_dataset: Path, caplog) -> None:
+    from yolossl.config import CycleConfig
+    from yolossl.cycle.inputs import log_inputs, read_inputs
+
+    data = tiny_dataset / "same.yaml"
+    data.write_text(yaml.safe_dump({"train": "labeled/images", "val": "labeled/images", "names": ["a"] * 5}))
+    log_inputs(read_inputs(CycleConfig(data=str(data), rounds=0), data))
+    assert "8 of the 8 val images are train images too (val is train)" in caplog.text
+
+
+def test_autobatch_is_refused_saying_why() -> None:
+    from yolossl.config import CycleConfig
+    from yolossl.errors import YolosslError
+
+    with pytest.raises(YolosslError, match=r"batch must be >= 1, got -1: Ultralytics' AutoBatch \(-1\) is not"):
+        CycleConfig(batch=-1)

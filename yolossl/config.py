@@ -203,7 +203,15 @@ class CycleConfig:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")
         _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")
-        _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(
+            self.batch >= 1,
+            f"batch must be >= 1, got {self.batch}"
+            + (
+                ": Ultralytics' AutoBatch (-1) is not supported, labeling and the online teacher need a fixed batch"
+                if self.batch < 0
+                else ""
+            ),
+        )
         _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _check(

@@ -92,6 +92,15 @@ def log_inputs(inputs: CycleInputs) -> None:
     )
     for report in inputs.reports:
         log_split_report(report)
+    shared = {os.path.realpath(i.path) for i in inputs.labeled} & {os.path.realpath(i.path) for i in inputs.val}
+    if shared:
+        logger.warning(
+            "%d of the %d val images are train images too%s: val then scores what was trained on, and the round guard, "
+            "the thresholds and best.pt are chosen on it; give val its own images",
+            len(shared),
+            len(inputs.val),
+            " (val is train)" if len(shared) == len(inputs.val) else "",
+        )
     if inputs.leaks:
         example = next(iter(inputs.leaks.items()))
         logger.warning(

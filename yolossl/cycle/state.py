@@ -156,8 +156,11 @@ def logging_to_run_folder(run_dir: Path) -> Iterator[None]:
     engine.addHandler(handler)
     try:
         yield
-    except BaseException as e:
-        logging.getLogger(__name__).error("Stopped: %s: %s", type(e).__name__, e)
+    except BaseException as e:  # said in cycle.log only: the caller gets the error itself (the CLI prints it once)
+        logger = logging.getLogger(__name__)
+        handler.handle(
+            logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "Stopped: %s: %s", (type(e).__name__, e), None)
+        )
         raise
     finally:
         for each in handlers:
