@@ -162,6 +162,12 @@ def test_an_earlier_label_output_is_replaced_only_when_asked(tiny_weights: Path,
 # ---------------------------------------------------------------- the smaller ones
 
 
+def test_help_shows_flags_without_a_value_an_example_and_no_repository_path() -> None:
+    result = runner.invoke(app, ["cycle", "--help"], terminal_width=200)
+    assert "<bool>" not in result.output and "Example: yolossl cycle --data data.yaml" in result.output
+    assert "docs/" not in result.output and "python -m yolossl.cli.reference" in result.output
+
+
 def test_an_image_given_as_the_unlabeled_folder_is_named_as_a_file(tiny_dataset: Path, tmp_path: Path) -> None:
     image = next((tiny_dataset / "unlabeled").iterdir())
     result = runner.invoke(app, ["cycle", "--data", str(tiny_dataset / "data.yaml"), "-u", str(image)])
@@ -196,3 +202,19 @@ def test_autobatch_is_refused_saying_why() -> None:
 
     with pytest.raises(YolosslError, match=r"batch must be >= 1, got -1: Ultralytics' AutoBatch \(-1\) is not"):
         CycleConfig(batch=-1)
+
+
+def test_the_training_bar_shows_no_images_per_second() -> None:
+    from rich.progress import Progress
+
+    from yolossl.cli._ui import SpeedColumn
+
+    progress = Progress()
+    epochs = progress.add_task("round 0: training epochs", total=10, unit=None)
+    images = progress.add_task("round 1: pseudo-labeling", total=100, unit="img/s")
+    for task in (epochs, images):
+        progress.update(task, advance=1)
+        progress.update(task, advance=1)
+    column = SpeedColumn()
+    assert str(column.render(progress.tasks[epochs])) == ""
+    assert str(column.render(progress.tasks[images])).endswith(" img/s")

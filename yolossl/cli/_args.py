@@ -23,7 +23,19 @@ _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
 class KeyValueCommand(TyperCommand):
-    """A typer command that also takes its options as `name=value`."""
+    """A typer command that also takes its options as `name=value`; its flags show no `<bool>` value in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "is_flag", False):  # --tta takes no value: typer would show one
+                param.display_type_rich = _no_type
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.display_type_rich = _no_type
+        return option
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from yolossl.cli._ui import print_error
@@ -79,6 +91,10 @@ def _unknown(arg: str, name: str, options: dict[str, Any], negations: dict[str, 
     if "train_arg" in options:
         return f"{arg}: not an option of this command; an Ultralytics training argument goes as --train-arg {arg}"
     return f"{arg}: not an option of this command (see --help)"
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 def _is_option(param: Any) -> bool:

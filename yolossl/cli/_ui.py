@@ -33,7 +33,7 @@ DATA, PSEUDO, TRAINING, ONLINE, OFFLINE, RUN, ADVANCED = (
     "Run and output",
     "Advanced",
 )
-DOCS_EPILOG = "Every option in detail: docs/options.md and docs/how-it-works.md (mkdocs serve)."
+DOCS_EPILOG = "Every option of every command, in detail: python -m yolossl.cli.reference (the docs' options page)."
 
 # Options that several commands take, declared once.
 Imgsz = Annotated[
@@ -179,10 +179,12 @@ def print_error(message: str, suffix: str = "") -> None:
 
 
 class SpeedColumn(ProgressColumn):
-    """Images per second, as rich measures it over the last updates."""
+    """The speed in the task's `unit` (img/s), as rich measures it over the last updates; none for a task without one
+    (training counts epochs, not images)."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.0f} img/s" if task.speed else "", style="progress.data.speed")
+        unit = task.fields.get("unit")
+        return Text(f"{task.speed:.0f} {unit}" if task.speed and unit else "", style="progress.data.speed")
 
 
 def progress_bar(quiet: bool) -> Progress | None:

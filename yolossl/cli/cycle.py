@@ -292,7 +292,9 @@ def cycle(
     verbose: Verbose = False,
 ) -> None:
     """Train on the labels, then on the unlabeled folders too, pseudo-labeled on the fly by the model's EMA teacher
-    (--mode offline: pseudo-label, merge, retrain for --rounds)."""
+    (--mode offline: pseudo-label, merge, retrain for --rounds).
+
+    Example: yolossl cycle --data data.yaml -u /mnt/cams --model yolo11n.pt (or data=data.yaml unlabeled=/mnt/cams)"""
     given = dict(locals())  # the options, under CycleConfig's names (None: not given)
     setup_logging(quiet, verbose)
     run_dir = [resume] if resume is not None else []  # the run folder, once known: a stopped run names it
@@ -366,7 +368,10 @@ def _progress_callback(progress: Any) -> Any:
             return
         key = (event.round, event.step)
         if key not in tasks:
-            tasks[key] = progress.add_task(f"round {event.round}: {_STEP_TITLES[event.step]}", total=event.total)
+            unit = None if event.step == "train" else "img/s"
+            tasks[key] = progress.add_task(
+                f"round {event.round}: {_STEP_TITLES[event.step]}", total=event.total, unit=unit
+            )
         progress.update(tasks[key], completed=event.done)
 
     return on_progress

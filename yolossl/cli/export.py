@@ -62,6 +62,8 @@ def export(
     """Write pseudo-labels (or a dataset) for review in CVAT, Label Studio, or as COCO / VOC / YOLO.
 
     Images keep the names they have under their folder (cams/a/0001.jpg), so a task made from your own images matches.
+
+    Example: yolossl export runs/cycle/exp/round_3 -f labelstudio --out review/ --review 200
     """
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
@@ -95,7 +97,9 @@ def import_(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Read reviewed labels back into a YOLO dataset, ready for `yolossl cycle --data OUT/data.yaml`."""
+    """Read reviewed labels back into a YOLO dataset, ready for `yolossl cycle --data OUT/data.yaml`.
+
+    Example: yolossl import review/export.json -f labelstudio --out reviewed/ --data data.yaml"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.export import import_annotations

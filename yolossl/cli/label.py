@@ -78,7 +78,9 @@ def label(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Write YOLO pseudo-labels and a per-box record for every image in FOLDERS."""
+    """Write YOLO pseudo-labels and a per-box record for every image in FOLDERS.
+
+    Example: yolossl label /mnt/cams -m runs/cycle/exp/weights/best.pt --out pseudo/ --data data.yaml"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.label import LabelSettings
@@ -104,7 +106,7 @@ def label(
         with progress or nullcontext():
             advance = None
             if progress is not None:
-                task = progress.add_task("labeling", total=None)
+                task = progress.add_task("labeling", total=None, unit="img/s")
 
                 def advance(n: int) -> None:
                     progress.update(task, advance=n)
