@@ -218,3 +218,27 @@ def test_the_training_bar_shows_no_images_per_second() -> None:
     column = SpeedColumn()
     assert str(column.render(progress.tasks[epochs])) == ""
     assert str(column.render(progress.tasks[images])).endswith(" img/s")
+
+
+def test_yolo_import_takes_a_folder_and_says_what_it_cleaned(tiny_dataset: Path, tmp_path: Path) -> None:
+    """`import -f yolo` of an export's folder, as the help promises; a duplicated box, dropped, is said (COCO, CVAT
+    and VOC keep every box, so a count that differs has a reason)."""
+    label = next((tiny_dataset / "labeled" / "labels").iterdir())
+    label.write_text(label.read_text() * 2)
+    out = tmp_path / "yolo"
+    exported = runner.invoke(app, ["export", str(tiny_dataset / "data.yaml"), "-f", "yolo", "--out", str(out)])
+    assert exported.exit_code == 0, exported.stderr
+    assert "label line(s) cleaned as a cycle trains on them (" in exported.stderr
+    assert "x duplicate box, dropped" in exported.stderr
+    imported = runner.invoke(app, ["import", str(out), "-f", "yolo", "--out", str(tmp_path / "back"), "-q"])
+    assert imported.exit_code == 0, imported.stderr
+    assert (tmp_path / "back" / "data.yaml").is_file()
+
+
+def test_exporting_a_labeling_without_boxes_says_why(tiny_weights: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "none"
+    args = ["label", str(tiny_dataset / "unlabeled"), "-m", str(tiny_weights), "--out", str(out), "--imgsz", "64"]
+    assert runner.invoke(app, [*args, "--conf", "0.999", "--uncertain-low", "0.999", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["export", str(out), "-f", "coco", "--out", str(tmp_path / "coco")])
+    assert result.exit_code == 0, result.stderr
+    assert f"{out}: no kept or uncertain box in {out / 'record.csv'}, so no image to export" in result.stderr

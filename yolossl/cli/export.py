@@ -76,7 +76,10 @@ def export(
 
 
 def import_(
-    path: Annotated[Path, typer.Argument(help="The tool's export: a JSON/XML file, a zip or a VOC folder.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="The tool's export: a JSON/XML file, a zip, a VOC folder, a YOLO folder or data YAML."),
+    ],
     fmt: Format,
     out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.", rich_help_panel=DATA)],
     exist_ok: ExistOk = False,

@@ -321,7 +321,10 @@ def _read(path: Path, fmt: str, images_dir: Path, names: dict[int, str] | None) 
 
 
 def _read_yolo(data_yaml: Path) -> Annotations:
-    """A YOLO export's train split, named under its folders, all of which (and every image and label) lie beside it."""
+    """A YOLO export (its data YAML, or the folder holding it as data.yaml)'s train split, named under its folders, all
+    of which (and every image and label) lie beside it."""
+    if data_yaml.is_dir() and not data_yaml.is_symlink():
+        data_yaml = data_yaml / "data.yaml"
     require_regular_file(data_yaml, "a data YAML")
     root = data_yaml.parent
     spec = load_data_yaml(data_yaml)
