@@ -242,3 +242,13 @@ def test_exporting_a_labeling_without_boxes_says_why(tiny_weights: Path, tiny_da
     result = runner.invoke(app, ["export", str(out), "-f", "coco", "--out", str(tmp_path / "coco")])
     assert result.exit_code == 0, result.stderr
     assert f"{out}: no kept or uncertain box in {out / 'record.csv'}, so no image to export" in result.stderr
+
+
+def test_the_bench_checks_device_model_and_training_arguments_before_its_folder(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = str(tiny_dataset / "data.yaml")
+    _one_line(runner.invoke(app, ["bench", f"data={data}", "device=foo", "seeds=1"]), "--device foo: not a device")
+    _one_line(runner.invoke(app, ["bench", "--data", data, "--train-arg", "mosaik=0.5"]), "did you mean mosaic?")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
