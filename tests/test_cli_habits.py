@@ -121,14 +121,16 @@ def test_labels_beyond_names_stop_the_run_in_one_line(tiny_dataset: Path, tmp_pa
 def test_resume_from_another_folder_applies_what_can_change_and_refuses_the_rest(
     tiny_dataset: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    """config.yaml keeps absolute paths, so `--resume /abs/run` works from anywhere; --imgsz and --conf given with it
-    are refused by name rather than ignored; --device and --workers apply."""
+    """config.yaml keeps absolute paths, so `--resume /abs/run` works from anywhere (here adding a round to a run
+    started elsewhere with relative paths); --imgsz and --conf given with it are refused by name rather than ignored;
+    --device and --workers apply."""
     started, elsewhere = tmp_path / "a", tmp_path / "b"
     started.mkdir()
     elsewhere.mkdir()
     monkeypatch.chdir(started)
-    relative = ["--data", "../tiny/data.yaml", "--rounds", "0", "--epochs", "1", "--imgsz", "64", "--batch", "8"]
-    args = [*relative, "--mode", "offline", "--device", "cpu", "--workers", "0", "--name", "r", "-q"]
+    relative = ["--data", "../tiny/data.yaml", "-u", "../tiny/unlabeled", "--rounds", "0", "--epochs", "1"]
+    args = [*relative, "--round-epochs", "1", "--imgsz", "64", "--batch", "8", "--mode", "offline", "--conf", "0.003"]
+    args += ["--uncertain-low", "0.002", "--device", "cpu", "--workers", "0", "--name", "r", "-q"]
     assert runner.invoke(app, ["cycle", *args]).exit_code == 0
     run = started / "runs" / "cycle" / "r"
     assert yaml.safe_load((run / "config.yaml").read_text())["data"] == str(tiny_dataset / "data.yaml")
@@ -136,11 +138,12 @@ def test_resume_from_another_folder_applies_what_can_change_and_refuses_the_rest
     monkeypatch.chdir(elsewhere)
     refused = runner.invoke(app, ["cycle", "--resume", str(run), "--imgsz", "96", "--conf", "0.3"])
     _one_line(refused, f"--resume continues {run} with the options it started with: --conf, --imgsz cannot change")
-    resumed = runner.invoke(app, ["cycle", "--resume", str(run), "--device", "cpu", "--workers", "1"])
+    resumed = runner.invoke(app, ["cycle", "--resume", str(run), "--rounds", "1", "--device", "cpu", "--workers", "1"])
     assert resumed.exit_code == 0, resumed.stderr
     assert "Resuming with workers 1 (started with workers 0)" in resumed.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["workers"] == 1
-    assert f"Final model (round 0): {run / 'weights' / 'best.pt'}" in resumed.output
+    assert (run / "round_1" / "metrics.json").is_file() and f"{run / 'weights' / 'best.pt'}" in resumed.output
+    assert not (elsewhere / "runs").exists()
 
 
 def test_an_earlier_label_output_is_replaced_only_when_asked(tiny_weights: Path, tiny_dataset: Path, tmp_path) -> None:
@@ -174,16 +177,32 @@ def test_an_image_given_as_the_unlabeled_folder_is_named_as_a_file(tiny_dataset:
     _one_line(result, f"{image}: a file, not a folder; images are taken from folders (give its folder)")
 
 
-def test_a_pool_that_cannot_be_read_is_said_once(tiny_dataset: Path, tmp_path: Path) -> None:
-    """The error line, not also the run log's "Stopped: ..." line on the terminal."""
+def test_a_pool_that_cannot_be_read_is_one_line_and_no_run_folder(tiny_dataset: Path, tmp_path: Path) -> None:
+    """It used to print its error twice (the run log's "Stopped: ..." line too) and leave a run folder."""
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "a.jpg").write_text("not an image")
     args = ["cycle", "--data", str(tiny_dataset / "data.yaml"), "-u", str(tmp_path / "fake"), "-q"]
     result = runner.invoke(app, [*args, "--project", str(tmp_path / "runs")])
-    assert result.exit_code == 2 and "Stopped" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: no unlabeled image in {tmp_path / 'fake'} can be read"]
-    assert "Stopped: YolosslError" in next((tmp_path / "runs").glob("*/cycle.log")).read_text()
+    _one_line(result, f"no unlabeled image in {tmp_path / 'fake'} can be read (e.g. {tmp_path / 'fake' / 'a.jpg'}: ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_stopped_run_says_why_in_cycle_log_and_leaves_the_terminal_to_the_caller(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """The caller gets the error (the CLI prints it once); the "Stopped: ..." line is for cycle.log alone, even where
+    the run's warnings go to stderr (no logging set up)."""
+    import logging
+
+    from yolossl.cycle.state import logging_to_run_folder
+    from yolossl.errors import YolosslError
+
+    monkeypatch.setattr(logging.getLogger("yolossl"), "handlers", [])
+    monkeypatch.setattr(logging.getLogger("yolossl"), "propagate", False)
+    with pytest.raises(YolosslError), logging_to_run_folder(tmp_path):
+        raise YolosslError("disk gone")
+    assert "Stopped" not in capsys.readouterr().err
+    assert "Stopped: YolosslError: disk gone" in (tmp_path / "cycle.log").read_text()
 
 
 def test_val_made_of_train_images_is_flagged(tiny_dataset: Path, caplog) -> None:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from yolossl.config import CycleConfig, save_config
-from yolossl.cycle.inputs import check_run_settings, read_inputs
+from yolossl.cycle.inputs import check_run_settings, check_some_readable, read_inputs
 from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
 from yolossl.cycle.online import OnlineCycle
@@ -64,6 +64,7 @@ def run_cycle(
     config = _absolute_paths(_with_demo_data(config))
     run_dir = new_run_dir(Path(config.project), config.name, taken_hint=", or continue it with --resume {run_dir}")
     inputs = read_inputs(config, run_dir / CONFIG_FILE)  # every input checked before any folder is made
+    check_some_readable(inputs)
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / CONFIG_FILE)
     logger.info("Run folder: %s", run_dir)

@@ -111,6 +111,18 @@ def log_inputs(inputs: CycleInputs) -> None:
         )
 
 
+def check_some_readable(inputs: CycleInputs) -> None:
+    """A new run's pool none of whose images can be read: one line before the run folder exists. `all` stops at the
+    first readable image (one header read for a pool that is fine); the run checks each (`leave_out_unreadable`)."""
+    images = inputs.pool.images
+    if images and all(unreadable_reason(item.path) for item in images):
+        first = images[0].path
+        raise YolosslError(
+            f"no unlabeled image in {', '.join(inputs.config.unlabeled)} can be read "
+            f"(e.g. {first}: {unreadable_reason(first)})"
+        )
+
+
 def leave_out_unreadable(inputs: CycleInputs, known: dict[str, str] | None = None) -> dict[str, str]:
     """Find the pool images that cannot be read (header checks, in threads), warn once naming each, and leave them
     out of `inputs.pool`. `known`: what an earlier start of the same run found (a resume does not check again)."""
