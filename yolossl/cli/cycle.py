@@ -118,7 +118,7 @@ def cycle(
     round_epochs: Annotated[
         int | None,
         typer.Option(
-            help=f"Epochs of each offline round; sets the online run's length. Default: {D.round_epochs}.",
+            help=f"Epochs of each offline round; online: the run's steps are those rounds'. Default: {D.round_epochs}.",
             rich_help_panel=TRAINING,
         ),
     ] = None,
