@@ -375,6 +375,7 @@ def test_unwritable_output_folder(tiny_dataset: Path, tmp_path: Path) -> None:
     blocker.write_text("")
     result = _cycle("--data", str(tiny_dataset / "data.yaml"), "--rounds", "0", "--project", str(blocker / "runs"))
     _one_line_error(result, f"{blocker / 'runs'}")
+    assert "--resume" not in result.stderr  # no run folder was made: nothing to continue
 
 
 def test_disk_full_stops_in_one_line_and_resume_finishes(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
