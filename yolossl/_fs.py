@@ -134,7 +134,7 @@ def check_output_dir(out: Path, exist_ok: bool = False) -> None:
     """The one rule for `--out` (label, export, import): a new or empty folder; with `exist_ok`, also an earlier output
     of yolossl, replaced whole once the new one is built (said in one line). A folder yolossl did not build never is.
     """
-    if not out.exists() or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     if not exist_ok:
         raise YolosslError(

@@ -10,8 +10,8 @@ positional argument that exists on disk is left alone, and so is the value of an
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from pathlib import Path
 from typing import Any
 
 from typer.core import TyperCommand
@@ -56,7 +56,7 @@ def key_values_as_options(params: list[Any], args: list[str]) -> list[str]:
     rewritten: list[str] = []
     after_option = False  # the previous argument is an option that takes a value: this one is that value
     for arg in args:
-        match = None if after_option or arg == "--" or Path(arg).exists() else _KEY_VALUE.match(arg)
+        match = None if after_option or arg == "--" or os.path.exists(arg) else _KEY_VALUE.match(arg)
         after_option = arg in takes_value
         if match is None:
             rewritten.append(arg)
