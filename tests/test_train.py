@@ -54,6 +54,8 @@ def test_device_passes_through_as_given(monkeypatch) -> None:
     assert resolve_device("0,1") == "0,1"  # Ultralytics launches multi-GPU training from this
     assert resolve_device("cuda") == "cuda"
     assert resolve_device("cpu") == "cpu"
+    with pytest.raises(YolosslError, match=r"--device 0,2: this machine has 2 CUDA device\(s\), 0..1"):
+        resolve_device("0,2")
 
 
 @pytest.mark.parametrize(
