@@ -169,6 +169,8 @@ def test_help_shows_flags_without_a_value_an_example_and_no_repository_path() ->
     result = runner.invoke(app, ["cycle", "--help"], terminal_width=200)
     assert "<bool>" not in result.output and "Example: yolossl cycle --data data.yaml" in result.output
     assert "docs/" not in result.output and "python -m yolossl.cli.reference" in result.output
+    assert "[OPTIONS] [FOLDERS]..." in result.output
+    assert "[OPTIONS] SOURCE" in runner.invoke(app, ["export", "--help"], terminal_width=200).output  # not {source}
 
 
 def test_an_image_given_as_the_unlabeled_folder_is_named_as_a_file(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 from yolossl.errors import YolosslError
 
 _KEY_VALUE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
+_ARGUMENT = re.compile(r"^([{\[])(\w+)[}\]]")
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
@@ -36,6 +37,10 @@ class KeyValueCommand(TyperCommand):
         if option is not None:
             option.display_type_rich = _no_type
         return option
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """Arguments as click writes them (SOURCE, [FOLDERS]...), not as typer's `{source}`, a placeholder look."""
+        return [_ARGUMENT.sub(_usage_name, piece) for piece in super().collect_usage_pieces(ctx)]
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from yolossl.cli._ui import print_error
@@ -91,6 +96,11 @@ def _unknown(arg: str, name: str, options: dict[str, Any], negations: dict[str, 
     if "train_arg" in options:
         return f"{arg}: not an option of this command; an Ultralytics training argument goes as --train-arg {arg}"
     return f"{arg}: not an option of this command (see --help)"
+
+
+def _usage_name(match: re.Match[str]) -> str:
+    name = match.group(2).upper()
+    return name if match.group(1) == "{" else f"[{name}]"
 
 
 def _no_type(ctx: Any) -> None:
