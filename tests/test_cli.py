@@ -130,28 +130,43 @@ def test_no_data_runs_the_bundled_demo(tmp_path: Path, monkeypatch) -> None:
     assert saved["train_args"] == {"nbs": 16} and saved["imgsz"] == 64  # the demo's settings, the command line's imgsz
 
 
-def test_the_summary_table_shows_what_the_online_teacher_did_each_round(tmp_path: Path, capsys) -> None:
-    """Online rounds: the teacher's targets per class and the epochs a class had no threshold, beside the pool's
-    labeling; with the unsure boxes left out of the labels (`uncertain keep`), no masked count to show."""
+def test_the_summary_table_fits_80_columns_and_the_detail_is_in_summary_csv(tmp_path: Path, monkeypatch) -> None:
+    """At 80 columns every round's val and test mAP50-95 show in full, with the verdict; the per-class boxes and what
+    the online teacher did each round are in summary.csv (and the report), not in cells cut to `0…`."""
+    import io
+    import sys
+
+    from rich.console import Console
+
     from yolossl.cli.cycle import print_summary
     from yolossl.config import CycleConfig
-    from yolossl.cycle import CycleResult, RoundResult
+    from yolossl.cycle import CycleResult, RoundResult, summary_csv
     from yolossl.cycle.results import TeacherRound
     from yolossl.train import Metrics
 
-    def round_result(index: int, teacher: TeacherRound | None) -> RoundResult:
+    def round_result(index: int, teacher: TeacherRound | None, accepted: bool = True) -> RoundResult:
         return RoundResult(
-            index, 10, 5 * index, 7 * index, {"a": 7 * index, "b": 0}, 3 * index, 0, Metrics(0.5, 0.3, 0.6, 0.4),
-            tmp_path / "w.pt", tmp_path / "d.yaml", 12.0, teacher=teacher,
+            index, 10, 5 * index, 7 * index, {"circle": 7 * index, "square": 0}, 3 * index, 0,
+            Metrics(0.5, 0.3 + index / 100, 0.6, 0.4), tmp_path / "w.pt", tmp_path / "d.yaml", 12.0,
+            accepted=accepted, teacher=teacher, test=Metrics(0.4, 0.2 + index / 100, 0.5, 0.3),
         )  # fmt: skip
 
-    teacher = TeacherRound(epochs=5, kept={"a": 40, "b": 0}, seen={"a": 50, "b": 30}, epochs_without_threshold={"b": 5})
-    config = CycleConfig(data="d.yaml")  # online: uncertain keep
-    print_summary(CycleResult(tmp_path, config, ["a", "b"], [round_result(0, None), round_result(1, teacher)]))
-    table = capsys.readouterr().out
-    assert "teacher kept" in table and "a:40 b:0 (50%)" in table and "b:5" in table
-    assert "imgs masked" not in table
-    offline = CycleConfig(data="d.yaml", mode="offline")  # uncertain mask: the masked count is shown
-    print_summary(CycleResult(tmp_path, offline, ["a", "b"], [round_result(0, None), round_result(1, None)]))
-    table = capsys.readouterr().out
-    assert "3 (0 imgs masked)" in table and "teacher kept" not in table
+    teacher = TeacherRound(5, {"circle": 40, "square": 0}, {"circle": 50, "square": 30}, {"square": 5})
+    rounds = [round_result(0, None), round_result(1, teacher), round_result(2, teacher, accepted=False)]
+    run = tmp_path / "runs" / "cycle" / "a-long-run-name"
+    result = CycleResult(run, CycleConfig(data="d.yaml"), ["circle", "square"], rounds)
+    out = io.StringIO()
+    monkeypatch.setattr(sys.modules["yolossl.cli.cycle"], "stdout", Console(file=out, width=80))
+    print_summary(result)
+    text = out.getvalue()
+    paths = ("yolossl cycle:", "Final model", "On the test split", "Summary")  # lines that end in a path: not cut
+    table = [line for line in text.splitlines() if not line.startswith(paths)]
+    assert max(len(line) for line in table) <= 80 and "…" not in text
+    header = next(line for line in table if "val mAP50-95" in line)
+    for words in ("round", "images", "pseudo boxes", "test mAP50-95", "time", "verdict"):
+        assert words in header
+    for index, verdict in ((0, "accepted"), (1, "best"), (2, "rejected")):
+        row = next(line.split() for line in table if line.split()[:1] == [str(index)])
+        assert row[3:5] == [f"{0.3 + index / 100:.3f}", f"{0.2 + index / 100:.3f}"] and row[-1] == verdict
+    csv = summary_csv(rounds, result.class_names)
+    assert "boxes_circle" in csv and "teacher_kept_circle" in csv and "teacher_no_thr" in csv

@@ -125,6 +125,23 @@ def test_an_explicit_conf_turns_the_default_target_precision_off(tmp_path: Path)
     assert resolve_config({}, cfg).target_precision is None
 
 
+def test_the_python_api_follows_the_same_conf_rule_as_the_command_line() -> None:
+    """`CycleConfig(conf=0.005)` thresholds at 0.005 (not at the 0.8 target precision it used to keep); with both
+    set, the target precision picks per class; the saved config reads back to the same choice."""
+    from yolossl.label.pseudo import choose_thresholds
+
+    alone = CycleConfig(conf=0.005)
+    assert alone.target_precision is None
+    thresholds = choose_thresholds(None, [], alone.label_settings(), n_classes=2)  # type: ignore[arg-type]
+    assert thresholds.kept == {0: 0.005, 1: 0.005} and thresholds.rule == "conf >= 0.005"
+    assert CycleConfig(conf=0.25).target_precision is None  # the default's value, chosen: still one threshold
+    assert CycleConfig(conf=0.1, target_precision=0.9).target_precision == 0.9
+    assert CycleConfig().target_precision == 0.8
+    for config in (alone, CycleConfig(), CycleConfig(conf=0.1, target_precision=0.9)):
+        assert CycleConfig(**config.to_dict()) == config
+        assert type(config.conf) is float  # a plain number in config.yaml
+
+
 def test_the_pseudo_aware_loss_turns_uncertain_boxes_into_ignore_regions_unless_told(tmp_path: Path) -> None:
     # online (the default): the rounds' pool labeling is for review, in real pixels; offline it trains, grey-masked
     assert (resolve_config({}).loss, resolve_config({}).uncertain) == ("ultralytics", "keep")

@@ -523,3 +523,35 @@ def test_a_second_process_on_a_busy_run_folder_is_refused_and_the_lock_dies_with
         holder.wait()
     with run_lock(run):  # free again, at once: the kernel dropped the dead holder's lock
         assert (run / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_a_python_caller_sees_the_runs_warnings_and_ultralytics_only_when_asked(tmp_path: Path, capsys, monkeypatch):
+    """As a library logs: with no handler for yolossl's logger (a plain script), a run's warnings still reach stderr
+    (cycle.log's handler used to swallow them), INFO goes to cycle.log only, and Ultralytics' per-epoch output is
+    quiet while the run executes unless its level was chosen (DEBUG: all of it)."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    from yolossl.cycle.state import logging_to_run_folder
+
+    package, log = logging.getLogger("yolossl"), logging.getLogger("yolossl.cycle.loop")
+    monkeypatch.setattr(package, "handlers", [])
+    monkeypatch.setattr(package, "propagate", False)  # reaches no handler, as when logging is not set up
+    level = LOGGER.level
+    try:
+        LOGGER.setLevel(logging.INFO)  # as Ultralytics sets itself up
+        with logging_to_run_folder(tmp_path):
+            assert LOGGER.level == logging.WARNING
+            log.warning("Round 1: no pseudo-labels (every class out of reach)")
+            log.info("Round 1: training")
+        assert LOGGER.level == logging.INFO
+        LOGGER.setLevel(logging.DEBUG)  # asked for
+        with logging_to_run_folder(tmp_path):
+            assert LOGGER.level == logging.DEBUG
+    finally:
+        LOGGER.setLevel(level)
+    err = capsys.readouterr().err
+    assert "Round 1: no pseudo-labels (every class out of reach)" in err and "training" not in err
+    assert "Round 1: training" in (tmp_path / "cycle.log").read_text()
+    assert package.handlers == []

@@ -48,14 +48,30 @@ def test_the_cli_keeps_every_core_torch_would_use() -> None:
     assert ours.stdout.strip().splitlines()[-1] == f"CPU ({int(default.stdout)} torch threads)"
 
 
-def test_device_passes_through_as_given() -> None:
+def test_device_passes_through_as_given(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("0,1") == "0,1"  # Ultralytics launches multi-GPU training from this
+    assert resolve_device("cuda") == "cuda"
     assert resolve_device("cpu") == "cpu"
+    with pytest.raises(YolosslError, match=r"--device 0,2: this machine has 2 CUDA device\(s\), 0..1"):
+        resolve_device("0,2")
 
 
-def test_asking_for_cuda_without_it_is_said(monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", "--device cuda: CUDA is not available on this machine; use --device cpu"),
+        ("0", "--device 0: CUDA is not available"),
+        ("foo", "--device foo: not a device (cpu, mps, cuda, 0, 0,1, cuda:0)"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_refused_as_typed(device: str, message: str, monkeypatch) -> None:
+    """Not Ultralytics' "Invalid CUDA 'device=0'" from inside the first training, nor a CPU fallback."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert "CUDA is not available" in describe_device("0")
+    with pytest.raises(YolosslError) as info:
+        resolve_device(device)
+    assert message in str(info.value)
 
 
 def test_yaml_model_builds_offline() -> None:
@@ -76,7 +92,7 @@ def test_unavailable_named_weights_give_one_clear_error(tmp_path: Path, monkeypa
 
 
 def test_model_must_be_pt_or_yaml() -> None:
-    with pytest.raises(YolosslError, match=r"must be a \.pt weights file or a \.yaml"):
+    with pytest.raises(YolosslError, match=r"model.onnx: a model is a \.pt weights file or a \.yaml model config"):
         load_model("model.onnx")
 
 

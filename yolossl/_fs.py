@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from yolossl.errors import YolosslError
+
+logger = logging.getLogger(__name__)
 
 BUILD_MARKER = ".yolossl-build"  # in every folder yolossl builds: the only folders it ever deletes
 _MARKER_TEXT = "Built by yolossl; it may replace or delete this folder.\n"
@@ -125,6 +128,20 @@ def _check_ours(folder: Path) -> None:
             f"{folder}: exists and was not built by yolossl (no {BUILD_MARKER} in it); "
             "yolossl never deletes it: move it away or choose another --out"
         )
+
+
+def check_output_dir(out: Path, exist_ok: bool = False) -> None:
+    """The one rule for `--out` (label, export, import): a new or empty folder; with `exist_ok`, also an earlier output
+    of yolossl, replaced whole once the new one is built (said in one line). A folder yolossl did not build never is.
+    """
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not exist_ok:
+        raise YolosslError(
+            f"{out}: exists and is not empty; choose a new --out folder (or --exist-ok to replace an earlier output)"
+        )
+    _check_ours(out)
+    logger.warning("%s: an earlier output, replaced by this one (--exist-ok)", out)
 
 
 def is_ours(folder: Path) -> bool:

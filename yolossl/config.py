@@ -31,6 +31,13 @@ LEAKAGE_MODES = ("hash", "phash", "off")
 MODES = ("offline", "online")
 
 
+class _Default(float):
+    """A default left as it is: equal to its value, but `CycleConfig` can tell it from the same value chosen."""
+
+
+_CONF, _TARGET_PRECISION = _Default(0.25), _Default(0.8)
+
+
 @dataclass
 class CycleConfig:
     """Everything a cycle needs; training options keep Ultralytics' names and meanings."""
@@ -43,9 +50,10 @@ class CycleConfig:
     """Pseudo-label rounds after the supervised round 0."""
     model: str = "yolo11n.yaml"
     """Start model: a .yaml builds from scratch (offline); a .pt is pretrained or a previous run."""
-    conf: float = 0.25
-    """Keep predicted boxes scoring at least this, for every class, when `target_precision` is None."""
-    target_precision: float | None = 0.8
+    conf: float = _CONF
+    """Keep predicted boxes scoring at least this, for every class, when `target_precision` is None. Set without
+    `target_precision`, it is that one threshold (`target_precision` None), as `--conf` is on the command line."""
+    target_precision: float | None = _TARGET_PRECISION
     """Pick each class's threshold as the lowest reaching this precision on val; None: use `conf`.
     Chosen by measurement (benchmarks/RESULTS.md): one global threshold either floods a round with a
     weak class's mistakes or starves the strong classes."""
@@ -179,6 +187,9 @@ class CycleConfig:
     unlabeled batch. As many as the run's epochs: the same trainer and teacher without unlabeled images, a control."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.target_precision, _Default) and not isinstance(self.conf, _Default):
+            self.target_precision = None  # a conf chosen alone is one threshold: the option the user set wins
+        self.conf, self.target_precision = _chosen(self.conf), _chosen(self.target_precision)
         if self.uncertain is None:  # ignore regions (pseudo-aware loss, online teacher) replace the grey
             self.uncertain = "keep" if self.loss == "pseudo-aware" or self.mode == "online" else "mask"
         _check(self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}")
@@ -201,7 +212,15 @@ class CycleConfig:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.round_epochs >= 1, f"round_epochs must be >= 1, got {self.round_epochs}")
         _check(self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}")
-        _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(
+            self.batch >= 1,
+            f"batch must be >= 1, got {self.batch}"
+            + (
+                ": Ultralytics' AutoBatch (-1) is not supported, labeling and the online teacher need a fixed batch"
+                if self.batch < 0
+                else ""
+            ),
+        )
         _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _check(
@@ -289,6 +308,11 @@ class CycleConfig:
 
 # Ultralytics arguments that the cycle itself decides for each round.
 _OWNED_TRAIN_ARGS = frozenset({"data", "model", "project", "name", "exist_ok", "resume", "epochs", "imgsz", "batch"})
+
+
+def _chosen(value: Any) -> Any:
+    """A default as the plain value it stands for (once `__post_init__` has read which options were chosen)."""
+    return float(value) if isinstance(value, _Default) else value
 
 
 def _check(ok: bool, message: str) -> None:

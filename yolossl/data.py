@@ -237,6 +237,8 @@ def scan_image_folders(folders: Sequence[str | Path]) -> ImagePool:
     resolved = []
     for folder in folders:
         folder = Path(folder).expanduser()
+        if folder.is_file():
+            raise YolosslError(f"{folder}: a file, not a folder; images are taken from folders (give its folder)")
         if not folder.is_dir():
             raise YolosslError(f"{folder}: unlabeled folder not found")
         resolved.append(folder)

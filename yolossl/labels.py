@@ -27,9 +27,11 @@ import numpy as np
 
 from yolossl._fs import NotARegularFile, read_regular_file
 from yolossl.data import ImageItem, label_path_for
+from yolossl.errors import YolosslError
 
 logger = logging.getLogger(__name__)
 
+CLASS_OUT_OF_RANGE = "class id"  # how the issue of a class id that is not one of `names` begins
 MAX_LOGGED = 20  # issues named one by one per split; the rest are counted
 _TOLERANCE = 1e-6  # rounding in label files: a box edge at -0.0000001 is on the image border
 
@@ -111,7 +113,7 @@ def _clean_line(line: str, n_classes: int) -> tuple[tuple[float, ...] | None, tu
         return None, ("NaN or infinite value", "line dropped")
     cls = values[0]
     if cls != int(cls) or not 0 <= cls < n_classes:
-        return None, (f"class id {parts[0]} out of range (0..{n_classes - 1})", "line dropped")
+        return None, (f"{CLASS_OUT_OF_RANGE} {parts[0]} out of range (0..{n_classes - 1})", "line dropped")
     note = None
     if len(values) == 5:
         xc, yc, w, h = values[1:]
@@ -153,6 +155,18 @@ def check_split(split: str, items: Sequence[ImageItem], sources: Iterable[Path],
                 str(p) for p in sorted(label_dir.rglob("*.txt")) if p not in expected and p.name != "classes.txt"
             )
     return report
+
+
+def check_class_ids(reports: Sequence[SplitReport], yaml_path: Path, n_classes: int) -> None:
+    """Stop, in one line, when labels use class ids that are not among the data YAML's `names`: a wrong `names` (or
+    wrong labels), which dropping those lines would train past (Ultralytics stops on it too)."""
+    beyond = [issue for report in reports for issue in report.issues if issue.problem.startswith(CLASS_OUT_OF_RANGE)]
+    if beyond:
+        splits = ", ".join(r.split for r in reports if any(i.problem.startswith(CLASS_OUT_OF_RANGE) for i in r.issues))
+        raise YolosslError(
+            f"{yaml_path}: {len(beyond)} label(s) in {splits} use class ids outside its {n_classes} names "
+            f"(0..{n_classes - 1}; first: {beyond[0].path}:{beyond[0].line}); fix 'names:' or the labels"
+        )
 
 
 def log_split_report(report: SplitReport) -> None:

@@ -95,12 +95,40 @@ def ensure_fonts() -> None:
 
 
 def resolve_device(device: str | None) -> str:
-    """The device string to give Ultralytics: as asked, else the first CUDA GPU, else the CPU."""
+    """The device string to give Ultralytics: as asked (checked: `check_device`), else the first CUDA GPU, else the
+    CPU."""
     import torch
 
     if device not in (None, ""):
+        check_device(str(device))
         return str(device)
     return "0" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """Refuse, in one line naming what was typed, a device this machine does not have.
+
+    Ultralytics' own check comes at the first training, after a run folder exists, and names the device as it
+    rewrote it ('cuda' becomes "Invalid CUDA 'device=0' requested").
+    """
+    import torch
+
+    text = device.strip().lower().replace("cuda:", "").replace(" ", "")
+    if text in ("cpu", ""):
+        return
+    if text in ("mps", "mps:0"):
+        if not torch.backends.mps.is_available():
+            raise YolosslError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+        return
+    ids = text.split(",")
+    if text != "cuda" and not all(i.lstrip("-").isdigit() for i in ids):
+        raise YolosslError(f"--device {device}: not a device (cpu, mps, cuda, 0, 0,1, cuda:0)")
+    if not torch.cuda.is_available():
+        raise YolosslError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    count = torch.cuda.device_count()
+    missing = [i for i in ids if i.isdigit() and int(i) >= count]
+    if missing:
+        raise YolosslError(f"--device {device}: this machine has {count} CUDA device(s), 0..{count - 1}")
 
 
 def torch_device(device: str) -> torch.device:
@@ -126,9 +154,10 @@ def describe_device(device: str) -> str:
     """'CPU' or 'CUDA:0 (NVIDIA H100 ...)': the line the cycle logs once at its start."""
     import torch
 
-    if device == "cpu" or not torch.cuda.is_available():
-        cpu = f"CPU ({torch.get_num_threads()} torch threads)"
-        return cpu + ("" if device == "cpu" else f", asked for '{device}' but CUDA is not available")
+    if device == "cpu":
+        return f"CPU ({torch.get_num_threads()} torch threads)"
+    if not torch.cuda.is_available():  # mps (`check_device` refused CUDA devices without CUDA)
+        return device.upper()
     ids = [d.strip() for d in device.split(",") if d.strip()]
     names = [f"CUDA:{i} ({torch.cuda.get_device_name(int(i))})" for i in ids if i.isdigit()]
     return ", ".join(names) or device

@@ -99,7 +99,7 @@ def test_an_earlier_label_output_is_replaced_and_carries_the_marker(tiny_weights
     args = ["label", str(pool), "--model", str(tiny_weights), "--out", str(out), "--imgsz", "64"]
     assert runner.invoke(app, args).exit_code == 0
     assert (out / ".yolossl-build").is_file()
-    assert runner.invoke(app, args).exit_code == 0  # ours: replaced whole
+    assert runner.invoke(app, [*args, "--exist-ok"]).exit_code == 0  # ours: replaced whole
     assert not (tmp_path / "out.partial").exists()
     check()
 

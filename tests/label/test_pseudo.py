@@ -204,8 +204,10 @@ def test_label_folders_guards_the_output_and_needs_val_for_precision(tiny_weight
     mine.mkdir()
     (mine / "notes.txt").write_text("precious")
     settings = LabelSettings(imgsz=64, batch=4)
-    with pytest.raises(YolosslError, match="not an earlier 'yolossl label' output"):
+    with pytest.raises(YolosslError, match="exists and is not empty; choose a new --out folder"):
         label_folders([tiny_weights], [tiny_dataset / "unlabeled"], mine, settings)
+    with pytest.raises(YolosslError, match="was not built by yolossl"):
+        label_folders([tiny_weights], [tiny_dataset / "unlabeled"], mine, settings, exist_ok=True)
     assert (mine / "notes.txt").read_text() == "precious"
     with pytest.raises(YolosslError, match="pass --data"):
         label_folders([tiny_weights], [tiny_dataset / "unlabeled"], tmp_path / "o", LabelSettings(target_precision=0.9))

@@ -405,6 +405,7 @@ def test_online_rounds_are_one_run_in_segments_each_ending_with_the_pool_labeled
     assert (run / "weights" / "best.pt").read_bytes() == result.best.weights.read_bytes()
     log = (run / "cycle.log").read_text()
     assert "Round 2: online teacher, epochs 3-5 of 5, from " in log and "Online epoch 5/5: unlabeled loss " in log
+    assert "Online run: 5 epochs over the labeled images, the optimizer steps of 2 offline round(s) of " in log
     assert "Round 2 epoch 3/3 (run epoch 5/5)" in log and "u_loss" in log
     assert (run / "report.html").is_file() and "could not be written" not in log
     assert (run / "report_teacher_2.png").is_file() and "Online teacher per epoch, round 2" in (

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yolossl.config import CycleConfig, conf_alone_means_one_threshold, pseudo_aware_means_ignore_regions
+from yolossl.cycle.inputs import check_run_settings
 from yolossl.errors import YolosslError
 
 ARMS = ("saturated", "supervised", "supervised-wall", "docs", "yolossl", "online", "oracle")
@@ -80,8 +81,9 @@ class BenchConfig:
             raise YolosslError(f"--online-steps must be > 0, got {self.online_steps}")
         if "mode" in self.cycle:
             raise YolosslError("the bench runs the yolossl arm offline and the online arm online: drop 'mode'")
-        # The arms' options are checked now, not after the first seed's split and round 0.
-        CycleConfig(**{**self.training, **self.offline_options(), "mode": "offline"})
+        # The arms' options are checked now, not after the first seed's split and round 0 (nor, for the device, the
+        # model and the training arguments, after the bench folder exists).
+        check_run_settings(CycleConfig(**{**self.training, **self.offline_options(), "mode": "offline"}))
         if "online" in self.arms:
             try:  # the online arm's cycle, as `arms.online_config` makes it
                 CycleConfig(**{**self.training, **self.cycle_options(), "mode": "online", "ema": "fitted"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +33,7 @@ DATA, PSEUDO, TRAINING, ONLINE, OFFLINE, RUN, ADVANCED = (
     "Run and output",
     "Advanced",
 )
-DOCS_EPILOG = "Every option in detail: docs/options.md and docs/how-it-works.md (mkdocs serve)."
+DOCS_EPILOG = "Every option of every command, in detail: python -m yolossl.cli.reference (the docs' options page)."
 
 # Options that several commands take, declared once.
 Imgsz = Annotated[
@@ -99,6 +99,14 @@ Quiet = Annotated[
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.", rich_help_panel=RUN)
 ]
+ExistOk = Annotated[
+    bool,
+    typer.Option(
+        "--exist-ok",
+        help="Replace an earlier yolossl output in --out (otherwise --out must be new or empty).",
+        rich_help_panel=DATA,
+    ),
+]
 DataYaml = Annotated[Path | None, typer.Option(help="Labeled data YAML (Ultralytics format).", rich_help_panel=DATA)]
 
 
@@ -124,13 +132,16 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     # It sets its logger up when imported, so the level is set after; we log one line per epoch instead.
     import ultralytics  # noqa: F401
 
-    if not verbose:
-        logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    # --verbose: all of Ultralytics' output (DEBUG: a run leaves a level other than Ultralytics' own INFO alone)
+    logging.getLogger("ultralytics").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @contextmanager
-def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
-    """User mistakes: one line, exit 2. Anything else: one line, exit 1 (--verbose shows the traceback)."""
+def errors_as_one_line(verbose: bool, resume_hint: Callable[[], str] = str) -> Iterator[None]:
+    """User mistakes: one line, exit 2. Anything else: one line, exit 1 (--verbose shows the traceback).
+
+    `resume_hint()`, asked once something stopped the command, says how to continue ("": nothing to continue).
+    """
     try:
         yield
     except YolosslError as e:
@@ -138,11 +149,12 @@ def errors_as_one_line(verbose: bool, resume_hint: str = "") -> Iterator[None]:
         raise typer.Exit(2) from None
     except OSError as e:  # disk full, read-only or vanished folders: the user can fix these
         where = f"{e.filename}: " if e.filename else ""
-        hint = f"; {resume_hint}" if resume_hint else ""
-        print_error(f"{where}{e.strerror or e}{hint}")
+        hint = resume_hint()
+        print_error(f"{where}{e.strerror or e}{'; ' + hint if hint else ''}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        console.print(f"interrupted{': ' + resume_hint if resume_hint else ''}", soft_wrap=True, markup=False)
+        hint = resume_hint()
+        console.print(f"interrupted{': ' + hint if hint else ''}", soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
@@ -167,10 +179,12 @@ def print_error(message: str, suffix: str = "") -> None:
 
 
 class SpeedColumn(ProgressColumn):
-    """Images per second, as rich measures it over the last updates."""
+    """The speed in the task's `unit` (img/s), as rich measures it over the last updates; none for a task without one
+    (training counts epochs, not images)."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.0f} img/s" if task.speed else "", style="progress.data.speed")
+        unit = task.fields.get("unit")
+        return Text(f"{task.speed:.0f} {unit}" if task.speed and unit else "", style="progress.data.speed")
 
 
 def progress_bar(quiet: bool) -> Progress | None:

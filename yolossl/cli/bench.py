@@ -166,7 +166,9 @@ def bench(
     """Will SSL help on my data? Hide labels, run every arm on the same splits and budget, compare on test.
 
     The data YAML's `test:` split scores every arm and chooses nothing; without one, a fixed half of val is held
-    out as the test split (said in the output)."""
+    out as the test split (said in the output).
+
+    Example: yolossl bench --data data.yaml --label-fraction 0.1 --seeds 3"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.bench import BenchConfig, format_table, run_bench

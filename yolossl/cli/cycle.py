@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from yolossl.cli._ui import (
@@ -121,7 +123,7 @@ def cycle(
     round_epochs: Annotated[
         int | None,
         typer.Option(
-            help=f"Epochs of each offline round; sets the online run's length. Default: {D.round_epochs}.",
+            help=f"Epochs of each offline round; online: the run's steps are those rounds'. Default: {D.round_epochs}.",
             rich_help_panel=TRAINING,
         ),
     ] = None,
@@ -324,10 +326,13 @@ def cycle(
     verbose: Verbose = False,
 ) -> None:
     """Train on the labels, then on the unlabeled folders too, pseudo-labeled on the fly by the model's EMA teacher
-    (--mode offline: pseudo-label, merge, retrain for --rounds)."""
+    (--mode offline: pseudo-label, merge, retrain for --rounds).
+
+    Example: yolossl cycle --data data.yaml -u /mnt/cams --model yolo11n.pt (or data=data.yaml unlabeled=/mnt/cams)"""
     given = dict(locals())  # the options, under CycleConfig's names (None: not given)
     setup_logging(quiet, verbose)
-    with errors_as_one_line(verbose, resume_hint="continue later with 'yolossl cycle --resume RUN_FOLDER'"):
+    run_dir = [resume] if resume is not None else []  # the run folder, once known: a stopped run names it
+    with errors_as_one_line(verbose, resume_hint=lambda: _resume_hint(run_dir)):
         from yolossl.config import resolve_config
         from yolossl.cycle import resume_cycle, run_cycle
 
@@ -335,12 +340,48 @@ def cycle(
         with progress or nullcontext():
             on_progress = _progress_callback(progress) if progress else None
             if resume is not None:
-                result = resume_cycle(resume, rounds=rounds, on_progress=on_progress)
+                _refuse_fixed_options(given)
+                result = resume_cycle(resume, rounds=rounds, device=device, workers=workers, on_progress=on_progress)
             else:
                 values = _config_values(given, folders=folders, train_arg=train_arg)
-                cycle_config = resolve_config(values, config_file=config)
+                cycle_config = _named(resolve_config(values, config_file=config))
+                run_dir.append(Path(cycle_config.project) / str(cycle_config.name))
                 result = run_cycle(cycle_config, on_progress=on_progress)
         print_summary(result)
+
+
+def _named(config: Any) -> Any:
+    """The config with its run folder's name chosen now (exp, exp2, ...), so that a stopped run can be named."""
+    from dataclasses import replace
+
+    from yolossl.cycle.state import new_run_dir
+
+    return replace(config, name=config.name or new_run_dir(Path(config.project), None).name)
+
+
+def _resume_hint(run_dir: list[Path]) -> str:
+    """How to continue a run that stopped: only once its folder holds a run ("": it stopped before one was made)."""
+    from yolossl.cycle.state import CONFIG_FILE
+
+    if run_dir and (run_dir[0] / CONFIG_FILE).is_file():
+        return f"continue later with 'yolossl cycle --resume {run_dir[0]}'"
+    return ""
+
+
+def _refuse_fixed_options(given: dict[str, Any]) -> None:
+    """With --resume, the options a run cannot change (`RESUME_OPTIONS` says which can): one line naming them."""
+    from yolossl.cycle import RESUME_OPTIONS
+    from yolossl.errors import YolosslError
+
+    allowed = {*RESUME_OPTIONS, "resume", "quiet", "verbose"}
+    fixed = [key for key, value in given.items() if key not in allowed and value not in (None, [])]
+    if fixed:
+        options = ", ".join("FOLDERS" if key == "folders" else f"--{key.replace('_', '-')}" for key in fixed)
+        can = ", ".join(f"--{key}" for key in RESUME_OPTIONS)
+        raise YolosslError(
+            f"--resume continues {given['resume']} with the options it started with: {options} cannot change "
+            f"(only {can} can); start a new run for other settings"
+        )
 
 
 def _config_values(given: dict[str, Any], folders: list[Path] | None, train_arg: list[str] | None) -> dict[str, Any]:
@@ -361,81 +402,68 @@ def _progress_callback(progress: Any) -> Any:
             return
         key = (event.round, event.step)
         if key not in tasks:
-            tasks[key] = progress.add_task(f"round {event.round}: {_STEP_TITLES[event.step]}", total=event.total)
+            unit = None if event.step == "train" else "img/s"
+            tasks[key] = progress.add_task(
+                f"round {event.round}: {_STEP_TITLES[event.step]}", total=event.total, unit=unit
+            )
         progress.update(tasks[key], completed=event.done)
 
     return on_progress
 
 
+# The final table, a column per entry: (header, its cell from a row of `summary_rows` with its "verdict"). It fits 80
+# columns; the per-class and teacher detail is in summary.csv and the report.
+TEST_HEADER = "test mAP50-95"  # shown with a test split: val chose (guard, thresholds, best.pt), test scores
+SUMMARY_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("round", lambda row: str(row["round"])),
+    ("images", lambda row: str(row["images_used"])),
+    ("pseudo boxes", lambda row: str(row["pseudo_boxes"])),
+    ("val mAP50-95", lambda row: f"{row['map50_95']:.3f}"),
+    (TEST_HEADER, lambda row: "-" if row["test_map50_95"] == "" else f"{row['test_map50_95']:.3f}"),
+    ("time", lambda row: f"{row['wall_time_s']:.0f}s"),
+    ("verdict", lambda row: row["verdict"]),
+]
+
+
 def print_summary(result: Any) -> None:
-    """The per-round table, then where the summary file is."""
+    """The per-round table, then the final model and where the summary and report are."""
     from yolossl.cycle import summary_rows
     from yolossl.cycle.control import verdict
 
-    names = result.class_names
     best = result.best.index
-    table = Table(title=f"yolossl cycle: {result.run_dir}")
-    headers = (
-        "round",
-        "images",
-        "pseudo imgs",
-        "pseudo boxes",
-        "per class",
-        "uncertain",
-        "mAP50",
-        "mAP50-95",
-        "P",
-        "R",
-    )
-    online = any(r.teacher for r in result.rounds)
+    rows = [
+        {**row, "verdict": "best" if row["round"] == best else "accepted" if row["accepted"] else "rejected"}
+        for row in summary_rows(result.rounds, result.class_names)
+    ]
     tested = any(r.test for r in result.rounds)
-    if tested:  # val chose (guard, thresholds, best.pt); test scores
-        headers = (*headers[:6], "val mAP50", "val mAP50-95", "P", "R", "test mAP50", "test mAP50-95")
-    masking_off = result.config.uncertain == "keep"  # unsure boxes are left out of the labels: none to count
-    teacher_headers = ("teacher kept", "no threshold (epochs)") if online else ()
-    for column in (*headers, *teacher_headers, "time", "guard"):
-        table.add_column(column, justify="left" if column == "per class" else "right")
-    for row in summary_rows(result.rounds, names):
-        first = row["round"] == 0
-        table.add_row(
-            str(row["round"]),
-            str(row["images_used"]),
-            str(row["pseudo_images"]),
-            str(row["pseudo_boxes"]),
-            "-" if first else " ".join(f"{n}:{row[f'boxes_{n}']}" for n in names),
-            "-" if first or masking_off else f"{row['uncertain_boxes']} ({row['masked_images']} imgs masked)",
-            f"{row['map50']:.3f}",
-            f"{row['map50_95']:.3f}",
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            *((f"{row['test_map50']:.3f}", f"{row['test_map50_95']:.3f}") if tested else ()),
-            *(_teacher_cells(row, names) if online else ()),
-            f"{row['wall_time_s']:.0f}s",
-            "best" if row["round"] == best else "" if row["accepted"] else "rejected",
-        )
-    if result.control is not None:
+    if result.control is not None:  # the labels alone for the rounds' time: the row every gain is read against
         control = result.control
-        cells = ["labels alone", "", "", "", "same time", ""]
-        cells += [f"{getattr(control.metrics, k):.3f}" for k in ("map50", "map50_95", "precision", "recall")]
-        if tested:
-            cells += [f"{getattr(control.test, k):.3f}" if control.test else "-" for k in ("map50", "map50_95")]
-        cells += ["-"] * len(teacher_headers) + [f"{control.wall_time_s:.0f}s", "control"]
-        table.add_row(*cells)
+        test = control.test.map50_95 if control.test else ""
+        rows.append(
+            {
+                "round": "labels alone",
+                "images_used": "",
+                "pseudo_boxes": "",
+                "map50_95": control.metrics.map50_95,
+                "test_map50_95": test,
+                "wall_time_s": control.wall_time_s,
+                "verdict": "same time",
+            }
+        )
+    columns = [(header, cell) for header, cell in SUMMARY_COLUMNS if tested or header != TEST_HEADER]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for header, _ in columns:
+        table.add_column(header, justify="right")
+    for row in rows:
+        table.add_row(*(cell(row) for _, cell in columns))
+    stdout.print(f"yolossl cycle: {result.run_dir}", soft_wrap=True)
     stdout.print(table)
-    stdout.print(f"Final model (round {best}): {result.weights}")
+    stdout.print(f"Final model (round {best}): {result.weights}", soft_wrap=True)
     if result.best.test is not None:
         test = result.best.test
         stdout.print(f"On the test split (never chosen on): mAP50 {test.map50:.3f}, mAP50-95 {test.map50_95:.3f}")
+    stdout.print(f"Summary, per class: {result.summary_csv}", soft_wrap=True)
     if result.control is not None:
-        stdout.print(verdict(result.best.metrics, result.best.test, result.control))
-    stdout.print(f"Summary: {result.summary_csv}")
+        stdout.print(verdict(result.best.metrics, result.best.test, result.control), soft_wrap=True)
     if (result.run_dir / "report.html").is_file():
-        stdout.print(f"Report: {result.run_dir / 'report.html'}")
-
-
-def _teacher_cells(row: dict[str, Any], names: list[str]) -> tuple[str, str]:
-    """An online round's teacher during training: targets per class and share kept; classes without a threshold."""
-    if row["teacher_kept_share"] == "":
-        return "-", "-"
-    kept = " ".join(f"{n}:{row[f'teacher_kept_{n}']}" for n in names)
-    return f"{kept} ({row['teacher_kept_share']:.0%})", row["teacher_no_thr"] or "none"
+        stdout.print(f"Report: {result.run_dir / 'report.html'}", soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from yolossl.cli._ui import DATA, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
+from yolossl.cli._ui import DATA, ExistOk, Quiet, Verbose, errors_as_one_line, setup_logging, stdout
 
 WHAT, IMAGES = "What to export", "Images"
 Format = Annotated[
@@ -21,6 +21,7 @@ def export(
     out: Annotated[
         Path, typer.Option(help="A new folder for the export (images are linked into it).", rich_help_panel=DATA)
     ],
+    exist_ok: ExistOk = False,
     min_score: Annotated[
         float, typer.Option(help="Leave out pseudo boxes scoring below this.", rich_help_panel=WHAT)
     ] = 0.0,
@@ -61,21 +62,27 @@ def export(
     """Write pseudo-labels (or a dataset) for review in CVAT, Label Studio, or as COCO / VOC / YOLO.
 
     Images keep the names they have under their folder (cams/a/0001.jpg), so a task made from your own images matches.
+
+    Example: yolossl export runs/cycle/exp/round_3 -f labelstudio --out review/ --review 200
     """
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.export import export_source
 
         written = export_source(
-            source, fmt, out, min_score, split, review, unlabeled or (), image_url_prefix, copy_images
+            source, fmt, out, min_score, split, review, unlabeled or (), image_url_prefix, copy_images, exist_ok
         )
         stdout.print(f"Exported to {written}")
 
 
 def import_(
-    path: Annotated[Path, typer.Argument(help="The tool's export: a JSON/XML file, a zip or a VOC folder.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="The tool's export: a JSON/XML file, a zip, a VOC folder, a YOLO folder or data YAML."),
+    ],
     fmt: Format,
     out: Annotated[Path, typer.Option(help="A new folder for the YOLO dataset.", rich_help_panel=DATA)],
+    exist_ok: ExistOk = False,
     images: Annotated[
         list[Path] | None,
         typer.Option(
@@ -93,9 +100,11 @@ def import_(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Read reviewed labels back into a YOLO dataset, ready for `yolossl cycle --data OUT/data.yaml`."""
+    """Read reviewed labels back into a YOLO dataset, ready for `yolossl cycle --data OUT/data.yaml`.
+
+    Example: yolossl import review/export.json -f labelstudio --out reviewed/ --data data.yaml"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.export import import_annotations
 
-        stdout.print(f"Dataset written: {import_annotations(path, fmt, out, images, data)}")
+        stdout.print(f"Dataset written: {import_annotations(path, fmt, out, images, data, exist_ok)}")

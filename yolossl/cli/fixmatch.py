@@ -26,7 +26,9 @@ def fixmatch(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train a classifier with FixMatch and the same one on the labeled folders alone; compare on val."""
+    """Train a classifier with FixMatch and the same one on the labeled folders alone; compare on val.
+
+    Example: yolossl fixmatch --train crops/train --unlabeled crops/pool --val crops/val"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.fixmatch import FixMatchConfig, compare_on_folders

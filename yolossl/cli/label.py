@@ -19,6 +19,7 @@ from yolossl.cli._ui import (
     DataYaml,
     Device,
     Engine,
+    ExistOk,
     Imgsz,
     Quiet,
     RayAddress,
@@ -49,6 +50,7 @@ def label(
     out: Annotated[
         Path, typer.Option(help="Output folder: labels/, images/, record.csv, thresholds.json.", rich_help_panel=DATA)
     ],
+    exist_ok: ExistOk = False,
     data: DataYaml = None,
     conf: Conf = None,
     target_precision: TargetPrecision = None,
@@ -76,7 +78,9 @@ def label(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Write YOLO pseudo-labels and a per-box record for every image in FOLDERS."""
+    """Write YOLO pseudo-labels and a per-box record for every image in FOLDERS.
+
+    Example: yolossl label /mnt/cams -m runs/cycle/exp/weights/best.pt --out pseudo/ --data data.yaml"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.label import LabelSettings
@@ -102,12 +106,12 @@ def label(
         with progress or nullcontext():
             advance = None
             if progress is not None:
-                task = progress.add_task("labeling", total=None)
+                task = progress.add_task("labeling", total=None, unit="img/s")
 
                 def advance(n: int) -> None:
                     progress.update(task, advance=n)
 
-            stats = label_folders(model, folders, out, settings, data=data, on_progress=advance)
+            stats = label_folders(model, folders, out, settings, data=data, on_progress=advance, exist_ok=exist_ok)
         per_class = ", ".join(f"{c}: {n}" for c, n in stats.kept_per_class.items())
         stdout.print(
             f"Labeled {stats.images} images in {stats.wall_time_s:.1f} s ({stats.images_per_s:.1f} img/s): "

@@ -15,7 +15,9 @@ def report(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Write RUN/report.html (plots embedded) and its PNGs; a cycle writes it by itself at the end."""
+    """Write RUN/report.html (plots embedded) and its PNGs; a cycle writes it by itself at the end.
+
+    Example: yolossl report runs/cycle/exp"""
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose):
         from yolossl.report import write_report

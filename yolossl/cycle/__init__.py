@@ -15,11 +15,12 @@ rounds of pseudo-label → merge → retrain (`--mode offline`).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from yolossl.config import CycleConfig, save_config
-from yolossl.cycle.inputs import read_inputs
+from yolossl.cycle.inputs import check_run_settings, check_some_readable, read_inputs
 from yolossl.cycle.labeler import Labeler, PoolLabeler
 from yolossl.cycle.loop import Cycle, ProgressCallback, ProgressEvent, Trainer
 from yolossl.cycle.online import OnlineCycle
@@ -30,6 +31,7 @@ from yolossl.runtime import resolve_device
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "RESUME_OPTIONS",
     "Cycle",
     "CycleResult",
     "Labeler",
@@ -58,9 +60,11 @@ def run_cycle(
 
     `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round.
     """
-    config = _with_demo_data(config)
+    check_run_settings(config)  # before the demo is drawn or any folder made
+    config = _absolute_paths(_with_demo_data(config))
     run_dir = new_run_dir(Path(config.project), config.name, taken_hint=", or continue it with --resume {run_dir}")
     inputs = read_inputs(config, run_dir / CONFIG_FILE)  # every input checked before any folder is made
+    check_some_readable(inputs)
     run_dir.mkdir(parents=True)
     save_config(config, run_dir / CONFIG_FILE)
     logger.info("Run folder: %s", run_dir)
@@ -68,19 +72,39 @@ def run_cycle(
         return _cycle_class(config)(inputs, run_dir, resolve_device(config.device), on_progress, trainer, labeler).run()
 
 
+RESUME_OPTIONS = ("rounds", "device", "workers")
+"""What `resume_cycle` may change: how many rounds (`read_run_config` says when), where and with how many loader
+workers the rest runs. Every other option stays as the run started: its rounds so far were made with it."""
+
+
 def resume_cycle(
     run_dir: str | Path,
     rounds: int | None = None,
     on_progress: ProgressCallback | None = None,
     *,
+    device: str | None = None,
+    workers: int | None = None,
     trainer: Trainer | None = None,
     labeler: Labeler | None = None,
 ) -> CycleResult:
-    """Continue an interrupted run from its last completed step; `rounds` may extend a finished run."""
+    """Continue an interrupted run from its last completed step; `rounds` may extend a finished run, and the rest
+    may run on another `device` or with other `workers` (saved to its config.yaml)."""
     run_dir = Path(run_dir)
-    read_run_config(run_dir)  # a folder that is not a run is one line, before anything is written into it
+    started = read_run_config(run_dir)  # a folder that is not a run is one line, before anything is written into it
+    changes = {
+        key: value
+        for key, value in {"device": device, "workers": workers}.items()
+        if value is not None and value != getattr(started, key)
+    }
+    check_run_settings(replace(started, **changes))
     with run_lock(run_dir):
         config = read_run_config(run_dir, rounds)
+        if changes:
+            was = ", ".join(f"{key} {getattr(config, key)}" for key in changes)
+            config = replace(config, **changes)
+            save_config(config, run_dir / CONFIG_FILE)
+            now = ", ".join(f"{key} {value}" for key, value in changes.items())
+            logger.info("Resuming with %s (started with %s)", now, was)
         logger.info("Resuming %s", run_dir)
         inputs = read_inputs(config, run_dir / CONFIG_FILE)
         with logging_to_run_folder(run_dir):
@@ -92,6 +116,25 @@ def resume_cycle(
 def _cycle_class(config: CycleConfig) -> type[Cycle]:
     """Offline rounds (`Cycle`) or one online-teacher run (`OnlineCycle`), by `config.mode`."""
     return OnlineCycle if config.mode == "online" else Cycle
+
+
+def _absolute_paths(config: CycleConfig) -> CycleConfig:
+    """The config with its input paths absolute (a model or start weights only when they are files: a name such as
+    yolo11n.yaml stays a name), so that its saved copy resumes from any folder."""
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.expanduser(path))
+
+    def local_file(path: str) -> str:
+        return absolute(path) if Path(path).expanduser().is_file() else path
+
+    return replace(
+        config,
+        data=absolute(config.data) if config.data else None,
+        unlabeled=[absolute(folder) for folder in config.unlabeled],
+        model=local_file(config.model),
+        start_weights=local_file(config.start_weights) if config.start_weights else None,
+    )
 
 
 def _with_demo_data(config: CycleConfig) -> CycleConfig:

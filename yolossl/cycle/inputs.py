@@ -18,8 +18,11 @@ from yolossl.config import CycleConfig
 from yolossl.data import DatasetSpec, ImageItem, ImagePool, load_data_yaml, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.images import unreadable_reason
-from yolossl.labels import SplitReport, check_split, log_split_report
+from yolossl.labels import SplitReport, check_class_ids, check_split, log_split_report
 from yolossl.leakage import find_leaks
+from yolossl.models import check_model_source
+from yolossl.runtime import resolve_device
+from yolossl.train import check_train_args
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ def read_inputs(config: CycleConfig, config_path: Path) -> CycleInputs:
     reports = [check_split("train", labeled, spec.train, n_classes), check_split("val", val, spec.val, n_classes)]
     if spec.test:
         reports.append(check_split("test", test, spec.test, n_classes))
+    check_class_ids(reports, spec.yaml_path, n_classes)
     pool = scan_image_folders(config.unlabeled) if config.rounds else ImagePool(folders=())
     # A pool copy of a test image would be trained on and then scored: left out like a copy of val.
     leaks = find_leaks(pool.images, val + test, config.leakage) if config.rounds else {}
@@ -65,6 +69,16 @@ def read_inputs(config: CycleConfig, config_path: Path) -> CycleInputs:
     if config.rounds and not pool.images:
         raise YolosslError(f"every unlabeled image in {', '.join(config.unlabeled)} is a copy of a val or test image")
     return CycleInputs(config, spec, labeled, val, pool, leaks, reports, test=test)
+
+
+def check_run_settings(config: CycleConfig) -> None:
+    """What Ultralytics would refuse only once the first round trains: the device, the models, the training
+    arguments."""
+    resolve_device(config.device)
+    check_model_source(config.model, "--model")
+    if config.start_weights:
+        check_model_source(config.start_weights, "--start-weights")
+    check_train_args(config.train_args)
 
 
 def log_inputs(inputs: CycleInputs) -> None:
@@ -78,6 +92,15 @@ def log_inputs(inputs: CycleInputs) -> None:
     )
     for report in inputs.reports:
         log_split_report(report)
+    shared = {os.path.realpath(i.path) for i in inputs.labeled} & {os.path.realpath(i.path) for i in inputs.val}
+    if shared:
+        logger.warning(
+            "%d of the %d val images are train images too%s: val then scores what was trained on, and the round guard, "
+            "the thresholds and best.pt are chosen on it; give val its own images",
+            len(shared),
+            len(inputs.val),
+            " (val is train)" if len(shared) == len(inputs.val) else "",
+        )
     if inputs.leaks:
         example = next(iter(inputs.leaks.items()))
         logger.warning(
@@ -85,6 +108,18 @@ def log_inputs(inputs: CycleInputs) -> None:
             len(inputs.leaks),
             example[0],
             example[1],
+        )
+
+
+def check_some_readable(inputs: CycleInputs) -> None:
+    """A new run's pool none of whose images can be read: one line before the run folder exists. `all` stops at the
+    first readable image (one header read for a pool that is fine); the run checks each (`leave_out_unreadable`)."""
+    images = inputs.pool.images
+    if images and all(unreadable_reason(item.path) for item in images):
+        first = images[0].path
+        raise YolosslError(
+            f"no unlabeled image in {', '.join(inputs.config.unlabeled)} can be read "
+            f"(e.g. {first}: {unreadable_reason(first)})"
         )
 
 

@@ -196,6 +196,14 @@ class OnlineCycle(Cycle):
         settings = replace(self.online_train_settings(epochs), seed=self.config.seed + start)
         self.on_progress(ProgressEvent(index, "train", 0, stop - start))
         source = previous.weights if index == 1 else self._continuation(index - 1)
+        if index == 1 and self.config.online_epochs is None:  # "epochs 1-3 of 6" after --round-epochs 1 wants a word
+            logger.info(
+                "Online run: %d epochs over the labeled images, the optimizer steps of %d offline round(s) of "
+                "--round-epochs %d over the labeled and pool images (--online-epochs sets it)",
+                epochs,
+                self.config.rounds,
+                self.config.round_epochs,
+            )
         logger.info(
             "Round %d: online teacher, epochs %d-%d of %d, from %s, on %d labeled and %d unlabeled images",
             index,

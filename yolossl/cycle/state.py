@@ -129,27 +129,46 @@ class RunState:
 def logging_to_run_folder(run_dir: Path) -> Iterator[None]:
     """While the run executes, its log also goes to `cycle.log`: ours from INFO, Ultralytics' from WARNING.
 
-    The log file is complete even when the console is quiet; a run that stops says why in it.
+    The log file is complete even when the console is quiet; a run that stops says why in it. As a library should,
+    the rest is the caller's: yolossl's warnings reach stderr as Python shows any library's when logging is not set
+    up (the file handler must not silence them), its INFO lines where the caller's logging sends them
+    (`logging.basicConfig(level=logging.INFO)`), and Ultralytics' per-epoch output only when asked for
+    (`logging.getLogger("ultralytics").setLevel(logging.DEBUG)`, as `yolossl cycle -v` does).
     """
+    from ultralytics.utils import LOGGER  # imported first: its import sets its logger's level
+
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # Ultralytics' INFO is per-batch noise
     handler.addFilter(lambda record: record.name.startswith("yolossl") or record.levelno >= logging.WARNING)
-    package, engine = logging.getLogger("yolossl"), logging.getLogger("ultralytics")
-    level = package.level
+    package, engine = logging.getLogger("yolossl"), LOGGER
+    levels = package.level, engine.level
+    handlers = [handler]
+    if not package.hasHandlers():  # nothing set up: Python's last resort would show the warnings; so do we
+        warnings_out = logging.StreamHandler()
+        warnings_out.setLevel(logging.WARNING)
+        handlers.append(warnings_out)
     if package.getEffectiveLevel() > logging.INFO:
         package.setLevel(logging.INFO)
-    package.addHandler(handler)
+    if engine.level == logging.INFO:  # as Ultralytics sets itself up; a level the caller chose is left alone
+        engine.setLevel(logging.WARNING)
+    for each in handlers:
+        package.addHandler(each)
     engine.addHandler(handler)
     try:
         yield
-    except BaseException as e:
-        logging.getLogger(__name__).error("Stopped: %s: %s", type(e).__name__, e)
+    except BaseException as e:  # said in cycle.log only: the caller gets the error itself (the CLI prints it once)
+        logger = logging.getLogger(__name__)
+        handler.handle(
+            logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "Stopped: %s: %s", (type(e).__name__, e), None)
+        )
         raise
     finally:
-        package.removeHandler(handler)
+        for each in handlers:
+            package.removeHandler(each)
         engine.removeHandler(handler)
-        package.setLevel(level)
+        package.setLevel(levels[0])
+        engine.setLevel(levels[1])
         handler.close()
 
 

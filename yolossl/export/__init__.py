@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from yolossl._fs import fresh_partial_dir, link_file, replace_dir, resolve_inside
+from yolossl._fs import check_output_dir, fresh_partial_dir, link_file, replace_dir, resolve_inside
 from yolossl.boxes import yolo_label_text
 from yolossl.data import DatasetSpec, label_path_for, load_data_yaml
 from yolossl.errors import YolosslError
@@ -68,8 +68,10 @@ def export_source(
     unlabeled: Sequence[Path] = (),
     image_url_prefix: str | None = None,
     copy_images: bool = True,
+    exist_ok: bool = False,
 ) -> Path:
-    """Write `source` (a run's round or a data YAML) as `fmt` into the new folder `out`; return it.
+    """Write `source` (a run's round or a data YAML) as `fmt` into the new folder `out` (`exist_ok`: or over an
+    earlier yolossl output); return it.
 
     Images are named by their path under the folder they came from (`unlabeled` overrides a run's
     own folders); they are linked into `out` unless `copy_images` is off or Label Studio tasks
@@ -78,8 +80,7 @@ def export_source(
     if fmt not in EXPORT_FORMATS:
         raise YolosslError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     _check_image_options(fmt, image_url_prefix, copy_images)
-    if out.exists() and any(out.iterdir()):
-        raise YolosslError(f"{out}: exists and is not empty; choose a new --out folder")
+    check_output_dir(out, exist_ok)
     annotations = load_source(source, min_score=min_score, split=split)
     if review is not None:
         annotations = most_worth_review(annotations, _thresholds_beside(source), review)
@@ -190,8 +191,10 @@ def import_annotations(
     out: Path,
     images_dir: Path | Sequence[Path] | None = None,
     data: Path | None = None,
+    exist_ok: bool = False,
 ) -> Path:
-    """Read an annotation tool's export and write a YOLO dataset in `out`; return its data YAML.
+    """Read an annotation tool's export and write a YOLO dataset in the new folder `out` (`exist_ok`: or over an
+    earlier yolossl output); return its data YAML.
 
     Each image name is looked up under `images_dir`, one folder or several (default: the images beside the file, as our
     exports lay them out) and written under the name found there, subfolders kept; an id name of
@@ -207,8 +210,7 @@ def import_annotations(
         raise YolosslError(f"--format must be one of {', '.join(IMPORT_FORMATS)}, got {fmt!r}")
     if not path.exists():
         raise YolosslError(f"{path}: not found")
-    if out.exists() and any(out.iterdir()):
-        raise YolosslError(f"{out}: exists and is not empty; choose a new --out folder")
+    check_output_dir(out, exist_ok)
     spec = load_data_yaml(data) if data else None
     names = spec.names if spec else None
     images_dirs = (images_dir,) if isinstance(images_dir, Path) else tuple(images_dir or ())
@@ -319,7 +321,10 @@ def _read(path: Path, fmt: str, images_dir: Path, names: dict[int, str] | None) 
 
 
 def _read_yolo(data_yaml: Path) -> Annotations:
-    """A YOLO export's train split, named under its folders, all of which (and every image and label) lie beside it."""
+    """A YOLO export (its data YAML, or the folder holding it as data.yaml)'s train split, named under its folders, all
+    of which (and every image and label) lie beside it."""
+    if data_yaml.is_dir() and not data_yaml.is_symlink():
+        data_yaml = data_yaml / "data.yaml"
     require_regular_file(data_yaml, "a data YAML")
     root = data_yaml.parent
     spec = load_data_yaml(data_yaml)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +71,14 @@ def load_pseudo_labels(pseudo_dir: Path, min_score: float = 0.0) -> Annotations:
         scores = np.array([r.score for r in rows])
         name = f"{rows[0].image_id}{path.suffix}"
         images.append(AnnotatedImage.from_yolo(path, name, image_size(path), yolo, scores, [r.status for r in rows]))
+    if not images:  # an empty export is not a failure, but it must not look like a success either
+        logger.warning(
+            "%s: no kept or uncertain box%s in %s, so no image to export (see its thresholds.json: a class out of "
+            "reach at the target precision gets no pseudo-label)",
+            pseudo_dir,
+            f" scoring {min_score} or more" if min_score else "",
+            record,
+        )
     run, round_name = pseudo_dir.resolve().parent.parent.name, pseudo_dir.resolve().parent.name
     version = f"{run}/{round_name}" if pseudo_dir.name == "pseudo" else pseudo_dir.resolve().name
     return Annotations(dict(sorted(names.items())), images, version)
@@ -94,10 +103,21 @@ def load_dataset(data_yaml: Path, split: str = "train") -> Annotations:
         raise YolosslError(f"--split must be train or val, got {split!r}")
     spec = load_data_yaml(data_yaml)
     items = spec.train_items() if split == "train" else spec.val_items()
-    images = []
+    images, issues = [], []
     for item in items:  # FIFOs and devices were left out, with a warning, when the split was listed
-        rows = clean_label_file(item.label, len(spec.names)).rows if item.label else np.zeros((0, 5))
+        cleaned = clean_label_file(item.label, len(spec.names)) if item.label else None
+        rows = cleaned.rows if cleaned else np.zeros((0, 5))
+        issues += cleaned.issues if cleaned else []
         images.append(AnnotatedImage.from_yolo(item.path, f"{item.id}{item.path.suffix}", image_size(item.path), rows))
+    if issues:  # said: the other formats keep every box, so a count that differs here has a reason
+        counts = Counter(f"{issue.problem.split(' (')[0]}, {issue.action}" for issue in issues)
+        logger.warning(
+            "%s: %d label line(s) cleaned as a cycle trains on them (%s), e.g. %s",
+            data_yaml,
+            len(issues),
+            "; ".join(f"{n} x {what}" for what, n in counts.items()),
+            issues[0],
+        )
     return Annotations(spec.names, images)
 
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from yolossl._fs import is_ours
+from yolossl._fs import check_output_dir
 from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.decisions import ClassReviewer
@@ -33,16 +33,17 @@ def label_folders(
     settings: LabelSettings,
     data: str | Path | None = None,
     on_progress: Callable[[int], None] | None = None,
+    exist_ok: bool = False,
 ) -> LabelStats:
     """`yolossl label`: label every image under `folders` into `out_dir` with one model or an ensemble.
 
     `data` (a data YAML) gives the class names and, for `target_precision`, the val split to pick
-    thresholds on. `out_dir` must be new or an earlier output of this command: it is replaced whole.
+    thresholds on. `out_dir` must be new or empty; with `exist_ok` also an earlier yolossl output, replaced whole.
     """
     from yolossl.data import load_data_yaml, scan_image_folders
     from yolossl.runtime import describe_device
 
-    _check_replaceable(out_dir)
+    check_output_dir(out_dir, exist_ok)
     if settings.target_precision is not None and data is None:
         raise YolosslError("--target-precision picks thresholds on a val split: pass --data data.yaml")
     spec = load_data_yaml(data) if data is not None else None
@@ -87,9 +88,3 @@ def export_dir_for(out_dir: Path) -> Path:
     """Where `yolossl label --out out_dir` keeps models exported for --backend: beside the output,
     outside it (the output is replaced whole on the next run; the export is reused)."""
     return out_dir.parent / f".{out_dir.name}-export"
-
-
-def _check_replaceable(out_dir: Path) -> None:
-    """Refuse, before any labeling, to replace a folder yolossl did not build: it may hold the user's files."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not is_ours(out_dir):
-        raise YolosslError(f"{out_dir}: exists and is not an earlier 'yolossl label' output; choose another --out")

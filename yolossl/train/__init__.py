@@ -91,6 +91,26 @@ class TrainResult:
     wall_time_s: float
 
 
+def check_train_args(extra: dict[str, Any]) -> None:
+    """Refuse an argument Ultralytics' trainer would reject (its name, closest match, or type), before any training.
+
+    Ultralytics' own refusal comes from inside the first training, as an error blaming the dataset.
+    """
+    import difflib
+
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    for key in extra:
+        if key not in DEFAULT_CFG_DICT:
+            close = difflib.get_close_matches(key, DEFAULT_CFG_DICT, n=1)
+            hint = f"; did you mean {close[0]}?" if close else " (see Ultralytics' cfg/default.yaml)"
+            raise YolosslError(f"--train-arg {key}={extra[key]}: not an Ultralytics training argument{hint}")
+    try:
+        check_cfg(dict(extra))
+    except (TypeError, ValueError) as e:
+        raise YolosslError(f"--train-arg: {first_line(e)}") from e
+
+
 def train_detector(
     model_source: str | Path,
     data_yaml: Path,
@@ -105,6 +125,7 @@ def train_detector(
     Ultralytics' own `on_fit_epoch_end` callback; on several GPUs, through a file (`epochs`).
     `watch` validates every few epochs and stops the run once the labels saturate (`saturation`; one device).
     """
+    check_train_args(settings.extra)
     ensure_fonts()
     model = load_model(model_source)
     save_dir = save_dir.resolve()
