@@ -369,7 +369,11 @@ class Cycle:
         logger.info("Labels alone (the control): round 0 trained on for %.0f s, the rounds' wall time", budget)
         self.on_progress(ProgressEvent(0, "control", 0, settings.epochs))
         trained = self.train(
-            str(round0.weights), round0.data_yaml, self.run_dir / CONTROL_DIR, settings, self._on_control_epoch()
+            str(round0.weights),
+            self.run_dir / "round_0" / "data.yaml",
+            self.run_dir / CONTROL_DIR,
+            settings,
+            self._on_control_epoch(),
         )
         test = validate_detector(trained.weights, self.test_yaml, self.settings) if self.test_yaml else None
         control = ControlResult(
