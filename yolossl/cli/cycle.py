@@ -294,7 +294,7 @@ def cycle(
     given = dict(locals())  # the options, under CycleConfig's names (None: not given)
     setup_logging(quiet, verbose)
     with errors_as_one_line(verbose, resume_hint="continue later with 'yolossl cycle --resume RUN_FOLDER'"):
-        from yolossl.config import resolve_config
+        from yolossl.config import given_options, resolve_config
         from yolossl.cycle import resume_cycle, run_cycle
 
         progress = progress_bar(quiet)
@@ -305,7 +305,8 @@ def cycle(
             else:
                 values = _config_values(given, folders=folders, train_arg=train_arg)
                 cycle_config = resolve_config(values, config_file=config)
-                result = run_cycle(cycle_config, on_progress=on_progress)
+                chosen = given_options(values, config_file=config)  # the demo fills in only the others
+                result = run_cycle(cycle_config, on_progress=on_progress, given=chosen)
         print_summary(result)
 
 

@@ -15,6 +15,7 @@ rounds of pseudo-label → merge → retrain (`--mode offline`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,12 +54,14 @@ def run_cycle(
     *,
     trainer: Trainer | None = None,
     labeler: Labeler | None = None,
+    given: Collection[str] | None = None,
 ) -> CycleResult:
     """Start a new run under `config.project` and carry it through all rounds.
 
-    `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round.
+    `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round. Without
+    `data`, the demo fills in its settings for the options not in `given` (None: those left at their defaults).
     """
-    config = _with_demo_data(config)
+    config = _with_demo_data(config, given)
     run_dir = new_run_dir(Path(config.project), config.name, taken_hint=", or continue it with --resume {run_dir}")
     inputs = read_inputs(config, run_dir / CONFIG_FILE)  # every input checked before any folder is made
     run_dir.mkdir(parents=True)
@@ -94,7 +97,7 @@ def _cycle_class(config: CycleConfig) -> type[Cycle]:
     return OnlineCycle if config.mode == "online" else Cycle
 
 
-def _with_demo_data(config: CycleConfig) -> CycleConfig:
+def _with_demo_data(config: CycleConfig, given: Collection[str] | None) -> CycleConfig:
     """No `data` given: build (once) and use the bundled demo dataset, its pool, and its CPU-sized settings."""
     if config.data:
         return config
@@ -102,4 +105,4 @@ def _with_demo_data(config: CycleConfig) -> CycleConfig:
 
     data_yaml = ensure_demo_dataset(DEMO_DIR)
     unlabeled = config.unlabeled or [str((DEMO_DIR / "unlabeled").resolve())]
-    return replace(with_demo_settings(config), data=str(data_yaml.resolve()), unlabeled=unlabeled)
+    return replace(with_demo_settings(config, given), data=str(data_yaml.resolve()), unlabeled=unlabeled)
