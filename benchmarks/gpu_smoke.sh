@@ -3,11 +3,11 @@
 # Every run writes into a fresh folder under --out (default runs/gpu_smoke): run it as often as you like.
 #   1. versions (torch, Ultralytics, TensorRT, ONNX Runtime) and `nvidia-smi -L`;
 #   2. a dataset with --data and -u given explicitly, drawn large: at imgsz 640 most boxes are over 256 px;
-#   3. an online cycle with AMP on device 0 (round 0 long enough to find the shapes, 2 online rounds);
+#   3. an online cycle with AMP on cuda:0 (round 0 long enough to find the shapes, 2 online rounds), the FixMatch
+#      head reviewing each round's pool labeling there (--fixmatch);
 #   4. the online rounds again on devices 0,1 (DDP) from that round 0, when two GPUs are visible;
-#   5. the FixMatch head on cuda:0 (one online round with --fixmatch);
-#   6. TensorRT's boxes against PyTorch's on 16 images, mean IoU > 0.9 (skipped, and said, without TensorRT);
-#   7. an online step against a supervised step at batch 16 and 64, real loader workers: fails above 2.5x.
+#   5. TensorRT's boxes against PyTorch's on 16 images, mean IoU > 0.9 (skipped, and said, without TensorRT);
+#   6. an online step against a supervised step at batch 16 and 64, real loader workers: fails above 2.5x.
 # After each cycle `gpu_smoke_checks.py run` fails unless summary.csv has mAP50-95 > 0 and no NaN and every online
 # round's teacher.csv has u_loss > 0 and kept targets > 0. Each step prints PASS, FAIL or SKIP with its time; the
 # script exits non-zero if any failed. About 8 minutes on one H100 (TensorRT build included).
@@ -85,17 +85,15 @@ fi
 data=(--data "$out/data/data.yaml" -u "$out/data/unlabeled" --imgsz "$imgsz" --train-arg nbs=16)
 
 step dataset checks dataset "$out/data" --size "$imgsz" --big "$big" "${counts[@]}"
-step cycle-amp cycle_checked amp "${data[@]}" "${sizes[@]}" --device "$device"
+echo "fixmatch_steps: $fixmatch_steps" >"$out/fixmatch.yaml"  # no command-line option: the config file's
+step cycle-amp cycle_checked amp "${data[@]}" "${sizes[@]}" --fixmatch --config "$out/fixmatch.yaml" \
+  --device "$([ "$cpu" = 1 ] && echo cpu || echo cuda:0)"
 round0=$out/runs/amp/round_0/train/weights/best.pt
 if [ "$cpu" = 0 ] && [ "$gpus" -ge 2 ]; then
   step cycle-ddp cycle_checked ddp "${data[@]}" "${sizes[@]}" --start-weights "$round0" --device 0,1
 else
   echo "SKIP cycle-ddp (two GPUs needed, $gpus visible$([ "$cpu" = 1 ] && echo ', --cpu'))"
 fi
-fixmatch_device=$([ "$cpu" = 1 ] && echo cpu || echo cuda:0)
-echo "fixmatch_steps: $fixmatch_steps" >"$out/fixmatch.yaml"  # no command-line option: the config file's
-step fixmatch cycle_checked fixmatch "${data[@]}" "${sizes[@]}" --rounds 1 --start-weights "$round0" \
-  --fixmatch --config "$out/fixmatch.yaml" --device "$fixmatch_device"
 if "$py" -c "import $backend" 2>/dev/null; then
   step "boxes-$backend" checks boxes "$round0" "$out/data/unlabeled" --backend "$backend" --device "$device" \
     --imgsz "$imgsz" --conf "$box_conf" --out "$out/export"
