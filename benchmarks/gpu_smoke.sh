@@ -10,7 +10,7 @@
 #   6. an online step against a supervised step at batch 16 and 64, real loader workers: fails above 2.5x.
 # After each cycle `gpu_smoke_checks.py run` fails unless summary.csv has mAP50-95 > 0 and no NaN and every online
 # round's teacher.csv has u_loss > 0 and kept targets > 0. Each step prints PASS, FAIL or SKIP with its time; the
-# script exits non-zero if any failed. About 8 minutes on one H100 (TensorRT build included).
+# script exits non-zero if any failed. Sized for 8 minutes on one H100, TensorRT build included (not yet run on one).
 #
 # --cpu: the same steps at tiny sizes on the CPU (imgsz 64, 1 epoch, a few images), every one that can run without a
 # GPU: DDP is skipped, ONNX Runtime stands in for TensorRT, the step ratio is printed but not held to the limit, and a
