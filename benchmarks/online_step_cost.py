@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--skip", type=int, default=2, help="first steps of each arm left out")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=0, help="loader workers (Ultralytics uses 0 on CPU)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
     parser.add_argument(
         "--unsure", choices=("ignore", "soft", "dense"), default="ignore", help="what the unsure boxes teach"
@@ -48,8 +49,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="online-step-cost-") as tmp:
         data_yaml = _dataset(Path(tmp), args.images, args.imgsz, args.unsure)
-        steps = {arm: _step_times(arm, data_yaml, Path(tmp) / arm, args) for arm in ("supervised", "online")}
-    figures = {arm: _summary(times[args.skip :]) for arm, times in steps.items()}
+        runs = {arm: _step_times(arm, data_yaml, Path(tmp) / arm, args) for arm in ("supervised", "online")}
+    figures: dict = {arm: _summary(times[args.skip :]) for arm, (times, _) in runs.items()}
+    if any(memory is not None for _, memory in runs.values()):
+        figures["max_memory_mb"] = {arm: memory for arm, (_, memory) in runs.items()}
     figures["ratio"] = round(figures["online"]["median_s"] / figures["supervised"]["median_s"], 2)
     figures["settings"] = {k: str(v) for k, v in vars(args).items()}
     print(json.dumps(figures, indent=2))
@@ -82,8 +85,11 @@ def _dataset(root: Path, n_images: int, imgsz: int, unsure: str = "ignore") -> P
     return data_yaml
 
 
-def _step_times(arm: str, data_yaml: Path, save_dir: Path, args: argparse.Namespace) -> list[float]:
-    """Seconds from each training batch's start to the next one's, within each epoch."""
+def _step_times(arm: str, data_yaml: Path, save_dir: Path, args: argparse.Namespace) -> tuple[list[float], int | None]:
+    """Seconds from each training batch's start to the next one's, within each epoch; on a GPU the most memory the
+    arm's tensors took (MB, `torch.cuda.max_memory_allocated`)."""
+    import torch
+
     from yolossl.runtime import ensure_fonts
     from yolossl.train.online import OnlineTeacherTrainer
     from yolossl.train.trainer import PseudoAwareTrainer
@@ -92,15 +98,19 @@ def _step_times(arm: str, data_yaml: Path, save_dir: Path, args: argparse.Namesp
     trainer_class = OnlineTeacherTrainer if arm == "online" else PseudoAwareTrainer
     overrides = dict(
         model="yolo11n.yaml", data=str(data_yaml), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-        device=args.device, workers=0, plots=False, val=False, seed=0, deterministic=True,
+        device=args.device, workers=args.workers, plots=False, val=False, seed=0, deterministic=True,
         project=str(save_dir.parent), name=save_dir.name, exist_ok=True,
     )  # fmt: skip
     starts: list[tuple[int, float]] = []
     trainer = trainer_class(overrides=overrides)
     trainer.add_callback("on_train_batch_start", lambda t: starts.append((t.epoch, time.perf_counter())))
     trainer.add_callback("on_train_epoch_end", lambda t: starts.append((t.epoch, time.perf_counter())))
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    return [b - a for (ea, a), (eb, b) in itertools.pairwise(starts) if ea == eb]
+    memory = round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None
+    return [b - a for (ea, a), (eb, b) in itertools.pairwise(starts) if ea == eb], memory
 
 
 def _summary(times: list[float]) -> dict[str, float]:

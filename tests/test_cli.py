@@ -130,6 +130,29 @@ def test_no_data_runs_the_bundled_demo(tmp_path: Path, monkeypatch) -> None:
     assert saved["train_args"] == {"nbs": 16} and saved["imgsz"] == 64  # the demo's settings, the command line's imgsz
 
 
+def test_the_demo_fills_in_only_the_options_not_given(tmp_path: Path, tiny_dataset: Path, monkeypatch) -> None:
+    """`yolossl cycle --imgsz 640` on the demo trains at 640, and a config file's `round_epochs: 10` stays 10, though
+    both equal the defaults the demo fills in when they are not given; the options given nowhere get the demo's."""
+    import yolossl.cycle
+    import yolossl.demo
+    from yolossl.demo import DEMO_CYCLE_DEFAULTS
+    from yolossl.errors import YolosslError
+
+    def stop(*args) -> None:  # the run's config.yaml is written before its rounds: no training needed to read it
+        raise YolosslError("stopped before round 0")
+
+    monkeypatch.setattr(yolossl.demo, "ensure_demo_dataset", lambda root: tiny_dataset / "data.yaml")
+    monkeypatch.setattr(yolossl.cycle, "_cycle_class", lambda config: stop)
+    (tmp_path / "cycle.yaml").write_text("round_epochs: 10\n")
+    args = ["--imgsz", "640", "--config", str(tmp_path / "cycle.yaml"), "-u", str(tiny_dataset / "unlabeled")]
+    result = runner.invoke(app, ["cycle", *args, "--project", str(tmp_path / "runs"), "--name", "demo", "-q"])
+    assert "stopped before round 0" in result.output, result.output
+    saved = yaml.safe_load((tmp_path / "runs/demo/config.yaml").read_text())
+    assert saved["data"] == str(tiny_dataset / "data.yaml")
+    assert (saved["imgsz"], saved["round_epochs"]) == (640, 10)  # given, at their default values
+    assert (saved["epochs"], saved["train_args"]) == (DEMO_CYCLE_DEFAULTS["epochs"], DEMO_CYCLE_DEFAULTS["train_args"])
+
+
 def test_the_summary_table_fits_80_columns_and_the_detail_is_in_summary_csv(tmp_path: Path, monkeypatch) -> None:
     """At 80 columns every round's val and test mAP50-95 show in full, with the verdict; the per-class boxes and what
     the online teacher did each round are in summary.csv (and the report), not in cells cut to `0…`."""

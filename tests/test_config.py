@@ -29,6 +29,19 @@ def test_the_demo_settings_replace_only_options_left_at_their_defaults() -> None
     mine = with_demo_settings(CycleConfig(imgsz=96, train_args={"mosaic": 0.5}))
     assert mine.imgsz == 96 and mine.epochs == DEMO_CYCLE_DEFAULTS["epochs"]
     assert mine.train_args == {**DEMO_CYCLE_DEFAULTS["train_args"], "mosaic": 0.5}
+    # Told what was given (the CLI knows), a value equal to the default is the user's too.
+    told = with_demo_settings(CycleConfig(imgsz=640, epochs=100), given={"imgsz", "epochs"})
+    assert (told.imgsz, told.epochs, told.batch) == (640, 100, DEMO_CYCLE_DEFAULTS["batch"])
+    assert told.round_epochs == DEMO_CYCLE_DEFAULTS["round_epochs"]
+
+
+def test_given_options_are_those_of_the_file_and_the_command_line(tmp_path) -> None:
+    from yolossl.config import given_options
+
+    cfg = tmp_path / "cycle.yaml"
+    cfg.write_text(yaml.safe_dump({"round_epochs": 10}))
+    assert given_options({"imgsz": 640, "epochs": None, "train_args": None}, cfg) == {"imgsz", "round_epochs"}
+    assert given_options({"imgsz": None}) == frozenset()
 
 
 def test_the_config_hands_out_label_and_train_settings() -> None:

@@ -1,7 +1,7 @@
 """The options of a cycle: defaults, a YAML file, the command line, and checks with helpful errors.
 
 Precedence, lowest first: the defaults below, the `--config` YAML file, the command line (and,
-only when no `data` is given, the demo's settings in place of options left at their defaults).
+only when no `data` is given, the demo's settings for the options given in neither).
 The effective config is saved in the run folder and is what `--resume` reads back.
 
     >>> config = resolve_config({"rounds": 2}, config_file="cycle.yaml")
@@ -345,8 +345,8 @@ def resolve_config(
 ) -> CycleConfig:
     """Merge defaults, a config file and command-line values (None = not given).
 
-    Without `data` the cycle runs the demo, whose CPU-sized settings replace the options left at
-    their defaults when the run starts (`yolossl.cycle.run_cycle`).
+    Without `data` the cycle runs the demo, whose CPU-sized settings fill in the options not given
+    (`given_options`) when the run starts (`yolossl.cycle.run_cycle`).
     """
     file_values = load_config_file(config_file) if config_file else {}
     given = {key: value for key, value in cli_values.items() if value is not None}
@@ -361,6 +361,13 @@ def resolve_config(
         if key in chosen:
             merged[key] = chosen[key]
     return CycleConfig(**merged)
+
+
+def given_options(cli_values: dict[str, Any], config_file: str | Path | None = None) -> frozenset[str]:
+    """The options the user chose, in the config file or on the command line (None = not given): the demo fills in
+    its settings for the others only (`yolossl.demo.with_demo_settings`)."""
+    file_values = load_config_file(config_file) if config_file else {}
+    return frozenset(file_values) | {key for key, value in cli_values.items() if value is not None}
 
 
 def conf_alone_means_one_threshold(options: dict[str, Any]) -> dict[str, Any]:

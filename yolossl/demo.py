@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,16 +315,21 @@ DEMO_CYCLE_DEFAULTS = {
 }
 
 
-def with_demo_settings(config: CycleConfig) -> CycleConfig:
-    """`config` with the demo's CPU-sized settings in place of options left at their defaults.
+def with_demo_settings(config: CycleConfig, given: Collection[str] | None = None) -> CycleConfig:
+    """`config` with the demo's CPU-sized settings filled in for the options the user did not give.
 
-    So `run_cycle(CycleConfig())` trains the demo as `yolossl cycle` does; `train_args` are merged.
+    `given`: the options the user chose (`yolossl cycle` knows: `config.given_options`), so an explicit
+    `--imgsz 640` trains at 640 even though 640 is the default. None (the API, `run_cycle(CycleConfig())`): an
+    option left at its default counts as not given. `train_args` are merged, the user's winning.
     """
-    defaults, values = CycleConfig(), config.to_dict()
+    if given is None:
+        defaults = CycleConfig()
+        given = {key for key in DEMO_CYCLE_DEFAULTS if getattr(config, key) != getattr(defaults, key)}
+    values = config.to_dict()
     for key, demo_value in DEMO_CYCLE_DEFAULTS.items():
         if key == "train_args":
             values[key] = {**demo_value, **config.train_args}
-        elif getattr(config, key) == getattr(defaults, key):
+        elif key not in given:
             values[key] = demo_value
     return CycleConfig(**values)
 

@@ -11,6 +11,7 @@ from yolossl.boxes import Detections
 from yolossl.data import ImageItem, scan_image_folders
 from yolossl.errors import YolosslError
 from yolossl.images import letterbox, load_letterboxed, read_image, to_rgb
+from yolossl.label import engine
 from yolossl.label.engine import Detector
 from yolossl.label.fusion import fuse_detections
 from yolossl.quality import box_iou
@@ -164,13 +165,24 @@ def test_tta_runs_end_to_end(tiny_dataset: Path, tiny_weights: Path) -> None:
     assert all(((d.xyxy >= 0) & (d.xyxy <= 64)).all() and (d.scores <= 1).all() for d in tta)
 
 
-def test_onnxruntime_boxes_match_pytorch(tiny_dataset: Path, tiny_weights: Path, tmp_path: Path) -> None:
+def test_onnxruntime_boxes_match_pytorch(tiny_dataset: Path, tiny_weights: Path, tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra: pip install 'yolossl[onnxruntime]'")
     items = _pool(tiny_dataset)
     torch_boxes = _boxes(Detector([tiny_weights], imgsz=64, conf=0.001), items, batch=4)
     onnx = Detector([tiny_weights], imgsz=64, conf=0.001, backend="onnxruntime", export_dir=tmp_path)
     assert not list(tiny_weights.parent.glob("*.onnx"))  # exported beside a copy, not beside the user's weights
-    _same(torch_boxes, _boxes(onnx, items, batch=4), conf=0.001, min_iou=0.99, score_tol=1e-3)
+    onnx_boxes = _boxes(onnx, items, batch=4)
+    _same(torch_boxes, onnx_boxes, conf=0.001, min_iou=0.99, score_tol=1e-3)
+
+    # The exported file handed over, as the Ray engine's driver hands it to its actors: loaded, not exported again.
+    from ultralytics.engine.model import Model
+
+    (exported,) = onnx.sources
+    assert exported.suffix == ".onnx" and exported.is_relative_to(tmp_path)
+    monkeypatch.setattr(Model, "export", lambda *a, **k: pytest.fail("exported a second time"))
+    handed = Detector([exported], imgsz=64, conf=0.001, backend="onnxruntime")
+    assert handed.sources == [exported]
+    _same(onnx_boxes, _boxes(handed, items, batch=4), conf=0.001, min_iou=0.999, score_tol=1e-5)
 
 
 def test_a_named_weight_is_downloaded_or_the_failure_said(tmp_path: Path, monkeypatch) -> None:
@@ -258,16 +270,102 @@ def test_the_tensorrt_export_is_built_for_the_labeling_batch(tiny_weights: Path,
         raise Exported
 
     monkeypatch.setattr(Model, "export", export)
+    monkeypatch.setattr(engine, "require_tensorrt_exporter", lambda: None)  # not installed here
     detector = object.__new__(Detector)  # as __init__ leaves it on a GPU, without loading through TensorRT
     detector.device, detector.half, detector.imgsz, detector.batch = torch.device("cuda", 0), True, 64, 32
     with pytest.raises(Exported):
         detector._export(tiny_weights, "tensorrt", tmp_path)
     assert asked[0]["format"] == "engine" and asked[0]["batch"] == 32 and asked[0]["dynamic"] is True
-    assert asked[0]["device"] == "0" and asked[0]["half"] is True
+    assert asked[0]["device"] == "0" and asked[0]["half"] is True  # FP16 layers; the engine's input stays fp32
     (export_dir,) = tmp_path.iterdir()
-    assert export_dir.name.endswith("-tensorrt-64-b32")
+    assert export_dir.name.endswith("-tensorrt-64-b32-fp16")
     from yolossl.label.pseudo import make_detector
     from yolossl.label.settings import LabelSettings
 
     made = make_detector([tiny_weights], LabelSettings(imgsz=64, batch=24).predict)
     assert made.batch == 24  # the labeling batch reaches the detector
+
+
+class _Backend:
+    """A loaded model that takes `dtype` input, as Ultralytics' backend reports it (`fp16`), around a real fp32 one.
+
+    TensorRT engines Ultralytics builds take fp32 (`fp16` False, even with FP16 layers); an fp16 batch fed to one is
+    read as fp32 garbage, so the fake refuses any other dtype."""
+
+    def __init__(self, real, dtype) -> None:
+        import torch
+
+        self.real, self.dtype, self.fp16 = real, dtype, dtype == torch.float16
+        self.names, self.end2end, self.seen = real.names, False, []
+
+    def __call__(self, x):
+        self.seen.append(x.dtype)
+        assert x.dtype == self.dtype, f"fed {x.dtype} to a model built for {self.dtype}"
+        return self.real(x.float())
+
+
+def test_each_model_is_fed_the_input_precision_it_was_built_for(
+    tiny_dataset: Path, tiny_weights: Path, monkeypatch, caplog
+) -> None:
+    """Asked for half precision (as on a GPU), an ensemble of an fp32 engine and an fp16 model feeds each its own
+    precision, and the log says which; the boxes are those of the fp32 model alone."""
+    import logging
+
+    import torch
+
+    real = Detector([tiny_weights], imgsz=64, conf=0.001)
+    fakes = iter([_Backend(real.models[0], torch.float32), _Backend(real.models[0], torch.float16)])
+    monkeypatch.setattr(Detector, "_load", lambda self, *a: next(fakes))
+    with caplog.at_level(logging.INFO, logger="yolossl.label.engine"):
+        detector = Detector([tiny_weights, tiny_weights], imgsz=64, conf=0.001, half=True)
+    fp32, fp16 = detector.models
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records] == ["fp32 input", "fp16 input"]
+    items = _pool(tiny_dataset)[:4]
+    fused = _boxes(detector, items, batch=4)
+    assert fp32.seen == [torch.float32] and fp16.seen == [torch.float16]
+    assert sum(len(d) for d in fused) > 0
+
+    monkeypatch.setattr(Detector, "_load", lambda self, *a: _Backend(real.models[0], torch.float32))
+    alone = Detector([tiny_weights], imgsz=64, conf=0.001, half=True)
+    batch = alone._to_tensor([load_letterboxed(item.path, 64)[1] for item in items])
+    assert batch.dtype == torch.float32  # not halved for an fp32 engine, however the detector was asked
+    _same(_boxes(real, items, batch=4), _boxes(alone, items, batch=4), conf=0.001, min_iou=0.999, score_tol=1e-6)
+
+
+def test_the_tensorrt_exporter_is_checked_up_front_in_one_line(tiny_weights: Path, tmp_path: Path, monkeypatch):
+    """TensorRT export needs onnx and onnxslim too; with YOLO_AUTOINSTALL=false Ultralytics cannot fetch them."""
+    import importlib.util
+
+    import torch
+    from ultralytics.engine.model import Model
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("tensorrt", "onnxslim") else real_find_spec(name)
+    )
+    monkeypatch.setattr(Model, "export", lambda *a, **k: pytest.fail("exported without the exporter's packages"))
+    detector = object.__new__(Detector)
+    detector.device, detector.half, detector.imgsz, detector.batch = torch.device("cuda", 0), True, 64, 16
+    with pytest.raises(YolosslError) as info:
+        detector._export(tiny_weights, "tensorrt", tmp_path)
+    assert (
+        str(info.value)
+        == "--backend tensorrt needs tensorrt, onnxslim: pip install 'yolossl[tensorrt]' (NVIDIA GPUs only)"
+    )
+
+
+@pytest.mark.parametrize("cuda_provider", [False, True])
+def test_onnx_is_exported_in_fp16_only_for_the_cuda_provider(
+    cuda_provider: bool, tiny_weights: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """On a GPU without onnxruntime-gpu, ONNX Runtime runs on its CPU provider: an fp16 graph there is slow kernels."""
+    import torch
+    from ultralytics.engine.model import Model
+
+    asked: list[dict] = []
+    monkeypatch.setattr(Model, "export", lambda self, **kwargs: asked.append(kwargs) or str(tmp_path / "m.onnx"))
+    monkeypatch.setattr(engine, "_onnxruntime_on_cuda", lambda: cuda_provider)
+    detector = object.__new__(Detector)
+    detector.device, detector.half, detector.imgsz, detector.batch = torch.device("cuda", 0), True, 64, 16
+    detector._export(tiny_weights, "onnxruntime", tmp_path)
+    assert asked[0]["format"] == "onnx" and asked[0]["half"] is cuda_provider

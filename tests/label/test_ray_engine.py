@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,9 +107,42 @@ def test_without_ray_the_option_says_how_to_install(monkeypatch) -> None:
         require_ray()
 
 
-def test_an_actor_given_a_gpu_labels_on_its_device_0() -> None:
-    """Ray shows each actor only its own GPU (CUDA_VISIBLE_DEVICES): `--device 1` is index 0 inside it."""
+def test_an_actor_labels_on_the_gpu_ray_gave_it_or_on_the_cpu() -> None:
+    """Ray shows each actor only its own GPU (CUDA_VISIBLE_DEVICES): `--device 1` is index 0 inside it; an actor given
+    no GPU (a CPU-only node, a cluster without GPUs) labels on the CPU, not on a device 0 it does not have."""
     from yolossl.label.ray_engine import actor_settings
 
-    assert actor_settings(LabelSettings(device="1")).device == "0"
-    assert actor_settings(LabelSettings(device="1", batch=32)).batch == 32
+    assert actor_settings(LabelSettings(device="1"), gpu_ids=[1]).device == "0"
+    assert actor_settings(LabelSettings(device="1", batch=32), gpu_ids=[1]).batch == 32
+    assert actor_settings(LabelSettings(device="0"), gpu_ids=[]).device == "cpu"
+
+
+def test_the_driver_exports_once_and_actors_without_gpus_load_that_file_on_the_cpu(
+    local_ray, tiny_dataset: Path, tiny_weights: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`--backend onnxruntime --device 0` on a cluster without GPUs: one export, by the driver, beside the output; the
+    actors get its file and run on the CPU, writing what the local engine writes with that file."""
+    from yolossl.label import ray_engine
+
+    handed: list[list[Path]] = []
+    run_shards = ray_engine._run_shards
+
+    def spy(ray_module, todo, shards, shards_dir, models, *rest):
+        handed.append(list(models))
+        return run_shards(ray_module, todo, shards, shards_dir, models, *rest)
+
+    monkeypatch.setattr(ray_engine, "_run_shards", spy)
+    pool = scan_image_folders([tiny_dataset / "unlabeled"]).images
+    settings = replace(KEEPING, device="0", backend="onnxruntime")
+    thresholds = ClassThresholds.global_conf(len(NAMES), settings.conf, settings.uncertain_low)
+    stats = ray_engine.pseudo_label_ray(
+        [tiny_weights], pool, tmp_path / "ray", settings, thresholds, NAMES, shard_size=6
+    )
+
+    (exports,) = (tmp_path / ".ray-export").iterdir()  # one export folder, beside the output
+    (onnx,) = handed[0]
+    assert onnx.suffix == ".onnx" and onnx.parent == exports
+    detector = Detector([onnx], imgsz=64, conf=settings.min_conf, backend="onnxruntime")
+    local = pseudo_label(detector, pool, tmp_path / "local", replace(settings, device="cpu"), thresholds, NAMES)
+    assert local.kept == stats.kept > 0
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")

@@ -690,3 +690,110 @@ def test_dense_targets_are_the_teachers_scores_at_the_students_anchors() -> None
     for start, side in ((0, 8), (64, 4), (80, 2)):
         level = preds[0, 4:, start : start + side * side].view(2, side, side)
         torch.testing.assert_close(mirrored[0, start : start + side * side], level.flip(-1).reshape(2, -1).T)
+
+
+def _scores(b: int, anchors: int, nc: int, candidates: list[int], conf: float) -> torch.Tensor:
+    """Predictions (b, 4 + nc, anchors) whose image i has `candidates[i]` anchors scoring above `conf`, at random
+    places, with overlapping boxes (NMS has work to do) and tied scores."""
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(b, 2, anchors, generator=generator) * 48 + 8
+    wh = torch.rand(b, 2, anchors, generator=generator) * 16 + 4
+    scores = torch.rand(b, nc, anchors, generator=generator) * conf  # below the floor
+    for i, n in enumerate(candidates):
+        places = torch.randperm(anchors, generator=generator)[:n]
+        scores[i, :, places] = torch.rand(nc, n, generator=generator).round(decimals=1) * (1 - conf) + conf + 1e-3
+    return torch.cat([xy, wh, scores], 1)
+
+
+def test_the_teachers_nms_on_its_candidates_alone_gives_ultralytics_boxes_exactly() -> None:
+    """Moving only the candidates to the host, in their order, changes nothing Ultralytics' NMS returns: an image
+    without candidates, one with exactly 6 (a last dimension Ultralytics reads as an end-to-end output), many."""
+    from ultralytics.utils.nms import non_max_suppression
+
+    from yolossl.train.teacher import candidates_first, nms_boxes
+
+    preds = _scores(4, 400, 5, [0, 6, 90, 250], conf=0.05)
+    assert candidates_first(preds, 0.05).shape == (4, 9, 250)
+    ours, theirs = nms_boxes(preds, 0.05, 0.5), non_max_suppression(preds, 0.05, 0.5, max_det=300)
+    assert [len(b) for b in ours] == [len(b) for b in theirs] and len(ours[2]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    six = _scores(2, 50, 3, [6, 2], conf=0.05)
+    assert candidates_first(six, 0.05).shape[2] == 7
+    pairs = zip(nms_boxes(six, 0.05, 0.5), non_max_suppression(six, 0.05, 0.5), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+class _OnDevice(torch.Tensor):
+    """A CPU tensor standing in for one on a GPU: each read of its values by the host (a host sync there) is
+    counted; what `.cpu()`, `.numpy()` or `.tolist()` give back is a host tensor."""
+
+    reads: list[str] = []  # noqa: RUF012  (the test's counter)
+    _READS = frozenset({"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__", "nonzero"})
+    _READS |= {"argwhere", "masked_select", "unique", "unique_consecutive", "bincount", "repeat_interleave"}
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        on_device = bool(args) and isinstance(args[0], _OnDevice)
+        boolean_index = name in ("__getitem__", "__setitem__") and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool
+            for i in (args[1] if isinstance(args[1], tuple) else (args[1],))
+        )
+        if on_device and (name in cls._READS or boolean_index or (name == "where" and len(args) == 1)):
+            cls.reads.append(name)
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+            if name == "cpu":  # on the CPU `.cpu()` is the tensor itself: its copy on the host is a plain tensor
+                return out.as_subclass(torch.Tensor)
+        if name in ("numpy", "tolist", "item"):
+            return out
+        return torch._tensor._convert(out, cls)
+
+
+def test_an_online_step_waits_for_the_device_twice(tiny_dataset: Path, tmp_path: Path, tiny_weights: Path) -> None:
+    """The unlabeled half of a step (teacher, NMS, strong view, targets, dense scores) on "device" tensors that count
+    every read by the host: 2 for the batch (the candidates' count and their copy); 9 before at an unlabeled batch of
+    4 (2 an image in Ultralytics' NMS on the device, then the copy of its boxes). Counted on the CPU: nothing here
+    ran on a GPU (the CUDA sync debug mode would count there)."""
+    from ultralytics.utils.nms import non_max_suppression
+
+    from yolossl.train.online import OnlineTeacherTrainer
+
+    _OnDevice.reads.clear()
+    non_max_suppression(_scores(4, 400, 5, [0, 6, 90, 250], conf=0.05).as_subclass(_OnDevice), 0.05, 0.5)
+    assert len(_OnDevice.reads) >= 2 * 3  # the instrument sees Ultralytics' per-image reads (3 images with boxes)
+
+    counts: list[tuple[int, int]] = []
+
+    class Counted(OnlineTeacherTrainer):
+        def _with_unlabeled(self, batch):
+            batches = self.unlabeled_batches
+            self.unlabeled_batches = ({**b, "img": b["img"].as_subclass(_OnDevice)} for b in [next(batches)])
+            _OnDevice.reads.clear()
+            try:
+                batch = super()._with_unlabeled(batch)
+            finally:
+                self.unlabeled_batches = batches
+            counts.append((len(_OnDevice.reads), int((batch["batch_idx"] >= batch["n_l"]).sum())))
+            return {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    for unsure in ("ignore", "dense"):
+        rules = LossRules(lambda_u=0.5, box_min_score=0.0024, unsure=unsure)
+        data_yaml = _online_data_yaml(tiny_dataset, tmp_path / unsure, rules=rules)
+        overrides = dict(
+            model=str(tiny_weights), data=str(data_yaml), epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
+            plots=False, project=str(tmp_path / "t"), name=unsure, exist_ok=True, val=False,
+        )  # fmt: skip
+        Counted(overrides=overrides).train()
+    assert len(counts) == 4 and all(reads == 2 for reads, _ in counts), counts
+    assert all(targets > 4 for _, targets in counts)  # every step had teacher targets beside its 4 PSEUDO_AREA boxes
+
+
+@pytest.mark.parametrize(
+    ("workers", "ratio", "split"), [(8, 1.0, (4, 4)), (6, 2.0, (2, 4)), (1, 1.0, (1, 1)), (0, 1.0, (0, 0))]
+)
+def test_the_loader_workers_are_shared_by_the_labeled_and_the_unlabeled_loader(workers, ratio, split) -> None:
+    from yolossl.train.online import split_workers
+
+    assert split_workers(workers, ratio) == split

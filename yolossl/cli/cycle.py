@@ -333,7 +333,7 @@ def cycle(
     setup_logging(quiet, verbose)
     run_dir = [resume] if resume is not None else []  # the run folder, once known: a stopped run names it
     with errors_as_one_line(verbose, resume_hint=lambda: _resume_hint(run_dir)):
-        from yolossl.config import resolve_config
+        from yolossl.config import given_options, resolve_config
         from yolossl.cycle import resume_cycle, run_cycle
 
         progress = progress_bar(quiet)
@@ -346,7 +346,8 @@ def cycle(
                 values = _config_values(given, folders=folders, train_arg=train_arg)
                 cycle_config = _named(resolve_config(values, config_file=config))
                 run_dir.append(Path(cycle_config.project) / str(cycle_config.name))
-                result = run_cycle(cycle_config, on_progress=on_progress)
+                chosen = given_options(values, config_file=config)  # the demo fills in only the others
+                result = run_cycle(cycle_config, on_progress=on_progress, given=chosen)
         print_summary(result)
 
 

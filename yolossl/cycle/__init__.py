@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,13 +56,15 @@ def run_cycle(
     *,
     trainer: Trainer | None = None,
     labeler: Labeler | None = None,
+    given: Collection[str] | None = None,
 ) -> CycleResult:
     """Start a new run under `config.project` and carry it through all rounds.
 
-    `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round.
+    `trainer` and `labeler` replace the defaults (Ultralytics' trainer, `PoolLabeler`) for every round. Without
+    `data`, the demo fills in its settings for the options not in `given` (None: those left at their defaults).
     """
     check_run_settings(config)  # before the demo is drawn or any folder made
-    config = _absolute_paths(_with_demo_data(config))
+    config = _absolute_paths(_with_demo_data(config, given))
     run_dir = new_run_dir(Path(config.project), config.name, taken_hint=", or continue it with --resume {run_dir}")
     inputs = read_inputs(config, run_dir / CONFIG_FILE)  # every input checked before any folder is made
     check_some_readable(inputs)
@@ -137,7 +140,7 @@ def _absolute_paths(config: CycleConfig) -> CycleConfig:
     )
 
 
-def _with_demo_data(config: CycleConfig) -> CycleConfig:
+def _with_demo_data(config: CycleConfig, given: Collection[str] | None) -> CycleConfig:
     """No `data` given: build (once) and use the bundled demo dataset, its pool, and its CPU-sized settings."""
     if config.data:
         return config
@@ -145,4 +148,4 @@ def _with_demo_data(config: CycleConfig) -> CycleConfig:
 
     data_yaml = ensure_demo_dataset(DEMO_DIR)
     unlabeled = config.unlabeled or [str((DEMO_DIR / "unlabeled").resolve())]
-    return replace(with_demo_settings(config), data=str(data_yaml.resolve()), unlabeled=unlabeled)
+    return replace(with_demo_settings(config, given), data=str(data_yaml.resolve()), unlabeled=unlabeled)

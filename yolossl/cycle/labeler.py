@@ -40,7 +40,6 @@ class PoolLabeler:
         advance(0)
         return label_pool(
             detector,
-            [weights],
             inputs.pool.images,
             round_dir / "pseudo",
             settings,

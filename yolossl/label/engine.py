@@ -3,7 +3,8 @@
 Images are decoded and letterboxed in background threads, a few batches ahead of the model, and
 each result is handed on as soon as its batch is done. The model is Ultralytics' `AutoBackend`,
 so the same code runs PyTorch weights (FP16 on CUDA, channels-last on CPU) and models exported
-by Ultralytics' exporter to ONNX Runtime, OpenVINO or TensorRT; boxes go through Ultralytics' own
+by Ultralytics' exporter to ONNX Runtime, OpenVINO or TensorRT, each fed the input precision it was
+built for (a TensorRT engine Ultralytics builds takes fp32, even with FP16 layers); boxes go through Ultralytics' own
 NMS and `scale_boxes`. Test-time augmentation and ensembles add views (flip, smaller scale, other
 models) that `fusion.fuse_detections` merges with weighted boxes fusion.
 
@@ -38,8 +39,9 @@ logger = logging.getLogger(__name__)
 _INSTALL = {
     "onnxruntime": "pip install 'yolossl[onnxruntime]'",
     "openvino": "pip install 'yolossl[openvino]'",
-    "tensorrt": "pip install tensorrt (NVIDIA GPUs only)",
+    "tensorrt": "pip install 'yolossl[tensorrt]' (NVIDIA GPUs only)",
 }
+_EXPORT_SUFFIX = {"onnx": ".onnx", "engine": ".engine", "openvino": "_openvino_model"}
 _TTA_SCALE = 0.83  # the smaller view of --tta, as in Ultralytics' own augmented inference
 
 
@@ -76,18 +78,18 @@ class Detector:
             raise YolosslError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         import torch
         import torchvision  # noqa: F401  Ultralytics' NMS runs torchvision's C++ kernel only once it is imported
-        from ultralytics.utils.torch_utils import select_device
 
         self.imgsz = _round_to_stride(imgsz)
         self.conf, self.iou, self.max_det, self.tta = conf, iou, max_det, tta
         self.batch = batch  # the largest batch an exported engine must take (TensorRT's profile is fixed at export)
-        from yolossl.runtime import torch_threads_kept
-
-        with torch_threads_kept():  # labeling decodes in a light thread and wants every core for the model
-            self.device = select_device(str(device).split(",")[0], verbose=False)
+        self.device = labeling_device(device)
         self.half = self.device.type == "cuda" if half is None else half
+        self.sources: list[Path] = []  # the files loaded: the weights, or what they were exported to
         self.models = [self._load(Path(w), backend, export_dir) for w in weights]
         self._layouts = [_input_layout(m) for m in self.models]
+        self._dtypes = [_input_dtype(m) for m in self.models]
+        for w, dtype in zip(weights, self._dtypes, strict=True):
+            logger.info("Labeling with %s (%s): %s input", w, backend, "fp16" if dtype == torch.float16 else "fp32")
         names = [dict(m.names) for m in self.models]
         if any(n != names[0] for n in names[1:]):
             raise YolosslError("ensemble models must have the same classes in the same order")
@@ -97,9 +99,12 @@ class Detector:
     def _load(self, weights: Path, backend: str, export_dir: Path | None) -> Any:
         from ultralytics.nn.autobackend import AutoBackend
 
-        if not weights.is_file():
-            weights = _named_weights(weights)
-        source = weights if BACKENDS[backend] is None else self._export(weights, backend, export_dir)
+        if is_exported(weights, backend):  # exported once by a driver (the Ray engine's) and handed over
+            source = weights
+        else:
+            if not weights.is_file():
+                weights = _named_weights(weights)
+            source = weights if BACKENDS[backend] is None else self._export(weights, backend, export_dir)
         try:
             model = AutoBackend(model=str(source), device=self.device, fp16=self.half, fuse=True, verbose=False)
         except ImportError as e:
@@ -107,39 +112,11 @@ class Detector:
         except Exception as e:  # Ultralytics raises TypeError, RuntimeError, ... for a file it cannot load
             raise YolosslError(f"{weights}: could not load the model ({first_line(e)})") from e
         model.eval()
+        self.sources.append(Path(source))
         return model
 
     def _export(self, weights: Path, backend: str, export_dir: Path | None) -> Path:
-        """Export through Ultralytics' exporter into `export_dir`, never beside the user's weights."""
-        from ultralytics import YOLO
-
-        if backend == "tensorrt" and self.device.type != "cuda":
-            raise YolosslError("--backend tensorrt needs a CUDA device (--device 0)")
-        digest = hashlib.sha1(weights.read_bytes()).hexdigest()[:8]  # a re-trained file of the same name re-exports
-        name = f"{weights.stem}-{digest}-{backend}-{self.imgsz}-b{self.batch}"
-        target_dir = (export_dir or Path("runs/export")) / name
-        fmt = BACKENDS[backend]
-        suffix = {"onnx": ".onnx", "engine": ".engine", "openvino": "_openvino_model"}[fmt]
-        exported = target_dir / f"{weights.stem}{suffix}"
-        if exported.exists():
-            return exported
-        target_dir.mkdir(parents=True, exist_ok=True)
-        local = target_dir / weights.name
-        shutil.copyfile(weights, local)
-        device = "cpu" if self.device.type == "cpu" else str(self.device.index or 0)
-        try:
-            path = YOLO(str(local)).export(
-                format=fmt,
-                imgsz=self.imgsz,
-                dynamic=True,
-                batch=self.batch,
-                half=self.half,
-                device=device,
-                verbose=False,
-            )
-        except ImportError as e:
-            raise YolosslError(f"--backend {backend} needs its exporter and runtime: {_INSTALL[backend]} ({e})") from e
-        return Path(path)
+        return export_model(weights, backend, self.imgsz, self.batch, self.device, self.half, export_dir)
 
     def run(
         self,
@@ -166,7 +143,8 @@ class Detector:
                 on_progress(len(chunk))
 
     def _to_tensor(self, images: list[np.ndarray]) -> Any:
-        """Letterboxed RGB (H, W, 3) uint8 images to the model's input: NCHW, 0-1, FP16 where the model is.
+        """Letterboxed RGB (H, W, 3) uint8 images to the models' input: NCHW, 0-1, FP16 where every model takes FP16
+        (`_detect` casts per model where an ensemble mixes them).
 
         The batch stays in the decoders' channels-last memory (a permuted view, not a copy): that
         is the layout Ultralytics runs PyTorch models in on CPU, so the first convolution need not
@@ -176,7 +154,8 @@ class Detector:
         if self.device.type == "cuda":  # from pinned memory, without blocking: the copy overlaps the decoding
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        return (x.half() if self.half else x.float()).div_(255)
+        half = all(dtype == self._torch.float16 for dtype in self._dtypes)
+        return (x.half() if half else x.float()).div_(255)
 
     def _detect(self, tensor: Any, shapes: list[tuple[int, int]]) -> list[Detections]:
         """Every view of every model, NMS'd, mapped back to original pixels, fused when there are several."""
@@ -185,9 +164,9 @@ class Detector:
         per_image: list[list[Detections]] = [[] for _ in shapes]
         size = tensor.shape[2:]
         with self._torch.inference_mode():
-            for model, layout in zip(self.models, self._layouts, strict=True):
+            for model, layout, dtype in zip(self.models, self._layouts, self._dtypes, strict=True):
                 for view, undo in self._views(tensor):
-                    raw = model(view.contiguous(memory_format=layout))  # a no-op where the layouts agree
+                    raw = model(view.to(dtype).contiguous(memory_format=layout))  # no-ops where they agree
                     kept = nms.non_max_suppression(
                         raw, self.conf, self.iou, max_det=self.max_det, end2end=getattr(model, "end2end", False)
                     )
@@ -226,6 +205,62 @@ class Detector:
         yield padded, lambda b: b / scale
 
 
+def labeling_device(device: str) -> Any:
+    """The torch.device labeling runs on (the first of a list): Ultralytics' `select_device`, every core kept."""
+    from ultralytics.utils.torch_utils import select_device
+
+    from yolossl.runtime import torch_threads_kept
+
+    with torch_threads_kept():  # labeling decodes in a light thread and wants every core for the model
+        return select_device(str(device).split(",")[0], verbose=False)
+
+
+def export_model(
+    weights: Path, backend: str, imgsz: int, batch: int, device: Any, half: bool, export_dir: Path | None
+) -> Path:
+    """`weights` exported for `backend` through Ultralytics' exporter into `export_dir`, never beside the user's
+    weights; an export made before with the same file and options is reused. `imgsz` is rounded to the stride as the
+    detector does; `batch` is the largest an engine must take (TensorRT's profile is fixed at export); `device` a
+    torch.device (`labeling_device`)."""
+    from ultralytics import YOLO
+
+    imgsz = _round_to_stride(imgsz)
+    if backend == "tensorrt" and device.type != "cuda":
+        raise YolosslError("--backend tensorrt needs a CUDA device (--device 0)")
+    # fp16 ONNX only where ONNX Runtime runs it on the GPU: its CPU provider would run fp16 kernels, slowly
+    half = half and (backend != "onnxruntime" or _onnxruntime_on_cuda())
+    digest = hashlib.sha1(weights.read_bytes()).hexdigest()[:8]  # a re-trained file of the same name re-exports
+    name = f"{weights.stem}-{digest}-{backend}-{imgsz}-b{batch}{'-fp16' if half else ''}"
+    target_dir = (export_dir or Path("runs/export")) / name
+    exported = target_dir / f"{weights.stem}{_EXPORT_SUFFIX[BACKENDS[backend]]}"
+    if exported.exists():
+        return exported
+    if backend == "tensorrt":
+        require_tensorrt_exporter()
+    target_dir.mkdir(parents=True, exist_ok=True)
+    local = target_dir / weights.name
+    shutil.copyfile(weights, local)
+    try:
+        path = YOLO(str(local)).export(
+            format=BACKENDS[backend],
+            imgsz=imgsz,
+            dynamic=True,
+            batch=batch,
+            half=half,
+            device="cpu" if device.type == "cpu" else str(device.index or 0),
+            verbose=False,
+        )
+    except ImportError as e:
+        raise YolosslError(f"--backend {backend} needs its exporter and runtime: {_INSTALL[backend]} ({e})") from e
+    return Path(path)
+
+
+def is_exported(weights: Path, backend: str) -> bool:
+    """Whether `weights` is already a model exported for `backend` (a .onnx, .engine or OpenVINO folder)."""
+    fmt = BACKENDS.get(backend)
+    return fmt is not None and weights.name.endswith(_EXPORT_SUFFIX[fmt]) and weights.exists()
+
+
 def _named_weights(weights: Path) -> Path:
     """A released Ultralytics weight named without a folder (`yolo11n.pt`) and not here: downloaded
     as the cycle does it, or one error saying the download failed and what to pass instead."""
@@ -248,6 +283,33 @@ def _input_layout(model: Any) -> Any:
         if first is not None and not first.is_contiguous() and first.is_contiguous(memory_format=torch.channels_last):
             return torch.channels_last
     return torch.contiguous_format
+
+
+def _input_dtype(model: Any) -> Any:
+    """The input precision a loaded model was built for: Ultralytics' backend says (`fp16`, read from a TensorRT
+    engine's or an ONNX graph's input type, or the PyTorch model it halved). AutoBackend only ever casts to half, so
+    an fp16 batch fed to an fp32 engine would be read as fp32 garbage."""
+    import torch
+
+    return torch.float16 if getattr(model, "fp16", False) else torch.float32
+
+
+def require_tensorrt_exporter() -> None:
+    """Ultralytics' TensorRT export goes through ONNX: `onnx` and `onnxslim` too, which `YOLO_AUTOINSTALL=false` (set
+    by the CLI) keeps it from fetching. All three checked before anything is exported, in one line."""
+    import importlib.util
+
+    missing = [name for name in ("tensorrt", "onnx", "onnxslim") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise YolosslError(f"--backend tensorrt needs {', '.join(missing)}: {_INSTALL['tensorrt']}")
+
+
+def _onnxruntime_on_cuda() -> bool:
+    try:
+        import onnxruntime
+    except ImportError:
+        return False  # the load that follows says how to install it
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def _round_to_stride(size: int, stride: int = 32) -> int:

@@ -57,12 +57,11 @@ def label_folders(
     if val:
         log_split_report(check_split("val", val, spec.val, len(names)))
     thresholds = choose_thresholds(detector, val, settings, len(names))
-    return label_pool(detector, models, pool.images, out_dir, settings, thresholds, names, on_progress)
+    return label_pool(detector, pool.images, out_dir, settings, thresholds, names, on_progress)
 
 
 def label_pool(
     detector: Detector,
-    weights: Sequence[str | Path],
     images: Sequence[ImageItem],
     out_dir: Path,
     settings: LabelSettings,
@@ -73,13 +72,22 @@ def label_pool(
 ) -> LabelStats:
     """Label a pool into `out_dir` on the engine `settings.engine` names: this process, or Ray's actors.
 
-    Ray's actors load `weights` themselves; the local engine uses `detector` (already loaded).
+    Ray's actors load the files `detector` loaded (the weights, or the models it exported for the backend: no actor
+    exports its own); the local engine uses `detector` itself.
     """
     if settings.engine == "ray":
         from yolossl.label.ray_engine import pseudo_label_ray
 
         return pseudo_label_ray(
-            weights, images, out_dir, settings, thresholds, names, reviewer, settings.shard_size, settings.ray_address
+            detector.sources,
+            images,
+            out_dir,
+            settings,
+            thresholds,
+            names,
+            reviewer,
+            settings.shard_size,
+            settings.ray_address,
         )
     return pseudo_label(detector, images, out_dir, settings, thresholds, names, on_progress, reviewer)
 

@@ -2,11 +2,13 @@
 
 The pool is cut into shards of `shard_size` images. A Ray Data pipeline streams the shards through
 an actor pool (`map_batches` with a callable class): each actor loads the model once (one per GPU,
-or per CPU) and writes its shard's labels, images and record into `<out>.partial/shards/<k>/`,
-marking it done last. The driver then merges the shards in order, so the result is byte for byte
-what the local engine writes. An interrupted run keeps its finished shards: the next run skips
-them. Local Ray by default; `address` joins an existing cluster (every node must see the image
-paths and the output folder: a shared file system).
+or per CPU; an actor Ray gave no GPU labels on the CPU) and writes its shard's labels, images and
+record into `<out>.partial/shards/<k>/`, marking it done last. The driver then merges the shards in
+order, so the result is byte for byte what the local engine writes. An interrupted run keeps its
+finished shards: the next run skips them. Local Ray by default; `address` joins an existing cluster
+(every node must see the image paths and the output folder: a shared file system). A model for
+another `--backend` is exported once, by the driver, and the actors load that file (TensorRT: the
+driver builds the engine on its GPU, so every node needs the same GPU model).
 
     pip install 'yolossl[ray]'
     >>> stats = pseudo_label_ray([weights], pool.images, Path("out"), settings, thresholds, names)
@@ -29,6 +31,7 @@ from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.decisions import ClassReviewer
 from yolossl.label.filters import ClassThresholds
+from yolossl.label.pool import export_dir_for
 from yolossl.label.pseudo import finish_output
 from yolossl.label.record import RECORD_COLUMNS
 from yolossl.label.settings import LabelSettings
@@ -39,9 +42,10 @@ logger = logging.getLogger(__name__)
 DONE = "done.json"
 
 
-def actor_settings(settings: LabelSettings) -> LabelSettings:
-    """The labeling settings inside an actor given a GPU: Ray made that GPU the only one it sees, as index 0."""
-    return replace(settings, device="0")
+def actor_settings(settings: LabelSettings, gpu_ids: Sequence[Any]) -> LabelSettings:
+    """The labeling settings inside an actor, from the GPUs Ray gave it (`ray.get_gpu_ids()`): with one, that GPU
+    is the only one it sees, as index 0, whatever `--device` said; with none, the CPU."""
+    return replace(settings, device="0" if gpu_ids else "cpu")
 
 
 def require_ray() -> Any:
@@ -64,14 +68,14 @@ class ShardLabeler:
         shards_dir: str,
         reviewer: ClassReviewer | None = None,
     ) -> None:
+        import ray
         import torch
 
         from yolossl.label.pseudo import make_detector
 
+        settings = actor_settings(settings, ray.get_gpu_ids())
         if settings.device == "cpu":
             torch.set_num_threads(1)  # one actor per CPU: no oversubscription
-        else:  # Ray shows an actor its one GPU alone (CUDA_VISIBLE_DEVICES): it is device 0 there, whatever --device
-            settings = actor_settings(settings)
         self.detector = make_detector(weights, settings.predict)
         self.settings, self.thresholds, self.names = settings, thresholds, names
         self.shards_dir, self.reviewer = Path(shards_dir), reviewer
@@ -123,12 +127,33 @@ def pseudo_label_ray(
         len(shards) - len(todo),
     )
     if todo:
-        _run_shards(ray, todo, shards, shards_dir, weights, settings, thresholds, names, reviewer, address)
+        models = driver_exports(weights, settings, export_dir_for(out_dir))
+        _run_shards(ray, todo, shards, shards_dir, models, settings, thresholds, names, reviewer, address)
     stats = _merge_shards(shards_dir, len(shards), partial)
     stats.wall_time_s = round(time.perf_counter() - start, 3)
     shutil.rmtree(shards_dir)
     finish_output(partial, out_dir, thresholds, stats)
     return stats
+
+
+def driver_exports(weights: Sequence[str | Path], settings: LabelSettings, export_dir: Path) -> list[Path]:
+    """The files the actors load: `weights` exported for `settings.backend` here, once (every actor exporting its own
+    raced on the same folder), or as they are for PyTorch and for files already exported (`Detector.sources`)."""
+    if settings.backend == "torch":
+        return [Path(w) for w in weights]
+    import torch
+
+    from yolossl.label.engine import export_model, is_exported, labeling_device
+
+    # a driver without a GPU (a head node) exports ONNX and OpenVINO on its CPU; TensorRT says it needs one
+    device = labeling_device(settings.device if torch.cuda.is_available() else "cpu")
+    half = device.type == "cuda"  # as the detector would export it on this device
+    return [
+        w
+        if is_exported(w, settings.backend)
+        else export_model(w, settings.backend, settings.imgsz, settings.batch, device, half, export_dir)
+        for w in map(Path, weights)
+    ]
 
 
 def _run_shards(

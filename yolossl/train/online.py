@@ -72,7 +72,7 @@ from yolossl.train.teacher import (
     thresholds_on_val,
 )
 from yolossl.train.trainer import PseudoAwareTrainer, check_loss_supported
-from yolossl.train.views import strong_view
+from yolossl.train.views import strong_view, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,10 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
             self._continue_run(Path(online.continue_from))
         self._start_unlabeled(online)
         self.generator = torch.Generator().manual_seed(self.args.seed + max(RANK, 0))
-        # The strong view's noise image is drawn where it is used (a GPU's own generator): drawn on the CPU it is
-        # 79 MB a batch of 16 at imgsz 640, copied over. On the CPU one generator draws everything, as it always did.
-        self.noise_generator = (
+        # The strong view's colour factors, blur mask and noise image are drawn where they are used (a GPU's own
+        # generator): drawn on the CPU they are copies to the device each step (the noise image alone 79 MB a batch of
+        # 16 at imgsz 640). On the CPU one generator draws everything, as it always did.
+        self.pixel_generator = (
             self.generator
             if self.device.type == "cpu"
             else torch.Generator(self.device).manual_seed(self.args.seed + max(RANK, 0))
@@ -241,9 +242,21 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
         per_rank = self.batch_size // max(self.world_size, 1)
         self.unlabeled_batch_size = max(1, round(per_rank * online.unlabeled_ratio))
         dataset = UnlabeledImages(online.unlabeled, self.args.imgsz)
+        workers = split_workers(self.args.workers, online.unlabeled_ratio)[1]
         return build_dataloader(
-            dataset, self.unlabeled_batch_size, self.args.workers, shuffle=True, rank=LOCAL_RANK, device=self.device
+            dataset, self.unlabeled_batch_size, workers, shuffle=True, rank=LOCAL_RANK, device=self.device
         )
+
+    def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train") -> Any:
+        """Ultralytics' loader; the labeled one with its share of `workers` (the unlabeled loader has the rest)."""
+        if mode != "train":
+            return super().get_dataloader(dataset_path, batch_size, rank, mode)
+        workers = self.args.workers
+        self.args.workers = split_workers(workers, self.online_settings().unlabeled_ratio)[0]
+        try:  # Ultralytics reads the count from the arguments only
+            return super().get_dataloader(dataset_path, batch_size, rank, mode)
+        finally:
+            self.args.workers = workers
 
     def _choose_thresholds(self, online: OnlineSettings) -> ClassThresholds:
         """Per class on val from the teacher (rank 0 on the whole split, the same for every rank), or one `conf`."""
@@ -294,8 +307,10 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
     def _with_unlabeled(self, batch: dict[str, Any]) -> dict[str, Any]:
         """`batch` with the strong views of an unlabeled batch appended, and the teacher's targets for them.
 
-        Batch by batch, not image by image: the teacher's boxes come to the CPU in one copy, the targets are sorted
-        and mapped there, and go back in three copies (non-blocking from pinned memory on a GPU).
+        Batch by batch, not image by image: the teacher's candidate boxes come to the CPU in one copy (`nms_boxes`),
+        the targets are sorted and mapped there, and go back in three copies (non-blocking from pinned memory on a
+        GPU); the strong view's pixel draws stay on the device and its warp matrices go over once. On a GPU the
+        step waits for the device twice (`tests/train/test_online.py` counts it).
         """
         online = self.online_settings()
         unlabeled = next(self.unlabeled_batches)
@@ -311,10 +326,9 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
             online.strong_flip,
             online.strong_scale,
             online.strong_translate,
-            noise_generator=self.noise_generator,
+            pixel_generator=self.pixel_generator,
         )
         height, width = size
-        found = torch.cat(found).float().cpu().split([len(boxes) for boxes in found])  # one copy for the batch
         codes, xywh, owner = [], [], []
         for i, (boxes, matrix) in enumerate(zip(found, matrices, strict=True)):
             kept = kept_mask(boxes, self.kept_thresholds_cpu)
@@ -336,10 +350,16 @@ class OnlineTeacherTrainer(PseudoAwareTrainer):
 
     def _to_device(self, values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
         """A CPU array as a tensor like `like` (its dtype and device): from pinned memory, not blocking, on a GPU."""
-        tensor = torch.from_numpy(values).to(like.dtype)
-        if like.device.type == "cuda":
-            tensor = tensor.pin_memory()
-        return tensor.to(like.device, non_blocking=True)
+        return to_device(torch.from_numpy(values), like)
+
+
+def split_workers(workers: int, unlabeled_ratio: float) -> tuple[int, int]:
+    """`workers` loader processes shared by the labeled and the unlabeled loader, by their images per batch (each at
+    least one when there are any): one full count each doubled the processes and their memory."""
+    if workers <= 0:
+        return 0, 0
+    labeled = max(1, round(workers / (1 + unlabeled_ratio)))
+    return labeled, max(1, workers - labeled)
 
 
 def log_online_epoch(trainer: OnlineTeacherTrainer) -> None:

@@ -40,8 +40,25 @@ def teacher_predictions(teacher: torch.nn.Module, images: torch.Tensor) -> torch
 
 
 def nms_boxes(preds: torch.Tensor, conf: float, iou: float) -> list[torch.Tensor]:
-    """Per image, the boxes (n, 6: x1 y1 x2 y2 score class, pixels) scoring above `conf`, after NMS."""
-    return non_max_suppression(preds, conf_thres=conf, iou_thres=iou, max_det=300)
+    """Per image, the boxes (n, 6: x1 y1 x2 y2 score class, pixels) scoring above `conf`, after NMS, on the CPU.
+
+    Ultralytics' NMS goes image by image, waiting for the device ~3 times each on a GPU. Its candidates are moved to
+    the host first (`candidates_first`: two syncs for the batch) and its own NMS runs there, unchanged: the same
+    rows in the same order, so the same boxes.
+    """
+    return non_max_suppression(candidates_first(preds, conf).cpu(), conf_thres=conf, iou_thres=iou, max_det=300)
+
+
+def candidates_first(preds: torch.Tensor, conf: float) -> torch.Tensor:
+    """`preds` (b, 4 + classes, anchors) cut to the anchors Ultralytics' NMS keeps first (a class score above `conf`),
+    in their order, padded with other anchors to the largest count in the batch (its filter drops those again)."""
+    candidates = preds[:, 4:].amax(1) > conf
+    k = int(candidates.sum(1).max())
+    if k == 6:  # a last dimension of 6 reads to Ultralytics as an end-to-end model's (b, boxes, 6) output
+        k = 7
+    k = min(k, preds.shape[2])
+    order = candidates.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :k]
+    return preds.gather(2, order.unsqueeze(1).expand(-1, preds.shape[1], -1))
 
 
 def teacher_boxes(teacher: torch.nn.Module, images: torch.Tensor, conf: float, iou: float) -> list[torch.Tensor]:

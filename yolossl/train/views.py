@@ -21,14 +21,16 @@ def strong_view(
     flip: float = 0.0,
     scale: float = 0.0,
     translate: float = 0.0,
-    noise_generator: torch.Generator | None = None,
+    pixel_generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A photometrically perturbed copy of `weak` (b, 3, h, w) in [0, 1]: mirrored with probability `flip`, and
     zoomed by a factor in 1 ± `scale` about the centre, shifted by up to ± `translate` of the size, when those are set.
 
     Returns the images and, per image, the 3×3 matrix (on the CPU) mapping weak-view pixels to strong-view pixels.
-    `generator` (CPU) draws the per-image choices; `noise_generator` (default: `generator`) the noise image, on its
-    own device.
+    `generator` (CPU) draws the geometry, which the teacher's boxes follow on the CPU; `pixel_generator` (default:
+    `generator`) draws what only touches pixels (colour factors, blur mask, noise) on its own device, the images'
+    on a GPU, so that none of it is copied over. With one CPU generator for both the draws come in the order they
+    always did.
     """
     b, _, h, w = weak.shape
     matrices = torch.eye(3).repeat(b, 1, 1)
@@ -38,7 +40,7 @@ def strong_view(
         matrices = jitter_matrices(b, w, h, scale, translate, generator) @ matrices
     moved = bool(mirrored.any()) or bool(scale or translate)
     images = warp(weak, matrices) if moved else weak
-    return photometric(images, generator, noise_generator), matrices
+    return photometric(images, pixel_generator or generator), matrices
 
 
 def jitter_matrices(
@@ -60,18 +62,17 @@ def jitter_matrices(
     return matrices
 
 
-def photometric(
-    images: torch.Tensor, generator: torch.Generator, noise_generator: torch.Generator | None = None
-) -> torch.Tensor:
+def photometric(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Per image: brightness, contrast and saturation jitter (±40%), a 3×3 blur half the time, Gaussian noise.
 
-    Strong enough that the student cannot copy the teacher's view, and no pixel moves. The noise image is drawn by
-    `noise_generator` (default `generator`) on that generator's device.
+    Strong enough that the student cannot copy the teacher's view, and no pixel moves. Everything is drawn by
+    `generator` on its own device (on the images' device, nothing is copied to it).
     """
     b = images.shape[0]
+    device = generator.device
 
     def factor(spread: float) -> torch.Tensor:
-        return (1 + spread * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)).to(images)
+        return (1 + spread * (2 * torch.rand(b, 1, 1, 1, generator=generator, device=device) - 1)).to(images)
 
     grey = images.mean(1, keepdim=True)
     out = grey + (images - grey) * factor(0.4)  # saturation
@@ -79,10 +80,9 @@ def photometric(
     mean = out.mean((1, 2, 3), keepdim=True)
     out = mean + (out - mean) * factor(0.4)  # contrast
     blurred = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-    blur = (torch.rand(b, 1, 1, 1, generator=generator) < 0.5).to(images)
+    blur = (torch.rand(b, 1, 1, 1, generator=generator, device=device) < 0.5).to(images)
     out = blur * blurred + (1 - blur) * out
-    noise_generator = noise_generator or generator
-    noise = torch.randn(out.shape, generator=noise_generator, device=noise_generator.device).to(images) * 0.03
+    noise = torch.randn(out.shape, generator=generator, device=device).to(images) * 0.03
     return (out + noise).clamp_(0, 1)
 
 
@@ -108,9 +108,17 @@ def _resampled(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     _, _, h, w = images.shape
     to_norm = torch.tensor([[2.0 / w, 0.0, -1.0], [0.0, 2.0 / h, -1.0], [0.0, 0.0, 1.0]])
     # affine_grid maps each output (normalised) position to where it samples the input: the inverse transform
-    theta = to_norm @ torch.linalg.inv(matrices.float()) @ torch.linalg.inv(to_norm)
-    grid = F.affine_grid(theta[:, :2].to(images), list(images.shape), align_corners=False)
+    theta = to_norm @ torch.linalg.inv(matrices.float().cpu()) @ torch.linalg.inv(to_norm)
+    grid = F.affine_grid(to_device(theta[:, :2], images), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def to_device(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor as `like`'s dtype on `like`'s device: on a GPU from pinned memory, without blocking the host."""
+    tensor = tensor.to(like.dtype)
+    if like.device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(like.device, non_blocking=True)
 
 
 def map_boxes(xyxy: torch.Tensor, matrix: torch.Tensor, width: int, height: int) -> torch.Tensor:
