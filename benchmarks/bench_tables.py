@@ -1,6 +1,6 @@
-"""The tables of a `yolossl bench` run, from its bench.json: the arms pooled (test mAP, paired differences with 90%
-t-intervals over split seeds, gap recovered) and per split seed, and its plot (bench.png). What the README and RESULTS.md
-quote.
+"""The tables of a `yolossl bench` run, from its bench.json: the arms pooled (test mAP, paired differences with
+90% t-intervals over split seeds, gap recovered) and per split seed, and its plot (bench.png). What the README and
+RESULTS.md quote.
 
     python benchmarks/bench_tables.py runs/bench/headline
 """
