@@ -232,6 +232,15 @@ class CycleConfig:
         _check(self.saturate_window >= 1, f"saturate_window must be >= 1, got {self.saturate_window}")
         _check(self.saturate_min_gain >= 0, f"saturate_min_gain must be >= 0, got {self.saturate_min_gain}")
         _check(self.saturate_every >= 1, f"saturate_every must be >= 1, got {self.saturate_every}")
+        _check(
+            not self.saturate_epochs or self.saturate_window <= self.saturate_epochs,
+            f"saturate_window ({self.saturate_window}) must be <= saturate_epochs ({self.saturate_epochs}): a longer "
+            "window can never be decided",
+        )
+        _check(
+            not self.saturate_epochs or "," not in str(self.device or ""),
+            "saturate_epochs runs on one device (its watch lives in this process): train round 0 on one GPU",
+        )
         _check(self.labeled_repeat is None or self.labeled_repeat >= 1, "labeled_repeat must be >= 1 (or None: auto)")
         reserved = sorted(set(self.train_args) & _OWNED_TRAIN_ARGS)
         _check(not reserved, f"train_args cannot set {reserved}: yolossl sets them for every round")

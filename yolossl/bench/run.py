@@ -45,7 +45,8 @@ def run_bench(config: BenchConfig, on_arm: ArmCallback | None = None) -> BenchRe
     """Run every arm on every split seed and training seed under `project/name`; write bench.json and bench.md.
 
     With `config.jobs` > 1 the split seeds run side by side in worker processes (one training each: Ultralytics
-    trains on all cores but one); their arms are still timed within their own seed, alike for every arm."""
+    trains on all cores but one). Each arm is timed in its own seed's process while the others run: the wall-matched
+    arm is matched under the contention of the moment, so give it a machine with a core per job."""
     run_dir = new_run_dir(Path(config.project), config.name, prefix="bench")
     spec = load_data_yaml(config.data)
     run_dir.mkdir(parents=True)
@@ -60,9 +61,13 @@ def run_bench(config: BenchConfig, on_arm: ArmCallback | None = None) -> BenchRe
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of torch's thread pools
         with ProcessPoolExecutor(max_workers=min(config.jobs, config.seeds), mp_context=context) as pool:
             futures = {pool.submit(_run_seed, config, seed, run_dir, test): seed for seed in seeds}
-            for future in as_completed(futures):
-                _say(on_arm, "done", futures[future])
-                _add_seed(result, *future.result())
+            try:
+                for future in as_completed(futures):
+                    _say(on_arm, "done", futures[future])
+                    _add_seed(result, *future.result())
+            except BaseException:  # a seed failed (or Ctrl-C): the seeds not started yet are not started
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     result.arms.sort(key=lambda r: (r.seed, r.train_seed))
     write_bench(run_dir, result)
     return result

@@ -140,10 +140,10 @@ class Cycle:
 
     def _round(self, index: int, previous: RoundResult | None, val_images: Path) -> RoundResult:
         """label (with the best weights so far) → merge → train → guard; round 0 only merges and trains."""
-        start = time.perf_counter()
         round_dir = self.run_dir / f"round_{index}"
         round_dir.mkdir(exist_ok=True)
         stats = self._label(index, previous.weights, round_dir) if previous else LabelStats()
+        start = time.perf_counter()  # the labeling's own time is in its stats (also when a resume read it back)
         merged = self._merge(index, round_dir, val_images, with_pseudo=previous is not None)
         start_model, epochs, trained = self._train(index, previous, round_dir, merged)
         accepted = previous is None or trained.metrics.map50_95 >= previous.metrics.map50_95
@@ -306,8 +306,9 @@ class Cycle:
         record = round_dir / SATURATION_FILE
         watch = SaturationWatch(rule, start.metrics.map50_95, record, most)
         round_settings = self.config.round_settings(self.device, len(self.inputs.names))
-        # Every label here is human (Ultralytics' loss); the watch, not Ultralytics' patience, ends the run.
-        extra = {**round_settings.extra, "patience": most + 1}
+        # Every label here is human (Ultralytics' loss); the watch, not Ultralytics' patience, ends the run; mosaic
+        # stays closed, as round 0 ended: an open-ended run never reaches Ultralytics' last-epochs close_mosaic.
+        extra = {**round_settings.extra, "patience": most + 1, "close_mosaic": most}
         settings = replace(round_settings, epochs=most, loss="ultralytics", extra=extra)
         logger.info(
             "Round 0: training on until saturated (val every %d epochs; stops when the best has not risen by %.3f "
@@ -359,10 +360,11 @@ class Cycle:
         """The control (`cycle.control`): round 0 trained on for the rounds' wall time, on the labels alone."""
         if not self.config.control or len(rounds) < 2:
             return None
-        if done := self.state.record(STATE_KEY):
-            return ControlResult.from_dict(done)
         round0 = rounds[0]
         budget = sum(r.wall_time_s for r in rounds[1:])
+        done = self.state.record(STATE_KEY)
+        if done and done["budget_s"] == round(budget, 2):  # a resume that added rounds trains a longer one
+            return ControlResult.from_dict(done)
         per_epoch = round0.wall_time_s / round0.epochs if round0.epochs else budget
         # Every label here is human: Ultralytics' own loss, whatever the rounds trained with.
         settings = control_settings(replace(self.settings, loss="ultralytics"), budget, per_epoch)
