@@ -316,6 +316,7 @@ def test_each_model_is_fed_the_input_precision_it_was_built_for(
     real = Detector([tiny_weights], imgsz=64, conf=0.001)
     fakes = iter([_Backend(real.models[0], torch.float32), _Backend(real.models[0], torch.float16)])
     monkeypatch.setattr(Detector, "_load", lambda self, *a: next(fakes))
+    caplog.clear()  # the lines of `real` above, when an earlier test left yolossl's level at INFO
     with caplog.at_level(logging.INFO, logger="yolossl.label.engine"):
         detector = Detector([tiny_weights, tiny_weights], imgsz=64, conf=0.001, half=True)
     fp32, fp16 = detector.models
