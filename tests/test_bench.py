@@ -286,7 +286,7 @@ def test_ablations_reuse_round0(tiny_dataset: Path, tmp_path: Path) -> None:
         "seed_0", "round0", "weights", "best.pt"
     ).read_bytes()
     # with saturation in the training settings, the arms still start from round 0's weights, untrained
-    saturating = {**base, "training": {**base["training"], "saturate_epochs": 2}}
+    saturating = {**base, "training": {**base["training"], "saturate_epochs": 2, "saturate_window": 2}}
     run_bench(BenchConfig(**saturating, arms=("yolossl",), name="saturating", round0_from=str(first.run_dir)))
     arm_round0 = tmp_path / "bench" / "saturating" / "seed_0" / "yolossl" / "round_0"
     assert (arm_round0 / "train" / "weights" / "best.pt").is_file() and not (arm_round0 / "saturate").exists()

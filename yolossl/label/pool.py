@@ -18,7 +18,7 @@ from yolossl.errors import YolosslError
 from yolossl.label.decisions import ClassReviewer
 from yolossl.label.engine import Detector
 from yolossl.label.filters import ClassThresholds
-from yolossl.label.pseudo import choose_thresholds, make_detector, pseudo_label
+from yolossl.label.pseudo import choose_thresholds, export_dir_for, make_detector, pseudo_label
 from yolossl.label.settings import LabelSettings
 from yolossl.label.writer import LabelStats
 from yolossl.labels import check_split, log_split_report
@@ -90,9 +90,3 @@ def label_pool(
             settings.ray_address,
         )
     return pseudo_label(detector, images, out_dir, settings, thresholds, names, on_progress, reviewer)
-
-
-def export_dir_for(out_dir: Path) -> Path:
-    """Where `yolossl label --out out_dir` keeps models exported for --backend: beside the output,
-    outside it (the output is replaced whole on the next run; the export is reused)."""
-    return out_dir.parent / f".{out_dir.name}-export"

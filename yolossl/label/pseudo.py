@@ -144,3 +144,9 @@ def training_items(pseudo_dir: Path, keep_empty: bool = False) -> Iterator[Image
         label = pseudo_dir / "labels" / f"{entry.stem}.txt"
         if label.is_file() and (keep_empty or label.stat().st_size > 0):
             yield ImageItem(entry.stem, entry, label)
+
+
+def export_dir_for(out_dir: Path) -> Path:
+    """Where `yolossl label --out out_dir` keeps models exported for --backend: beside the output,
+    outside it (the output is replaced whole on the next run; the export is reused)."""
+    return out_dir.parent / f".{out_dir.name}-export"

@@ -31,8 +31,7 @@ from yolossl.data import ImageItem
 from yolossl.errors import YolosslError
 from yolossl.label.decisions import ClassReviewer
 from yolossl.label.filters import ClassThresholds
-from yolossl.label.pool import export_dir_for
-from yolossl.label.pseudo import finish_output
+from yolossl.label.pseudo import export_dir_for, finish_output
 from yolossl.label.record import RECORD_COLUMNS
 from yolossl.label.settings import LabelSettings
 from yolossl.label.writer import LabelStats
